@@ -1,0 +1,1 @@
+//! Web console and REST API (issue 5). Not built yet.
