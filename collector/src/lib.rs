@@ -1,1 +1,117 @@
-//! placeholder
+//! Turns a stopped VM image into an [`Inventory`]: OS, packages, kernels, files with
+//! hashes, and security facts.
+//!
+//! Flow: [`coldpatch_disk::Disk::open`] opens the image and probes its volumes;
+//! [`root::find_root`] picks the root filesystem by content; [`walk::walk`] walks it once,
+//! offering each path to the [`analyzer::Analyzer`]s that declared it. A file an analyzer
+//! cannot parse becomes an [`model::Unknown`]; only an unreadable image fails the scan.
+
+pub mod analyzer;
+pub mod analyzers;
+pub mod error;
+pub mod model;
+pub mod root;
+pub mod walk;
+
+use std::path::Path;
+use std::time::Instant;
+
+pub use coldpatch_disk::OpenOptions;
+pub use error::CollectError;
+pub use model::*;
+
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    pub open: OpenOptions,
+    /// Record every file (path, type, mode, owner, size, mtime, link target).
+    pub files: bool,
+    /// SHA-256 of every regular file (needs `files`).
+    pub hash: bool,
+    pub limits: walk::WalkLimits,
+}
+
+impl Default for CollectOptions {
+    fn default() -> Self {
+        CollectOptions {
+            open: OpenOptions::default(),
+            files: true,
+            hash: true,
+            limits: walk::WalkLimits::default(),
+        }
+    }
+}
+
+/// Names and versions of every analyzer, as stored with each scan.
+pub fn analyzer_versions() -> Vec<AnalyzerInfo> {
+    analyzer::all()
+        .iter()
+        .map(|a| AnalyzerInfo {
+            name: a.name().to_string(),
+            version: a.version(),
+        })
+        .collect()
+}
+
+pub fn collect(path: &Path, opts: &CollectOptions) -> Result<Inventory, CollectError> {
+    let start = Instant::now();
+    let disk = coldpatch_disk::Disk::open(path, &opts.open)?;
+    let image = ImageInfo {
+        path: path.display().to_string(),
+        format: disk.format.as_str().to_string(),
+        virtual_size: disk.virtual_size,
+        chain: disk
+            .chain
+            .iter()
+            .map(|l| {
+                (
+                    l.path.display().to_string(),
+                    l.format.as_str().to_string(),
+                    l.file_size,
+                )
+            })
+            .collect(),
+        partition_table: format!("{:?}", disk.table).to_lowercase(),
+        volumes: disk
+            .volumes
+            .iter()
+            .map(|v| VolumeInfo {
+                number: v.partition.number,
+                start: v.partition.start,
+                size: v.partition.size,
+                fs: v.kind.as_str().to_string(),
+            })
+            .collect(),
+        root_volume: 0,
+    };
+    let mut inv = Inventory {
+        image,
+        ..Default::default()
+    };
+    let (vol, mut fs) = root::find_root(&disk)?;
+    inv.image.root_volume = vol;
+    let mut analyzers = analyzer::all();
+    inv.analyzers = analyzer_versions();
+    let wopts = walk::WalkOptions {
+        files: opts.files,
+        hash: opts.files && opts.hash,
+    };
+    walk::walk(&mut fs, &mut analyzers, wopts, &opts.limits, &mut inv);
+    for a in &mut analyzers {
+        a.finish(&mut inv);
+    }
+    inv.packages.sort();
+    inv.unknowns.sort();
+    let s = &mut inv.security;
+    for v in [
+        &mut s.setuid,
+        &mut s.setgid,
+        &mut s.world_writable,
+        &mut s.root_ssh,
+        &mut s.authorized_keys,
+    ] {
+        v.sort();
+    }
+    inv.stats.bytes_read_from_image = disk.bytes_read();
+    inv.stats.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(inv)
+}

@@ -1,0 +1,194 @@
+//! What a scan produces: the inventory of one image. Serialized into the catalog, so field
+//! changes here are format changes there.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub image: ImageInfo,
+    pub os: Option<OsInfo>,
+    pub packages: Vec<Package>,
+    pub kernels: Vec<Kernel>,
+    /// Empty when collected with `files: false`.
+    pub files: Vec<FileRecord>,
+    pub security: Security,
+    pub unknowns: Vec<Unknown>,
+    pub analyzers: Vec<AnalyzerInfo>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub path: String,
+    pub format: String,
+    pub virtual_size: u64,
+    /// Backing chain, top image first: (path, format, file size).
+    pub chain: Vec<(String, String, u64)>,
+    pub partition_table: String,
+    pub volumes: Vec<VolumeInfo>,
+    /// Partition number of the root filesystem (0 = whole disk).
+    pub root_volume: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub number: u32,
+    pub start: u64,
+    pub size: u64,
+    pub fs: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsInfo {
+    /// `ID` from os-release ("debian", "rocky", "alpine"), or the fallback's equivalent.
+    pub id: String,
+    pub version_id: String,
+    pub name: String,
+    pub pretty_name: String,
+    pub version_codename: String,
+    pub id_like: Vec<String>,
+    /// The file this came from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageKind {
+    Deb,
+    Rpm,
+    Apk,
+}
+
+impl PackageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageKind::Deb => "deb",
+            PackageKind::Rpm => "rpm",
+            PackageKind::Apk => "apk",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Package {
+    pub kind: PackageKind,
+    pub name: String,
+    /// deb and apk: the full version as the package manager prints it (with epoch and
+    /// revision). rpm: VERSION only; see `epoch` and `release`.
+    pub version: String,
+    pub epoch: Option<u32>,
+    pub release: Option<String>,
+    pub arch: String,
+    pub source_name: String,
+    pub source_version: String,
+    /// rpm only: the SOURCERPM file name.
+    pub source_rpm: Option<String>,
+    pub license: Option<String>,
+    /// The database this came from, e.g. /var/lib/dpkg/status.
+    pub db: String,
+}
+
+impl Package {
+    /// The version as users compare it: deb/apk as is, rpm `[epoch:]version-release`.
+    pub fn full_version(&self) -> String {
+        match (self.kind, &self.release) {
+            (PackageKind::Rpm, Some(r)) => match self.epoch {
+                Some(e) => format!("{e}:{}-{r}", self.version),
+                None => format!("{}-{r}", self.version),
+            },
+            _ => self.version.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Kernel {
+    pub version: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Char,
+    Block,
+    Fifo,
+    Socket,
+}
+
+impl FileType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::File => "file",
+            FileType::Dir => "dir",
+            FileType::Symlink => "symlink",
+            FileType::Char => "char",
+            FileType::Block => "block",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: FileType,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    pub setuid: Vec<String>,
+    pub setgid: Vec<String>,
+    /// Regular files and directories anyone may write (directories with the sticky bit,
+    /// like /tmp, are not listed).
+    pub world_writable: Vec<String>,
+    /// Everything under /root/.ssh.
+    pub root_ssh: Vec<String>,
+    /// Every authorized_keys / authorized_keys2 file.
+    pub authorized_keys: Vec<String>,
+    pub weak_accounts: Vec<WeakAccount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WeakAccount {
+    pub name: String,
+    /// "empty": /etc/shadow has an empty hash (login without password);
+    /// "missing": /etc/passwd defers to shadow ("x") but shadow has no entry.
+    pub problem: String,
+}
+
+/// A file that an analyzer could not parse; the scan went on without it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Unknown {
+    pub path: String,
+    pub analyzer: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyzerInfo {
+    pub name: String,
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub entries: u64,
+    pub bytes_hashed: u64,
+    pub bytes_read_from_image: u64,
+    pub duration_ms: u64,
+}

@@ -1,0 +1,70 @@
+//! Picks the root filesystem among an image's volumes by what it contains.
+
+use coldpatch_disk::ext4::Ext4Fs;
+use coldpatch_disk::{Disk, FileKind, FsKind, GuestFs};
+
+use crate::error::CollectError;
+
+/// Marks of a root filesystem, strongest first.
+const ROOT_MARKS: &[&[u8]] = &[
+    b"/etc/os-release",
+    b"/var/lib/dpkg/status",
+    b"/var/lib/rpm",
+    b"/usr/lib/sysimage/rpm",
+    b"/lib/apk/db/installed",
+    b"/etc/passwd",
+];
+
+/// The ext volume with the strongest root marks, opened.
+pub fn find_root(disk: &Disk) -> Result<(u32, Ext4Fs), CollectError> {
+    let mut best: Option<(usize, u32, Ext4Fs)> = None;
+    let mut last_err = None;
+    for vol in disk.volumes.iter().filter(|v| v.kind == FsKind::Ext) {
+        let mut fs = match disk.open_ext4(vol) {
+            Ok(fs) => fs,
+            Err(e) => {
+                last_err = Some(e);
+                continue;
+            }
+        };
+        let has_etc = fs
+            .stat_resolved(b"/etc")
+            .is_ok_and(|m| m.kind == FileKind::Dir);
+        if !has_etc {
+            continue;
+        }
+        let score = ROOT_MARKS
+            .iter()
+            .filter(|m| fs.stat_resolved(m).is_ok())
+            .count();
+        if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+            best = Some((score, vol.partition.number, fs));
+        }
+    }
+    if let Some((_, n, fs)) = best {
+        return Ok((n, fs));
+    }
+    if let Some(e) = last_err {
+        return Err(e.into());
+    }
+    let found: Vec<String> = disk
+        .volumes
+        .iter()
+        .map(coldpatch_disk::Volume::label)
+        .collect();
+    let found = if found.is_empty() {
+        "none".to_string()
+    } else {
+        found.join(", ")
+    };
+    if disk.volumes.iter().any(|v| v.kind.needs_guestfs()) {
+        return Err(CollectError::NeedsGuestfs {
+            image: disk.path.clone(),
+            found,
+        });
+    }
+    Err(CollectError::NoRoot {
+        image: disk.path.clone(),
+        found,
+    })
+}

@@ -1,0 +1,8 @@
+//! Collector tests on real package databases from other projects (read from
+//! ../shared/testdata/peers, never copied here) and on the real images built by images/.
+
+mod images;
+mod peers_apk;
+mod peers_dpkg;
+mod peers_rpm;
+mod util;
