@@ -1,1 +1,14 @@
-//! placeholder
+//! The catalog: images, every scan of them, and their inventories, in an embedded sled
+//! store on disk. It answers fleet questions (which images carry package X older than V,
+//! where is the file with hash H) from what was collected, without opening images again.
+//!
+//! Invariant: a scan becomes visible all at once. Its inventory is written under a fresh
+//! id first; one transaction then adds the scan record and points the image at it. A crash
+//! in between leaves only unreferenced blobs, never a half-recorded scan.
+
+pub mod store;
+pub mod version;
+
+pub use store::{
+    Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,
+};

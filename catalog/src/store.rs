@@ -1,0 +1,465 @@
+//! The sled-backed store. Trees: `images` (id -> ImageRecord), `paths` (path -> image id),
+//! `scans` (id -> ScanRecord), `image_scans` (image id ++ scan id -> ()), `inventories`
+//! and `files` (scan id -> zstd-compressed JSON).
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coldpatch_collector::{AnalyzerInfo, FileRecord, Inventory, Package};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog at {dir} is in use by another coldpatch process")]
+    Locked { dir: PathBuf },
+    #[error("catalog at {dir}: storage failed")]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("catalog at {dir}: stored record {what} is unreadable")]
+    Corrupt { dir: PathBuf, what: String },
+    #[error("no image {0} in the catalog")]
+    NoImage(String),
+    #[error("invalid path pattern {pattern:?}")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// What identifies an unchanged image without reading it: every file of its backing chain
+/// with size, modification time and inode. Any write to any of them changes this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint(pub Vec<(String, u64, i128, u64)>);
+
+impl Fingerprint {
+    pub fn of(chain: &[PathBuf]) -> std::io::Result<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let mut v = Vec::with_capacity(chain.len());
+        for p in chain {
+            let m = std::fs::metadata(p)?;
+            let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+            v.push((p.display().to_string(), m.len(), mtime, m.ino()));
+        }
+        Ok(Fingerprint(v))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanOptions {
+    pub files: bool,
+    pub hash: bool,
+}
+
+impl ScanOptions {
+    /// A stored scan serves a request if it recorded at least as much.
+    pub fn covers(self, want: ScanOptions) -> bool {
+        (self.files || !want.files) && (self.hash || !want.hash)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: u64,
+    pub path: String,
+    pub format: String,
+    pub virtual_size: u64,
+    pub first_seen: u64,
+    pub current_scan: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRecord {
+    pub id: u64,
+    pub image_id: u64,
+    /// Seconds since the epoch.
+    pub time: u64,
+    pub duration_ms: u64,
+    pub options: ScanOptions,
+    pub fingerprint: Fingerprint,
+    pub analyzers: Vec<AnalyzerInfo>,
+    pub os: Option<String>,
+    pub packages: usize,
+    pub files: usize,
+    pub unknowns: usize,
+    pub bytes_read: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageHit {
+    pub image: String,
+    pub package: Package,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHit {
+    pub image: String,
+    pub file: FileRecord,
+}
+
+pub struct Catalog {
+    dir: PathBuf,
+    db: sled::Db,
+    images: sled::Tree,
+    paths: sled::Tree,
+    scans: sled::Tree,
+    image_scans: sled::Tree,
+    inventories: sled::Tree,
+    files: sled::Tree,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Catalog {
+    pub fn open(dir: &Path) -> Result<Catalog> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|source| match source {
+                sled::Error::Io(ref e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock") =>
+                {
+                    CatalogError::Locked {
+                        dir: dir.to_path_buf(),
+                    }
+                }
+                source => CatalogError::Store {
+                    dir: dir.to_path_buf(),
+                    source,
+                },
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| CatalogError::Store {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        };
+        Ok(Catalog {
+            images: tree("images")?,
+            paths: tree("paths")?,
+            scans: tree("scans")?,
+            image_scans: tree("image_scans")?,
+            inventories: tree("inventories")?,
+            files: tree("files")?,
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn store_err(&self, source: sled::Error) -> CatalogError {
+        CatalogError::Store {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> CatalogError {
+        CatalogError::Corrupt {
+            dir: self.dir.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|_| self.corrupt(what))
+    }
+
+    fn packed<T: Serialize>(v: &T) -> Vec<u8> {
+        // Serializing our own plain structs cannot fail; compression of a buffer in memory
+        // cannot either.
+        let json = serde_json::to_vec(v).unwrap_or_default();
+        zstd::bulk::compress(&json, 3).unwrap_or_default()
+    }
+
+    fn unpack<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        let json = zstd::stream::decode_all(bytes).map_err(|_| self.corrupt(what))?;
+        self.decode(what, &json)
+    }
+
+    pub fn image(&self, key: &str) -> Result<ImageRecord> {
+        let id = match self
+            .paths
+            .get(key.as_bytes())
+            .map_err(|e| self.store_err(e))?
+        {
+            Some(id) => id.to_vec(),
+            None => match key.parse::<u64>() {
+                Ok(n) => n.to_be_bytes().to_vec(),
+                Err(_) => return Err(CatalogError::NoImage(key.to_string())),
+            },
+        };
+        let rec = self
+            .images
+            .get(&id)
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| CatalogError::NoImage(key.to_string()))?;
+        self.decode("image", &rec)
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        let mut out = Vec::new();
+        for kv in &self.images {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(self.decode::<ImageRecord>("image", &v)?);
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    pub fn scan(&self, id: u64) -> Result<ScanRecord> {
+        let v = self
+            .scans
+            .get(id.to_be_bytes())
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| self.corrupt(format!("scan {id}")))?;
+        self.decode("scan", &v)
+    }
+
+    /// Every scan of an image, oldest first.
+    pub fn scans_of(&self, image_id: u64) -> Result<Vec<ScanRecord>> {
+        let mut out = Vec::new();
+        for kv in self.image_scans.scan_prefix(image_id.to_be_bytes()) {
+            let (k, _) = kv.map_err(|e| self.store_err(e))?;
+            let mut id = [0u8; 8];
+            id.copy_from_slice(
+                k.get(8..16)
+                    .ok_or_else(|| self.corrupt("image_scans key"))?,
+            );
+            out.push(self.scan(u64::from_be_bytes(id))?);
+        }
+        Ok(out)
+    }
+
+    /// The stored scan that can stand for a new one: same path, same fingerprint, same
+    /// analyzer versions, and at least the requested detail.
+    pub fn unchanged(
+        &self,
+        path: &str,
+        fp: &Fingerprint,
+        analyzers: &[AnalyzerInfo],
+        want: ScanOptions,
+    ) -> Result<Option<ScanRecord>> {
+        let Ok(img) = self.image(path) else {
+            return Ok(None);
+        };
+        let Some(sid) = img.current_scan else {
+            return Ok(None);
+        };
+        let scan = self.scan(sid)?;
+        Ok(
+            (scan.fingerprint == *fp && scan.analyzers == analyzers && scan.options.covers(want))
+                .then_some(scan),
+        )
+    }
+
+    /// The inventory of a scan; files are loaded only when asked for.
+    pub fn inventory(&self, scan_id: u64, with_files: bool) -> Result<Inventory> {
+        let key = scan_id.to_be_bytes();
+        let v = self
+            .inventories
+            .get(key)
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| self.corrupt(format!("inventory {scan_id}")))?;
+        let mut inv: Inventory = self.unpack("inventory", &v)?;
+        if with_files {
+            if let Some(f) = self.files.get(key).map_err(|e| self.store_err(e))? {
+                inv.files = self.unpack("files", &f)?;
+            }
+        }
+        Ok(inv)
+    }
+
+    /// Records a finished scan and makes it the image's current one, atomically.
+    pub fn record(
+        &self,
+        inv: &Inventory,
+        fp: Fingerprint,
+        options: ScanOptions,
+    ) -> Result<ScanRecord> {
+        let scan_id = self.db.generate_id().map_err(|e| self.store_err(e))?;
+        let existing = self.image(&inv.image.path).ok();
+        let image_id = match &existing {
+            Some(r) => r.id,
+            None => self.db.generate_id().map_err(|e| self.store_err(e))?,
+        };
+        let mut image = existing.unwrap_or(ImageRecord {
+            id: image_id,
+            path: inv.image.path.clone(),
+            format: String::new(),
+            virtual_size: 0,
+            first_seen: now(),
+            current_scan: None,
+        });
+        image.format.clone_from(&inv.image.format);
+        image.virtual_size = inv.image.virtual_size;
+        image.current_scan = Some(scan_id);
+        let scan = ScanRecord {
+            id: scan_id,
+            image_id,
+            time: now(),
+            duration_ms: inv.stats.duration_ms,
+            options,
+            fingerprint: fp,
+            analyzers: inv.analyzers.clone(),
+            os: inv.os.as_ref().map(|o| {
+                if o.pretty_name.is_empty() {
+                    format!("{} {}", o.id, o.version_id)
+                } else {
+                    o.pretty_name.clone()
+                }
+            }),
+            packages: inv.packages.len(),
+            files: inv.files.len(),
+            unknowns: inv.unknowns.len(),
+            bytes_read: inv.stats.bytes_read_from_image,
+        };
+        // Blobs first, under the new id that nothing refers to yet.
+        let key = scan_id.to_be_bytes();
+        let files = Self::packed(&inv.files);
+        let without_files = Inventory {
+            files: Vec::new(),
+            ..inv.clone()
+        };
+        self.inventories
+            .insert(key, Self::packed(&without_files))
+            .map_err(|e| self.store_err(e))?;
+        self.files
+            .insert(key, files)
+            .map_err(|e| self.store_err(e))?;
+
+        let image_json = serde_json::to_vec(&image).unwrap_or_default();
+        let scan_json = serde_json::to_vec(&scan).unwrap_or_default();
+        let mut link = image_id.to_be_bytes().to_vec();
+        link.extend_from_slice(&key);
+        let res: std::result::Result<(), TransactionError<()>> =
+            (&self.images, &self.paths, &self.scans, &self.image_scans).transaction(
+                |(images, paths, scans, links)| {
+                    scans.insert(&key, scan_json.clone())?;
+                    links.insert(link.clone(), vec![])?;
+                    images.insert(&image_id.to_be_bytes(), image_json.clone())?;
+                    paths.insert(image.path.as_bytes(), &image_id.to_be_bytes())?;
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                },
+            );
+        res.map_err(|e| match e {
+            TransactionError::Storage(s) => self.store_err(s),
+            TransactionError::Abort(()) => self.corrupt("transaction aborted"),
+        })?;
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(scan)
+    }
+
+    /// Current inventories of every image (or the named ones), without files.
+    fn current(&self, only: Option<&str>) -> Result<Vec<(ImageRecord, Inventory)>> {
+        let images = match only {
+            Some(k) => vec![self.image(k)?],
+            None => self.images()?,
+        };
+        let mut out = Vec::new();
+        for img in images {
+            if let Some(s) = img.current_scan {
+                let inv = self.inventory(s, false)?;
+                out.push((img, inv));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Packages across the fleet: by exact name, and/or older than a version (compared by
+    /// each package's own ecosystem rules).
+    pub fn packages(
+        &self,
+        image: Option<&str>,
+        name: Option<&str>,
+        older_than: Option<&str>,
+    ) -> Result<Vec<PackageHit>> {
+        let mut out = Vec::new();
+        for (img, inv) in self.current(image)? {
+            for p in inv.packages {
+                if name.is_some_and(|n| n != p.name) {
+                    continue;
+                }
+                if let Some(v) = older_than {
+                    if crate::version::compare(p.kind, &p.full_version(), v)
+                        != std::cmp::Ordering::Less
+                    {
+                        continue;
+                    }
+                }
+                out.push(PackageHit {
+                    image: img.path.clone(),
+                    package: p,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.image, &a.package).cmp(&(&b.image, &b.package)));
+        Ok(out)
+    }
+
+    /// Files across the fleet by path glob and/or SHA-256.
+    pub fn files(
+        &self,
+        image: Option<&str>,
+        path_glob: Option<&str>,
+        sha256: Option<&str>,
+    ) -> Result<Vec<FileHit>> {
+        let matcher = match path_glob {
+            Some(g) => Some(
+                globset::GlobBuilder::new(g)
+                    .literal_separator(false)
+                    .build()
+                    .map_err(|source| CatalogError::Pattern {
+                        pattern: g.to_string(),
+                        source,
+                    })?
+                    .compile_matcher(),
+            ),
+            None => None,
+        };
+        let sha = sha256.map(str::to_ascii_lowercase);
+        let images = match image {
+            Some(k) => vec![self.image(k)?],
+            None => self.images()?,
+        };
+        let mut out = Vec::new();
+        for img in images {
+            let Some(s) = img.current_scan else { continue };
+            let Some(blob) = self
+                .files
+                .get(s.to_be_bytes())
+                .map_err(|e| self.store_err(e))?
+            else {
+                continue;
+            };
+            let files: Vec<FileRecord> = self.unpack("files", &blob)?;
+            for f in files {
+                if matcher.as_ref().is_some_and(|m| !m.is_match(&f.path)) {
+                    continue;
+                }
+                if sha
+                    .as_ref()
+                    .is_some_and(|h| f.sha256.as_deref() != Some(h.as_str()))
+                {
+                    continue;
+                }
+                out.push(FileHit {
+                    image: img.path.clone(),
+                    file: f,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

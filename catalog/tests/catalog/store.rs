@@ -1,0 +1,164 @@
+//! The sled store on a real directory: scans are recorded atomically, survive reopening,
+//! and answer fleet queries.
+
+use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions};
+use coldpatch_collector::{Inventory, Package, PackageKind};
+
+fn pkg(name: &str, kind: PackageKind, version: &str, release: Option<&str>) -> Package {
+    Package {
+        kind,
+        name: name.into(),
+        version: version.into(),
+        epoch: None,
+        release: release.map(String::from),
+        arch: "amd64".into(),
+        source_name: name.into(),
+        source_version: version.into(),
+        source_rpm: None,
+        license: None,
+        db: "/var/lib/dpkg/status".into(),
+    }
+}
+
+fn inventory(path: &str, openssl: &str) -> Inventory {
+    let mut inv = Inventory::default();
+    inv.image.path = path.into();
+    inv.image.format = "qcow2".into();
+    inv.packages = vec![
+        pkg("openssl", PackageKind::Deb, openssl, None),
+        pkg("bash", PackageKind::Deb, "5.2.15-2+b2", None),
+    ];
+    inv.files = vec![coldpatch_collector::FileRecord {
+        path: "/etc/hostname".into(),
+        kind: coldpatch_collector::FileType::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: 5,
+        mtime: 0,
+        target: None,
+        sha256: Some("ab".repeat(32)),
+    }];
+    inv
+}
+
+const FULL: ScanOptions = ScanOptions {
+    files: true,
+    hash: true,
+};
+
+#[test]
+fn scans_survive_reopening_and_answer_fleet_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
+    {
+        let c = Catalog::open(dir.path()).expect("open");
+        c.record(
+            &inventory("/img/a.qcow2", "3.0.11-1~deb12u2"),
+            fp.clone(),
+            FULL,
+        )
+        .expect("record a");
+        c.record(
+            &inventory("/img/b.qcow2", "3.0.15-1~deb12u1"),
+            fp.clone(),
+            FULL,
+        )
+        .expect("record b");
+    }
+    let c = Catalog::open(dir.path()).expect("reopen");
+    assert_eq!(c.images().expect("images").len(), 2);
+    let old = c
+        .packages(None, Some("openssl"), Some("3.0.13-1~deb12u1"))
+        .expect("query");
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].image, "/img/a.qcow2");
+    let hits = c
+        .files(None, Some("/etc/host*"), Some(&"AB".repeat(32)))
+        .expect("files");
+    assert_eq!(hits.len(), 2);
+    assert!(c
+        .files(None, Some("/usr/**"), None)
+        .expect("files")
+        .is_empty());
+}
+
+#[test]
+fn rescans_become_current_and_history_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Catalog::open(dir.path()).expect("open");
+    let fp1 = Fingerprint(vec![("/img/a".into(), 1, 1, 1)]);
+    let fp2 = Fingerprint(vec![("/img/a".into(), 1, 2, 1)]);
+    let s1 = c
+        .record(&inventory("/img/a", "1.0-1"), fp1.clone(), FULL)
+        .expect("record");
+    assert_eq!(
+        c.unchanged("/img/a", &fp1, &[], FULL)
+            .expect("lookup")
+            .map(|s| s.id),
+        Some(s1.id)
+    );
+    assert_eq!(
+        c.unchanged("/img/a", &fp2, &[], FULL).expect("lookup"),
+        None,
+        "changed file"
+    );
+    let quick = ScanOptions {
+        files: false,
+        hash: false,
+    };
+    let s2 = c
+        .record(&inventory("/img/a", "1.0-2"), fp2.clone(), quick)
+        .expect("record");
+    assert_eq!(
+        c.unchanged("/img/a", &fp2, &[], FULL).expect("lookup"),
+        None,
+        "a packages-only scan does not serve a full one"
+    );
+    assert!(c
+        .unchanged("/img/a", &fp2, &[], quick)
+        .expect("lookup")
+        .is_some());
+    let img = c.image("/img/a").expect("image");
+    assert_eq!(img.current_scan, Some(s2.id));
+    let history: Vec<u64> = c
+        .scans_of(img.id)
+        .expect("scans")
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(history, vec![s1.id, s2.id]);
+    assert_eq!(
+        c.inventory(s1.id, false).expect("old inventory").packages[0].version,
+        "1.0-1"
+    );
+}
+
+#[test]
+fn a_second_process_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _held = Catalog::open(dir.path()).expect("open");
+    // sled locks the directory per process; a child process trying to open it must fail.
+    let me = std::env::current_exe().expect("exe");
+    let out = std::process::Command::new(me)
+        .args(["--exact", "store::child_opens_catalog", "--nocapture"])
+        .env("COLDPATCH_TEST_CATALOG", dir.path())
+        .output()
+        .expect("child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("in use by another coldpatch process"),
+        "{text}"
+    );
+}
+
+/// Helper run by the test above in a child process; does nothing on its own.
+#[test]
+fn child_opens_catalog() {
+    if let Some(dir) = std::env::var_os("COLDPATCH_TEST_CATALOG") {
+        match Catalog::open(std::path::Path::new(&dir)) {
+            Ok(_) => println!("opened"),
+            Err(e) => println!("{e}"),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Version ordering on the vectors of dpkg, rpm, apk-tools and their ports (read from
+//! ../shared/testdata/peers/vercmp), and differentially against dpkg --compare-versions.
+
+use std::cmp::Ordering;
+use std::path::PathBuf;
+
+use coldpatch_catalog::version::{apk_compare, dpkg_compare, rpm_evr_compare, rpmvercmp};
+
+fn peers() -> Option<PathBuf> {
+    let p = std::env::var_os("COLDPATCH_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/peers")
+        });
+    if p.join("vercmp").is_dir() {
+        Some(p.join("vercmp"))
+    } else {
+        eprintln!("SKIP: peer vectors not found at {}", p.display());
+        None
+    }
+}
+
+fn load(name: &str) -> Option<serde_json::Value> {
+    let p = peers()?.join(name);
+    Some(serde_json::from_str(&std::fs::read_to_string(&p).expect("read vectors")).expect("json"))
+}
+
+fn ord(n: i64) -> Ordering {
+    n.cmp(&0)
+}
+
+fn s(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn dpkg_vectors() {
+    let Some(d) = load("dpkg-version.json") else {
+        return;
+    };
+    let mut n = 0;
+    for c in d["cases"].as_array().expect("cases") {
+        assert_eq!(
+            dpkg_compare(&s(c, "a"), &s(c, "b")),
+            ord(c["expect"].as_i64().expect("expect")),
+            "{c}"
+        );
+        n += 1;
+    }
+    let Some(g) = load("go-deb-version.json") else {
+        return;
+    };
+    for c in g["compare"].as_array().expect("compare") {
+        // The real dpkg's answer where go-deb-version's own differs.
+        let truth = c
+            .get("dpkg_1_21_22")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(c["expect"].as_bool().unwrap_or(false));
+        let got = dpkg_compare(&s(c, "a"), &s(c, "b"));
+        let holds = match s(c, "relation").as_str() {
+            "lt" => got == Ordering::Less,
+            "gt" => got == Ordering::Greater,
+            "eq" => got == Ordering::Equal,
+            r => panic!("relation {r}"),
+        };
+        assert_eq!(holds, truth, "{c}");
+        n += 1;
+    }
+    assert!(n > 40);
+}
+
+#[test]
+fn rpm_vectors() {
+    let Some(d) = load("rpmvercmp.json") else {
+        return;
+    };
+    for c in d["cases"].as_array().expect("cases") {
+        assert_eq!(
+            rpmvercmp(&s(c, "a"), &s(c, "b")),
+            ord(c["expect"].as_i64().expect("expect")),
+            "{c}"
+        );
+    }
+    let Some(g) = load("go-rpm-version.json") else {
+        return;
+    };
+    let mut n = 0;
+    for c in g["rpmvercmp_cases"].as_array().expect("cases") {
+        assert_eq!(
+            rpmvercmp(&s(c, "a"), &s(c, "b")),
+            ord(c["expect"].as_i64().expect("expect")),
+            "{c}"
+        );
+        n += 1;
+    }
+    for c in g["evr_cases"].as_array().expect("cases") {
+        assert_eq!(
+            rpm_evr_compare(&s(c, "a"), &s(c, "b")),
+            ord(c["expect"].as_i64().expect("expect")),
+            "{c}"
+        );
+        n += 1;
+    }
+    let Some(cc) = load("claircore-rpmver.json") else {
+        return;
+    };
+    for c in cc["rpmvercmp"].as_array().expect("cases") {
+        assert_eq!(
+            rpmvercmp(&s(c, "a"), &s(c, "b")),
+            ord(c["expect"].as_i64().expect("expect")),
+            "{c}"
+        );
+        n += 1;
+    }
+    assert!(n > 4500, "{n}");
+}
+
+#[test]
+fn apk_vectors() {
+    let Some(d) = load("apk-version.json") else {
+        return;
+    };
+    let mut n = 0;
+    for c in d["cases"].as_array().expect("cases") {
+        if s(c, "kind") != "compare" {
+            continue;
+        }
+        let op = s(c, "op");
+        // '~' is apk's fuzzy (prefix) constraint, not an ordering; it belongs to matching.
+        if op.contains('~') {
+            continue;
+        }
+        let got = apk_compare(&s(c, "a"), &s(c, "b"));
+        let holds = match op.as_str() {
+            "<" => got == Ordering::Less,
+            ">" => got == Ordering::Greater,
+            "=" => got == Ordering::Equal,
+            "<=" => got != Ordering::Greater,
+            ">=" => got != Ordering::Less,
+            o => panic!("op {o}"),
+        };
+        assert_eq!(holds, c["expect"].as_bool().expect("expect"), "{c}");
+        n += 1;
+    }
+    assert!(n > 600, "{n}");
+}
+
+/// Pairs made from the real images' own versions, ordered by the real dpkg.
+#[test]
+fn dpkg_agrees_with_dpkg_compare_versions() {
+    if std::process::Command::new("dpkg")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: no dpkg on this machine");
+        return;
+    }
+    let versions = [
+        "1.0",
+        "1.0-1",
+        "1.0-1~bpo1",
+        "1:0.9",
+        "1.0~rc1",
+        "1.0+dfsg-2",
+        "2.36-9+deb12u7",
+        "2.36-9+deb12u10",
+        "3.0.11-1~deb12u2",
+        "3.0.15-1~deb12u1",
+        "1.2.3a",
+        "1.2.3-0ubuntu1",
+        "0",
+        "0:0",
+        "10",
+        "9.9.9",
+        "1.0.0~~",
+        "1.0.0~",
+        "2:1",
+        "1.0-1.1",
+        "1.0-1a",
+    ];
+    for a in versions {
+        for b in versions {
+            let mut expected = Ordering::Equal;
+            for (op, o) in [("lt", Ordering::Less), ("gt", Ordering::Greater)] {
+                let st = std::process::Command::new("dpkg")
+                    .args(["--compare-versions", a, op, b])
+                    .status()
+                    .expect("dpkg");
+                if st.success() {
+                    expected = o;
+                }
+            }
+            assert_eq!(dpkg_compare(a, b), expected, "{a} vs {b}");
+        }
+    }
+}
