@@ -1,1 +1,18 @@
-fn main() {}
+//! The `coldpatch` command: glue between the collector, the catalog and the terminal.
+//! The only place that uses `anyhow`.
+
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", output::chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -113,6 +113,7 @@ pub struct Catalog {
     image_scans: sled::Tree,
     inventories: sled::Tree,
     files: sled::Tree,
+    meta: sled::Tree,
 }
 
 fn now() -> u64 {
@@ -153,6 +154,7 @@ impl Catalog {
             image_scans: tree("image_scans")?,
             inventories: tree("inventories")?,
             files: tree("files")?,
+            meta: tree("meta")?,
             db,
             dir: dir.to_path_buf(),
         })
@@ -186,6 +188,22 @@ impl Catalog {
     fn unpack<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T> {
         let json = zstd::stream::decode_all(bytes).map_err(|_| self.corrupt(what))?;
         self.decode(what, &json)
+    }
+
+    /// The next number of a named counter, starting at 1 (sled's own ids jump by large
+    /// steps across restarts, which makes poor ids for people to type).
+    fn next_id(&self, counter: &str) -> Result<u64> {
+        let v = self
+            .meta
+            .update_and_fetch(counter, |old| {
+                let n = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((n + 1).to_be_bytes().to_vec())
+            })
+            .map_err(|e| self.store_err(e))?;
+        Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map_or(1, u64::from_be_bytes))
     }
 
     pub fn image(&self, key: &str) -> Result<ImageRecord> {
@@ -288,11 +306,11 @@ impl Catalog {
         fp: Fingerprint,
         options: ScanOptions,
     ) -> Result<ScanRecord> {
-        let scan_id = self.db.generate_id().map_err(|e| self.store_err(e))?;
+        let scan_id = self.next_id("scan")?;
         let existing = self.image(&inv.image.path).ok();
         let image_id = match &existing {
             Some(r) => r.id,
-            None => self.db.generate_id().map_err(|e| self.store_err(e))?,
+            None => self.next_id("image")?,
         };
         let mut image = existing.unwrap_or(ImageRecord {
             id: image_id,

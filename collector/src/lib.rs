@@ -52,9 +52,20 @@ pub fn analyzer_versions() -> Vec<AnalyzerInfo> {
         .collect()
 }
 
+/// Opens and inventories an image.
 pub fn collect(path: &Path, opts: &CollectOptions) -> Result<Inventory, CollectError> {
-    let start = Instant::now();
     let disk = coldpatch_disk::Disk::open(path, &opts.open)?;
+    collect_disk(&disk, opts, &mut |_, _| {})
+}
+
+/// Inventories an image already opened (the caller may have looked at its chain first).
+pub fn collect_disk(
+    disk: &coldpatch_disk::Disk,
+    opts: &CollectOptions,
+    progress: walk::Progress<'_>,
+) -> Result<Inventory, CollectError> {
+    let start = Instant::now();
+    let path = disk.path.as_path();
     let image = ImageInfo {
         path: path.display().to_string(),
         format: disk.format.as_str().to_string(),
@@ -87,7 +98,7 @@ pub fn collect(path: &Path, opts: &CollectOptions) -> Result<Inventory, CollectE
         image,
         ..Default::default()
     };
-    let (vol, mut fs) = root::find_root(&disk)?;
+    let (vol, mut fs) = root::find_root(disk)?;
     inv.image.root_volume = vol;
     let mut analyzers = analyzer::all();
     inv.analyzers = analyzer_versions();
@@ -95,7 +106,17 @@ pub fn collect(path: &Path, opts: &CollectOptions) -> Result<Inventory, CollectE
         files: opts.files,
         hash: opts.files && opts.hash,
     };
-    walk::walk(&mut fs, &mut analyzers, wopts, &opts.limits, &mut inv);
+    walk::walk(
+        &mut fs,
+        &mut analyzers,
+        wopts,
+        &opts.limits,
+        &mut inv,
+        progress,
+    );
+    if let Some(e) = disk.take_error() {
+        return Err(e.into());
+    }
     for a in &mut analyzers {
         a.finish(&mut inv);
     }

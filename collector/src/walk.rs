@@ -53,12 +53,17 @@ fn unknown(inv: &mut Inventory, path: &str, analyzer: &str, reason: impl ToStrin
     });
 }
 
+/// Called every [`PROGRESS_EVERY`] entries with (entries so far, bytes hashed so far).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+pub const PROGRESS_EVERY: u64 = 2048;
+
 pub fn walk(
     fs: &mut dyn GuestFs,
     analyzers: &mut [Box<dyn Analyzer>],
     opts: WalkOptions,
     limits: &WalkLimits,
     inv: &mut Inventory,
+    progress: Progress<'_>,
 ) {
     let mut stack: Vec<(Vec<u8>, usize)> = vec![(b"/".to_vec(), 0)];
     let mut wanted_links: Vec<(String, Vec<usize>)> = Vec::new();
@@ -66,6 +71,9 @@ pub fn walk(
     let mut content: Vec<u8> = Vec::new();
     let mut entries: u64 = 0;
     while let Some((dir, depth)) = stack.pop() {
+        if fs.failed() {
+            return;
+        }
         let dir_str = String::from_utf8_lossy(&dir).into_owned();
         let mut list = match fs.read_dir(&dir) {
             Ok(l) => l,
@@ -91,6 +99,9 @@ pub fn walk(
         let mut subdirs = Vec::new();
         for e in list {
             entries += 1;
+            if entries % PROGRESS_EVERY == 0 {
+                progress(entries, inv.stats.bytes_hashed);
+            }
             if entries > limits.max_entries {
                 unknown(
                     inv,

@@ -9,12 +9,16 @@ use crate::file::ReadAt;
 use crate::fs::{DirEntry, FileKind, FsError, GuestFs, Meta};
 
 pub type SharedDev = Arc<Mutex<Box<dyn ReadAt>>>;
+/// The first read error of the device, kept so that a scan can fail with the image's own
+/// error instead of reporting each unreadable file as a per-file problem.
+pub type DevError = Arc<Mutex<Option<crate::DiskError>>>;
 
 /// A window onto one partition of a shared device.
 pub struct PartReader {
     pub dev: SharedDev,
     pub start: u64,
     pub size: u64,
+    pub error: DevError,
 }
 
 impl Ext4Read for PartReader {
@@ -29,7 +33,13 @@ impl Ext4Read for PartReader {
             .ok_or("read past the end of the partition")?;
         let _ = end;
         let mut dev = self.dev.lock().map_err(|_| "device lock poisoned")?;
-        dev.read_at(self.start + start_byte, dst)?;
+        if let Err(e) = dev.read_at(self.start + start_byte, dst) {
+            let msg = e.to_string();
+            if let Ok(mut slot) = self.error.lock() {
+                slot.get_or_insert(e);
+            }
+            return Err(msg.into());
+        }
         Ok(())
     }
 }
@@ -37,13 +47,16 @@ impl Ext4Read for PartReader {
 pub struct Ext4Fs {
     fs: Ext4,
     label: String,
+    error: DevError,
 }
 
 impl Ext4Fs {
     pub fn load(reader: PartReader, label: String) -> Result<Ext4Fs, Ext4Error> {
+        let error = Arc::clone(&reader.error);
         Ok(Ext4Fs {
             fs: Ext4::load(Box::new(reader))?,
             label,
+            error,
         })
     }
 }
@@ -93,6 +106,10 @@ impl Read for FileReader {
 impl GuestFs for Ext4Fs {
     fn describe(&self) -> String {
         self.label.clone()
+    }
+
+    fn failed(&self) -> bool {
+        self.error.lock().map_or(true, |e| e.is_some())
     }
 
     fn read_dir(&mut self, path: &[u8]) -> Result<Vec<DirEntry>, FsError> {

@@ -57,6 +57,11 @@ impl FsError {
 pub trait GuestFs {
     /// What this is, for messages: "ext4 on partition 3".
     fn describe(&self) -> String;
+    /// True once the image underneath failed a read: the walk stops, and the scan fails
+    /// with the image's error (see [`crate::Disk::take_error`]).
+    fn failed(&self) -> bool {
+        false
+    }
     /// Entries of a directory, without "." and "..", in on-disk order.
     fn read_dir(&mut self, path: &[u8]) -> Result<Vec<DirEntry>, FsError>;
     fn read_link(&mut self, path: &[u8]) -> Result<Vec<u8>, FsError>;

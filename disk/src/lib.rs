@@ -6,6 +6,7 @@
 //! filesystem. Image bytes are untrusted: every size from a header is checked against a
 //! limit before it is used, and nothing here writes to an image.
 
+pub mod cache;
 pub mod error;
 pub mod ext4;
 pub mod file;
@@ -26,7 +27,7 @@ pub use open::{ChainLink, Format, OpenOptions};
 pub use partition::{Partition, TableKind};
 pub use probe::FsKind;
 
-use ext4::{Ext4Fs, PartReader, SharedDev};
+use ext4::{DevError, Ext4Fs, PartReader, SharedDev};
 
 /// One partition (or the whole disk) and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,7 @@ pub struct Disk {
     pub volumes: Vec<Volume>,
     counter: ReadCounter,
     dev: SharedDev,
+    error: DevError,
 }
 
 impl Disk {
@@ -80,7 +82,8 @@ impl Disk {
             table,
             volumes,
             counter: image.counter,
-            dev: Arc::new(Mutex::new(image.reader)),
+            dev: Arc::new(Mutex::new(Box::new(cache::ChunkCache::new(image.reader)))),
+            error: DevError::default(),
         })
     }
 
@@ -94,12 +97,18 @@ impl Disk {
             dev: Arc::clone(&self.dev),
             start: vol.partition.start,
             size: vol.partition.size,
+            error: Arc::clone(&self.error),
         };
         Ext4Fs::load(reader, vol.label()).map_err(|source| DiskError::Ext4 {
             image: self.path.clone(),
             partition: vol.partition.number.to_string(),
             source,
         })
+    }
+
+    /// The first read error a filesystem met on this image, if any.
+    pub fn take_error(&self) -> Option<DiskError> {
+        self.error.lock().ok().and_then(|mut e| e.take())
     }
 
     /// Reads guest-disk bytes (for tests and tools that compare with qemu-img).

@@ -1,1 +1,205 @@
+//! End to end: the `coldpatch` binary on real images and a real catalog directory.
 
+#[path = "../../collector/tests/collector/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use util::image_dir;
+
+fn coldpatch(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coldpatch"))
+        .args(args)
+        .env("COLDPATCH_DATA_DIR", data)
+        .output()
+        .expect("run coldpatch")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+#[test]
+fn collect_query_and_recollect_through_the_cli() {
+    let dir = image_dir("debian-12-min");
+    let data = tempfile::tempdir().expect("tempdir");
+    let qcow = dir.join("disk.qcow2");
+    let overlay = dir.join("overlay.qcow2");
+    let out = coldpatch(
+        data.path(),
+        &[
+            "collect",
+            qcow.to_str().expect("utf8"),
+            overlay.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("88 packages, 6679 files"),
+        "{}",
+        stdout(&out)
+    );
+
+    let imgs = json(&coldpatch(data.path(), &["images", "--json"]));
+    assert_eq!(imgs.as_array().map(Vec::len), Some(2));
+
+    let libc = json(&coldpatch(
+        data.path(),
+        &["packages", "--name", "libc6", "--json"],
+    ));
+    let want = std::fs::read_to_string(dir.join("packages.tsv")).expect("oracle");
+    let version = want
+        .lines()
+        .find_map(|l| l.strip_prefix("libc6\t"))
+        .and_then(|l| l.split('\t').next())
+        .expect("libc6 in oracle");
+    assert_eq!(libc.as_array().map(Vec::len), Some(2));
+    assert_eq!(libc[0]["package"]["version"], version);
+
+    let newer = json(&coldpatch(
+        data.path(),
+        &[
+            "packages",
+            "--name",
+            "libc6",
+            "--older-than",
+            "2.36",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        newer.as_array().map(Vec::len),
+        Some(0),
+        "bookworm's libc6 is not older than 2.36"
+    );
+
+    let conf = json(&coldpatch(
+        data.path(),
+        &["files", "--path", "/etc/coldpatch-overlay.conf", "--json"],
+    ));
+    assert_eq!(
+        conf.as_array().map(Vec::len),
+        Some(1),
+        "only the overlay has the file"
+    );
+    assert!(conf[0]["image"]
+        .as_str()
+        .is_some_and(|i| i.ends_with("overlay.qcow2")));
+
+    // Unchanged images are not read again.
+    let again = coldpatch(data.path(), &["collect", qcow.to_str().expect("utf8")]);
+    assert!(
+        stdout(&again).contains("unchanged since scan 1"),
+        "{}",
+        stdout(&again)
+    );
+
+    let show = coldpatch(data.path(), &["show", overlay.to_str().expect("utf8")]);
+    assert!(show.status.success());
+    let text = stdout(&show);
+    assert!(
+        text.contains("Debian GNU/Linux 12 (bookworm)")
+            && text.contains("88 deb")
+            && text.contains("root on partition 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_image_is_named_and_nothing_stored_is_lost() {
+    let dir = image_dir("debian-12-min");
+    let data = tempfile::tempdir().expect("tempdir");
+    let good = dir.join("disk.qcow2");
+    assert!(coldpatch(
+        data.path(),
+        &["collect", "--no-files", good.to_str().expect("utf8")]
+    )
+    .status
+    .success());
+
+    let junk = tempfile::tempdir().expect("tempdir");
+    let garbage = junk.path().join("garbage.img");
+    std::fs::write(&garbage, vec![0x5a; 3 << 20]).expect("write");
+    let truncated = junk.path().join("truncated.qcow2");
+    let bytes = std::fs::read(&good).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).expect("write");
+    let vmdk = junk.path().join("disk.vmdk");
+    assert!(Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            vmdk.to_str().expect("utf8"),
+            "8M"
+        ])
+        .status()
+        .expect("qemu-img")
+        .success());
+
+    let out = coldpatch(
+        data.path(),
+        &[
+            "collect",
+            garbage.to_str().expect("utf8"),
+            truncated.to_str().expect("utf8"),
+            vmdk.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for (p, why) in [
+        (&garbage, "no root filesystem"),
+        (&truncated, "truncated.qcow2"),
+        (&vmdk, "qemu-img convert"),
+    ] {
+        assert!(
+            err.contains(p.to_str().expect("utf8")) && err.contains(why),
+            "{err}"
+        );
+    }
+    assert!(stdout(&out).contains("3 failed"), "{}", stdout(&out));
+
+    let imgs = json(&coldpatch(data.path(), &["images", "--json"]));
+    assert_eq!(
+        imgs.as_array().map(Vec::len),
+        Some(1),
+        "only the good image is stored"
+    );
+    assert_eq!(imgs[0]["scan"]["packages"], 88);
+}
+
+#[test]
+fn a_catalog_held_by_another_process_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let _held = coldpatch_catalog::Catalog::open(data.path()).expect("open");
+    let out = coldpatch(data.path(), &["images"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("in use by another coldpatch process"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_coldpatch"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    let text = stdout(&out);
+    for c in ["collect", "images", "show", "packages", "files"] {
+        assert!(text.contains(c), "{text}");
+    }
+}

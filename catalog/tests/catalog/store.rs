@@ -133,32 +133,3 @@ fn rescans_become_current_and_history_is_kept() {
         "1.0-1"
     );
 }
-
-#[test]
-fn a_second_process_is_refused_with_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _held = Catalog::open(dir.path()).expect("open");
-    // sled locks the directory per process; a child process trying to open it must fail.
-    let me = std::env::current_exe().expect("exe");
-    let out = std::process::Command::new(me)
-        .args(["--exact", "store::child_opens_catalog", "--nocapture"])
-        .env("COLDPATCH_TEST_CATALOG", dir.path())
-        .output()
-        .expect("child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("in use by another coldpatch process"),
-        "{text}"
-    );
-}
-
-/// Helper run by the test above in a child process; does nothing on its own.
-#[test]
-fn child_opens_catalog() {
-    if let Some(dir) = std::env::var_os("COLDPATCH_TEST_CATALOG") {
-        match Catalog::open(std::path::Path::new(&dir)) {
-            Ok(_) => println!("opened"),
-            Err(e) => println!("{e}"),
-        }
-    }
-}

@@ -3,30 +3,11 @@
 //! find, sha256sum).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use coldpatch_collector::{collect, CollectOptions, FileType, Inventory, PackageKind};
 
-/// Builds (or finds cached) the named image set and returns its directory.
-pub fn image_dir(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new("bash")
-        .arg(root.join("images/build.sh"))
-        .arg(name)
-        .output()
-        .expect("run images/build.sh");
-    assert!(
-        out.status.success(),
-        "building {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    PathBuf::from(line.split_once(' ').map(|(_, d)| d).unwrap_or_default())
-}
+use crate::util::image_dir;
 
 fn tsv(path: &Path) -> Vec<Vec<String>> {
     std::fs::read_to_string(path)

@@ -1,5 +1,31 @@
 use std::path::{Path, PathBuf};
 
+/// Builds (or finds cached) the named image set of images/ and returns its directory.
+pub fn image_dir(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = if root.join("images/build.sh").exists() {
+        root
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+    };
+    let out = std::process::Command::new("bash")
+        .arg(root.join("images/build.sh"))
+        .arg(name)
+        .output()
+        .expect("run images/build.sh");
+    assert!(
+        out.status.success(),
+        "building {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    PathBuf::from(line.split_once(' ').map(|(_, d)| d).unwrap_or_default())
+}
+
 /// The peers data set, or None (with a message) when this checkout has no ../shared.
 pub fn peers() -> Option<PathBuf> {
     let p = match std::env::var_os("COLDPATCH_PEERS") {

@@ -1,0 +1,497 @@
+//! Arguments (one clap table) and the commands. Errors from the libraries are printed
+//! with their whole chain; a failing image does not stop the others.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions};
+use coldpatch_collector::{CollectOptions, Inventory};
+use coldpatch_disk::{Disk, OpenOptions};
+
+use crate::output::{self, bytes, table};
+
+#[derive(Parser)]
+#[command(
+    name = "coldpatch",
+    version,
+    about = "Inventory, scan and patch stopped VM disk images without booting them"
+)]
+struct Cli {
+    /// Catalog directory [default: the user's data directory, e.g. ~/.local/share/coldpatch]
+    #[arg(long, global = true, env = "COLDPATCH_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read images and record their OS, packages and files in the catalog
+    Collect {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// Packages and OS only: do not record the file list
+        #[arg(long)]
+        no_files: bool,
+        /// Record files but do not hash their content
+        #[arg(long)]
+        no_hash: bool,
+        /// Read an image even while a running VM writes it
+        #[arg(long)]
+        force: bool,
+        /// Directory backing files may live in (repeatable) [default: the image's directory]
+        #[arg(long = "image-root", value_name = "DIR")]
+        image_roots: Vec<PathBuf>,
+        /// Collect again even if the image is unchanged since its last scan
+        #[arg(long)]
+        rescan: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the images in the catalog
+    Images {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one image: OS, disk layout, packages, security facts, scan history
+    Show {
+        /// Image path or id
+        image: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packages across the fleet
+    Packages {
+        /// Exact package name
+        #[arg(long)]
+        name: Option<String>,
+        /// Only versions older than this (compared by each package's own rules)
+        #[arg(long, value_name = "VERSION")]
+        older_than: Option<String>,
+        /// Only this image (path or id)
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Files across the fleet
+    Files {
+        /// Glob on the guest path, e.g. '/etc/ssh/*' or '**/authorized_keys'
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// SHA-256 of the content
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Only this image (path or id)
+        #[arg(long)]
+        image: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
+    match arg {
+        Some(d) => Ok(d),
+        None => Ok(dirs::data_dir()
+            .context("no user data directory; pass --data-dir")?
+            .join("coldpatch")),
+    }
+}
+
+/// Image keys on the command line may be relative paths; the catalog stores absolute ones.
+fn image_key(k: &str) -> String {
+    Path::new(k)
+        .canonicalize()
+        .map_or_else(|_| k.to_string(), |p| p.display().to_string())
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let dir = data_dir(cli.data_dir)?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the catalog directory {}", dir.display()))?;
+    let catalog = Catalog::open(&dir)?;
+    match cli.command {
+        Command::Collect {
+            images,
+            no_files,
+            no_hash,
+            force,
+            image_roots,
+            rescan,
+            json,
+        } => {
+            let opts = CollectOptions {
+                open: OpenOptions {
+                    image_roots,
+                    force,
+                    ..Default::default()
+                },
+                files: !no_files,
+                hash: !no_files && !no_hash,
+                ..Default::default()
+            };
+            collect(&catalog, &images, &opts, rescan, json)
+        }
+        Command::Images { json } => images(&catalog, json).map(|()| ExitCode::SUCCESS),
+        Command::Show { image, json } => {
+            show(&catalog, &image_key(&image), json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Packages {
+            name,
+            older_than,
+            image,
+            json,
+        } => {
+            let hits = catalog.packages(
+                image.as_deref().map(image_key).as_deref(),
+                name.as_deref(),
+                older_than.as_deref(),
+            )?;
+            if json {
+                output::json(&hits)?;
+            } else {
+                let rows: Vec<Vec<String>> = hits
+                    .iter()
+                    .map(|h| {
+                        let p = &h.package;
+                        vec![
+                            h.image.clone(),
+                            p.name.clone(),
+                            p.full_version(),
+                            p.arch.clone(),
+                            p.kind.as_str().into(),
+                            format!("{} {}", p.source_name, p.source_version),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["IMAGE", "PACKAGE", "VERSION", "ARCH", "TYPE", "SOURCE"],
+                    &rows,
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Files {
+            path,
+            sha256,
+            image,
+            json,
+        } => {
+            let hits = catalog.files(
+                image.as_deref().map(image_key).as_deref(),
+                path.as_deref(),
+                sha256.as_deref(),
+            )?;
+            if json {
+                output::json(&hits)?;
+            } else {
+                let rows: Vec<Vec<String>> = hits
+                    .iter()
+                    .map(|h| {
+                        let f = &h.file;
+                        vec![
+                            h.image.clone(),
+                            f.path.clone(),
+                            f.kind.as_str().into(),
+                            format!("{:04o}", f.mode),
+                            format!("{}:{}", f.uid, f.gid),
+                            f.size.to_string(),
+                            f.sha256
+                                .clone()
+                                .or_else(|| f.target.as_ref().map(|t| format!("-> {t}")))
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "IMAGE",
+                        "PATH",
+                        "TYPE",
+                        "MODE",
+                        "OWNER",
+                        "SIZE",
+                        "SHA256 / TARGET",
+                    ],
+                    &rows,
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct CollectResult {
+    image: String,
+    ok: bool,
+    unchanged: bool,
+    scan: Option<coldpatch_catalog::ScanRecord>,
+    error: Option<String>,
+}
+
+fn collect(
+    catalog: &Catalog,
+    images: &[PathBuf],
+    opts: &CollectOptions,
+    rescan: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let want = ScanOptions {
+        files: opts.files,
+        hash: opts.hash,
+    };
+    let analyzers = coldpatch_collector::analyzer_versions();
+    let mut results = Vec::new();
+    for img in images {
+        let shown = img.display().to_string();
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(shown.clone());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let outcome = collect_one(catalog, img, opts, want, &analyzers, rescan, &bar);
+        bar.finish_and_clear();
+        let r = match outcome {
+            Ok((scan, unchanged)) => {
+                if !json {
+                    let verb = if unchanged {
+                        "unchanged since"
+                    } else {
+                        "recorded as"
+                    };
+                    crate::outln!(
+                        "{shown}: {}, {} packages, {} files, {} unknowns; {} in {:.1} s; {verb} scan {}",
+                        scan.os.as_deref().unwrap_or("unknown OS"),
+                        scan.packages,
+                        scan.files,
+                        scan.unknowns,
+                        bytes(scan.bytes_read),
+                        scan.duration_ms as f64 / 1000.0,
+                        scan.id
+                    )?;
+                }
+                CollectResult {
+                    image: shown,
+                    ok: true,
+                    unchanged,
+                    scan: Some(scan),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let msg = output::chain(&e);
+                if !json {
+                    eprintln!("error: {msg}");
+                }
+                CollectResult {
+                    image: shown,
+                    ok: false,
+                    unchanged: false,
+                    scan: None,
+                    error: Some(msg),
+                }
+            }
+        };
+        results.push(r);
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if json {
+        output::json(&results)?;
+    } else {
+        let unchanged = results.iter().filter(|r| r.unchanged).count();
+        crate::outln!(
+            "collected {} image(s): {} unchanged, {failed} failed",
+            results.len(),
+            unchanged
+        )?;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn collect_one(
+    catalog: &Catalog,
+    img: &Path,
+    opts: &CollectOptions,
+    want: ScanOptions,
+    analyzers: &[coldpatch_collector::AnalyzerInfo],
+    rescan: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<(coldpatch_catalog::ScanRecord, bool)> {
+    let path = img
+        .canonicalize()
+        .with_context(|| format!("{}: cannot open", img.display()))?;
+    let disk = Disk::open(&path, &opts.open)?;
+    let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
+    let fp = Fingerprint::of(&chain)
+        .with_context(|| format!("{}: cannot stat the backing chain", path.display()))?;
+    if !rescan {
+        if let Some(scan) = catalog.unchanged(&path.display().to_string(), &fp, analyzers, want)? {
+            return Ok((scan, true));
+        }
+    }
+    let inv: Inventory = coldpatch_collector::collect_disk(&disk, opts, &mut |n, h| {
+        bar.set_message(format!("{n} entries, {} hashed", bytes(h)));
+    })?;
+    let scan = catalog.record(&inv, fp, want)?;
+    Ok((scan, false))
+}
+
+fn images(catalog: &Catalog, json: bool) -> Result<()> {
+    let imgs = catalog.images()?;
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for i in &imgs {
+        let scan = i.current_scan.map(|s| catalog.scan(s)).transpose()?;
+        rows.push(vec![
+            i.id.to_string(),
+            i.path.clone(),
+            i.format.clone(),
+            scan.as_ref().and_then(|s| s.os.clone()).unwrap_or_default(),
+            scan.as_ref()
+                .map(|s| s.packages.to_string())
+                .unwrap_or_default(),
+            scan.as_ref()
+                .map(|s| s.files.to_string())
+                .unwrap_or_default(),
+            scan.as_ref()
+                .map(|s| output::time(s.time))
+                .unwrap_or_default(),
+        ]);
+        out.push(serde_json::json!({ "image": i, "scan": scan }));
+    }
+    if json {
+        output::json(&out)
+    } else {
+        table(
+            &[
+                "ID", "IMAGE", "FORMAT", "OS", "PACKAGES", "FILES", "SCANNED",
+            ],
+            &rows,
+        )
+    }
+}
+
+fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
+    let img = catalog.image(key)?;
+    let scans = catalog.scans_of(img.id)?;
+    let Some(current) = img.current_scan else {
+        anyhow::bail!("{key} has no scan yet");
+    };
+    let inv = catalog.inventory(current, false)?;
+    if json {
+        return output::json(
+            &serde_json::json!({ "image": img, "scans": scans, "inventory": inv }),
+        );
+    }
+    let i = &inv.image;
+    crate::outln!(
+        "image      {} ({}, {} virtual)",
+        img.path,
+        i.format,
+        bytes(i.virtual_size)
+    )?;
+    if i.chain.len() > 1 {
+        let names: Vec<&str> = i.chain.iter().map(|c| c.0.as_str()).collect();
+        crate::outln!("chain      {}", names.join(" -> "))?;
+    }
+    let vols: Vec<String> = i
+        .volumes
+        .iter()
+        .map(|v| format!("{}: {} {}", v.number, v.fs, bytes(v.size)))
+        .collect();
+    crate::outln!(
+        "disk       {} table; root on partition {}; {}",
+        i.partition_table,
+        i.root_volume,
+        vols.join(", ")
+    )?;
+    match &inv.os {
+        Some(os) => crate::outln!(
+            "os         {} (id {}, version {}, from {})",
+            os.pretty_name,
+            os.id,
+            os.version_id,
+            os.source
+        )?,
+        None => crate::outln!("os         unknown")?,
+    }
+    let kernels: Vec<&str> = inv.kernels.iter().map(|k| k.version.as_str()).collect();
+    crate::outln!(
+        "kernels    {}",
+        if kernels.is_empty() {
+            "none found".to_string()
+        } else {
+            kernels.join(", ")
+        }
+    )?;
+    let mut kinds = std::collections::BTreeMap::new();
+    for p in &inv.packages {
+        *kinds.entry(p.kind.as_str()).or_insert(0) += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    crate::outln!(
+        "packages   {}",
+        if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        }
+    )?;
+    let s = &inv.security;
+    crate::outln!(
+        "security   {} setuid, {} setgid, {} world-writable, {} in /root/.ssh, {} authorized_keys, {} weak accounts",
+        s.setuid.len(),
+        s.setgid.len(),
+        s.world_writable.len(),
+        s.root_ssh.len(),
+        s.authorized_keys.len(),
+        s.weak_accounts.len()
+    )?;
+    for (label, list) in [
+        ("world-writable", &s.world_writable),
+        ("authorized_keys", &s.authorized_keys),
+        ("root ssh", &s.root_ssh),
+    ] {
+        for p in list.iter().take(20) {
+            crate::outln!("  {label}: {p}")?;
+        }
+    }
+    for a in &s.weak_accounts {
+        crate::outln!("  account {}: {} password", a.name, a.problem)?;
+    }
+    crate::outln!("unknowns   {}", inv.unknowns.len())?;
+    for u in inv.unknowns.iter().take(20) {
+        crate::outln!("  {} ({}): {}", u.path, u.analyzer, u.reason)?;
+    }
+    crate::outln!("scans")?;
+    let rows: Vec<Vec<String>> = scans
+        .iter()
+        .map(|s| {
+            let what = match (s.options.files, s.options.hash) {
+                (true, true) => "files+sha256",
+                (true, false) => "files",
+                _ => "packages",
+            };
+            vec![
+                format!("  {}", s.id),
+                output::time(s.time),
+                format!("{:.1} s", s.duration_ms as f64 / 1000.0),
+                what.into(),
+                bytes(s.bytes_read),
+            ]
+        })
+        .collect();
+    table(&["  SCAN", "TIME", "DURATION", "DETAIL", "READ"], &rows)
+}
