@@ -48,6 +48,9 @@ enum Command {
         /// Collect again even if the image is unchanged since its last scan
         #[arg(long)]
         rescan: bool,
+        /// Never start a libguestfs appliance (roots on LVM, XFS or btrfs then fail)
+        #[arg(long)]
+        no_guestfs: bool,
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +126,7 @@ pub fn run() -> Result<ExitCode> {
             force,
             image_roots,
             rescan,
+            no_guestfs,
             json,
         } => {
             let opts = CollectOptions {
@@ -133,6 +137,7 @@ pub fn run() -> Result<ExitCode> {
                 },
                 files: !no_files,
                 hash: !no_files && !no_hash,
+                guestfs: !no_guestfs,
                 ..Default::default()
             };
             collect(&catalog, &images, &opts, rescan, json)

@@ -11,7 +11,7 @@ pub enum CollectError {
     Disk(#[from] coldpatch_disk::DiskError),
     #[error("{image}: no root filesystem found (volumes: {found})")]
     NoRoot { image: PathBuf, found: String },
-    #[error("{image}: the root filesystem is on {found}, which needs the libguestfs fallback (--guestfs)")]
+    #[error("{image}: the root filesystem is on {found}, which needs the libguestfs fallback (drop --no-guestfs)")]
     NeedsGuestfs { image: PathBuf, found: String },
     #[error("{image}: {what} exceeds the limit of {limit}")]
     Limit {

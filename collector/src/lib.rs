@@ -27,6 +27,8 @@ pub struct CollectOptions {
     pub files: bool,
     /// SHA-256 of every regular file (needs `files`).
     pub hash: bool,
+    /// Fall back to a libguestfs appliance when the root is on LVM, XFS or btrfs.
+    pub guestfs: bool,
     pub limits: walk::WalkLimits,
 }
 
@@ -36,6 +38,7 @@ impl Default for CollectOptions {
             open: OpenOptions::default(),
             files: true,
             hash: true,
+            guestfs: true,
             limits: walk::WalkLimits::default(),
         }
     }
@@ -98,7 +101,7 @@ pub fn collect_disk(
         image,
         ..Default::default()
     };
-    let (vol, mut fs) = root::find_root(disk)?;
+    let (vol, mut fs) = root::find_root(disk, opts.guestfs)?;
     inv.image.root_volume = vol;
     let mut analyzers = analyzer::all();
     inv.analyzers = analyzer_versions();
@@ -107,7 +110,7 @@ pub fn collect_disk(
         hash: opts.files && opts.hash,
     };
     walk::walk(
-        &mut fs,
+        fs.as_mut(),
         &mut analyzers,
         wopts,
         &opts.limits,

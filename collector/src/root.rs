@@ -1,6 +1,7 @@
 //! Picks the root filesystem among an image's volumes by what it contains.
 
 use coldpatch_disk::ext4::Ext4Fs;
+use coldpatch_disk::guestfs_fs::GuestfsFs;
 use coldpatch_disk::{Disk, FileKind, FsKind, GuestFs};
 
 use crate::error::CollectError;
@@ -15,8 +16,31 @@ const ROOT_MARKS: &[&[u8]] = &[
     b"/etc/passwd",
 ];
 
+/// The root filesystem, opened: natively if it is on an ext volume, otherwise (root on LVM,
+/// XFS or btrfs) through a read-only libguestfs appliance when `allow_guestfs`.
+pub fn find_root(
+    disk: &Disk,
+    allow_guestfs: bool,
+) -> Result<(u32, Box<dyn GuestFs>), CollectError> {
+    match find_native_root(disk) {
+        Err(CollectError::NeedsGuestfs { .. }) if allow_guestfs => {
+            let fs = GuestfsFs::open(&disk.path, disk.format.as_str())?;
+            // libguestfs names devices, not our partition numbers: report the first volume
+            // that needs it.
+            let n = disk
+                .volumes
+                .iter()
+                .find(|v| v.kind.needs_guestfs())
+                .map_or(0, |v| v.partition.number);
+            Ok((n, Box::new(fs)))
+        }
+        Err(e) => Err(e),
+        Ok((n, fs)) => Ok((n, Box::new(fs))),
+    }
+}
+
 /// The ext volume with the strongest root marks, opened.
-pub fn find_root(disk: &Disk) -> Result<(u32, Ext4Fs), CollectError> {
+fn find_native_root(disk: &Disk) -> Result<(u32, Ext4Fs), CollectError> {
     let mut best: Option<(usize, u32, Ext4Fs)> = None;
     let mut last_err = None;
     for vol in disk.volumes.iter().filter(|v| v.kind == FsKind::Ext) {

@@ -70,6 +70,7 @@ pub fn walk(
     let mut buf = vec![0u8; 256 * 1024];
     let mut content: Vec<u8> = Vec::new();
     let mut entries: u64 = 0;
+    let bulk = if opts.hash { fs.bulk_sha256() } else { None };
     while let Some((dir, depth)) = stack.pop() {
         if fs.failed() {
             return;
@@ -191,7 +192,10 @@ pub fn walk(
                             .filter(|i| !need_content.contains(i))
                             .collect();
                         offer(analyzers, &rest, &path, &meta, None, inv);
-                        if opts.hash {
+                        if let Some(h) = bulk.as_ref().and_then(|b| b.get(&raw)) {
+                            sha = Some(h.clone());
+                            inv.stats.bytes_hashed += meta.size;
+                        } else if opts.hash {
                             match hash_stream(fs, &raw, &mut buf) {
                                 Ok((h, n)) => {
                                     sha = Some(h);

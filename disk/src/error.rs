@@ -74,6 +74,12 @@ pub enum DiskError {
         #[source]
         source: ext4_view::Ext4Error,
     },
+    #[error("{image}: the libguestfs fallback failed")]
+    Guestfs {
+        image: PathBuf,
+        #[source]
+        source: crate::guestfs::GuestfsError,
+    },
     #[error("{image}: no filesystem found that coldpatch can read natively ({found})")]
     NoFilesystem { image: PathBuf, found: String },
 }
@@ -88,6 +94,7 @@ impl DiskError {
             DiskError::InUse { .. } => ErrorKind::InUse,
             DiskError::Backing { .. } => ErrorKind::Backing,
             DiskError::NoFilesystem { .. } => ErrorKind::InvalidFormat,
+            DiskError::Guestfs { .. } => ErrorKind::Unsupported,
         }
     }
 }

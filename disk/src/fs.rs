@@ -88,6 +88,12 @@ pub trait GuestFs {
             .map_err(|e| FsError::new(path, e))?;
         Ok(out)
     }
+    /// SHA-256 of every regular file at once, where the backend can compute it faster than
+    /// streaming each file (libguestfs hashes inside the appliance). Missing paths are
+    /// streamed as usual.
+    fn bulk_sha256(&mut self) -> Option<std::collections::HashMap<Vec<u8>, String>> {
+        None
+    }
     /// Opens `path` following guest symlinks.
     fn open_resolved(&mut self, path: &[u8]) -> Result<Box<dyn Read + '_>, FsError>;
 }

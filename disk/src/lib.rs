@@ -11,6 +11,8 @@ pub mod error;
 pub mod ext4;
 pub mod file;
 pub mod fs;
+pub mod guestfs;
+pub mod guestfs_fs;
 pub mod lock;
 pub mod open;
 pub mod partition;

@@ -173,7 +173,7 @@ fn open_layer(
         _ => detect(&head[..n]).map_err(|name| DiskError::Unsupported {
             image: path.to_path_buf(),
             what: format!("a {name} image"),
-            hint: "convert it first (qemu-img convert -O qcow2 IMAGE OUT.qcow2) or collect it with --guestfs",
+            hint: "convert it first: qemu-img convert -O qcow2 IMAGE OUT.qcow2",
         })?,
     };
     chain.push(ChainLink {
