@@ -157,28 +157,22 @@ pub fn run() -> Result<ExitCode> {
                 name.as_deref(),
                 older_than.as_deref(),
             )?;
-            if json {
-                output::json(&hits)?;
-            } else {
-                let rows: Vec<Vec<String>> = hits
-                    .iter()
-                    .map(|h| {
-                        let p = &h.package;
-                        vec![
-                            h.image.clone(),
-                            p.name.clone(),
-                            p.full_version(),
-                            p.arch.clone(),
-                            p.kind.as_str().into(),
-                            format!("{} {}", p.source_name, p.source_version),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["IMAGE", "PACKAGE", "VERSION", "ARCH", "TYPE", "SOURCE"],
-                    &rows,
-                )?;
-            }
+            output::list(
+                json,
+                &hits,
+                &["IMAGE", "PACKAGE", "VERSION", "ARCH", "TYPE", "SOURCE"],
+                |h| {
+                    let p = &h.package;
+                    vec![
+                        h.image.clone(),
+                        p.name.clone(),
+                        p.full_version(),
+                        p.arch.clone(),
+                        p.kind.as_str().into(),
+                        format!("{} {}", p.source_name, p.source_version),
+                    ]
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Files {
@@ -192,40 +186,34 @@ pub fn run() -> Result<ExitCode> {
                 path.as_deref(),
                 sha256.as_deref(),
             )?;
-            if json {
-                output::json(&hits)?;
-            } else {
-                let rows: Vec<Vec<String>> = hits
-                    .iter()
-                    .map(|h| {
-                        let f = &h.file;
-                        vec![
-                            h.image.clone(),
-                            f.path.clone(),
-                            f.kind.as_str().into(),
-                            format!("{:04o}", f.mode),
-                            format!("{}:{}", f.uid, f.gid),
-                            f.size.to_string(),
-                            f.sha256
-                                .clone()
-                                .or_else(|| f.target.as_ref().map(|t| format!("-> {t}")))
-                                .unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "IMAGE",
-                        "PATH",
-                        "TYPE",
-                        "MODE",
-                        "OWNER",
-                        "SIZE",
-                        "SHA256 / TARGET",
-                    ],
-                    &rows,
-                )?;
-            }
+            output::list(
+                json,
+                &hits,
+                &[
+                    "IMAGE",
+                    "PATH",
+                    "TYPE",
+                    "MODE",
+                    "OWNER",
+                    "SIZE",
+                    "SHA256 / TARGET",
+                ],
+                |h| {
+                    let f = &h.file;
+                    vec![
+                        h.image.clone(),
+                        f.path.clone(),
+                        f.kind.as_str().into(),
+                        format!("{:04o}", f.mode),
+                        format!("{}:{}", f.uid, f.gid),
+                        f.size.to_string(),
+                        f.sha256
+                            .clone()
+                            .or_else(|| f.target.as_ref().map(|t| format!("-> {t}")))
+                            .unwrap_or_default(),
+                    ]
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

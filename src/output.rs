@@ -38,6 +38,20 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A list command's output: the items as JSON, or one table row per item.
+pub fn list<T: serde::Serialize>(
+    json_out: bool,
+    items: &[T],
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if json_out {
+        json(&items)
+    } else {
+        table(header, &items.iter().map(row).collect::<Vec<_>>())
+    }
+}
+
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;

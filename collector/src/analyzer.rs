@@ -59,6 +59,21 @@ pub trait Analyzer {
     }
 }
 
+/// Records a parser's per-record problems as unknowns of the file they came from.
+pub fn problems_to_unknowns(
+    inv: &mut Inventory,
+    path: &str,
+    analyzer: &str,
+    problems: Vec<String>,
+) {
+    inv.unknowns
+        .extend(problems.into_iter().map(|reason| crate::model::Unknown {
+            path: path.to_string(),
+            analyzer: analyzer.to_string(),
+            reason,
+        }));
+}
+
 /// Every analyzer, in the order they are offered files.
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     use crate::analyzers::*;

@@ -9,6 +9,7 @@
 pub mod analyzer;
 pub mod analyzers;
 pub mod error;
+pub mod hashpool;
 pub mod model;
 pub mod root;
 pub mod walk;
@@ -23,12 +24,17 @@ pub use model::*;
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
     pub open: OpenOptions,
-    /// Record every file (path, type, mode, owner, size, mtime, link target).
+    /// Walk every file and record it (path, type, mode, owner, size, mtime, link target),
+    /// with the security facts that come from the walk. Without it, only the analyzers'
+    /// declared paths are read (OS, packages, kernels, accounts).
     pub files: bool,
     /// SHA-256 of every regular file (needs `files`).
     pub hash: bool,
     /// Fall back to a libguestfs appliance when the root is on LVM, XFS or btrfs.
     pub guestfs: bool,
+    /// Threads hashing file content (each with its own view of the image); 0 hashes on the
+    /// walking thread.
+    pub hash_threads: usize,
     pub limits: walk::WalkLimits,
 }
 
@@ -39,6 +45,8 @@ impl Default for CollectOptions {
             files: true,
             hash: true,
             guestfs: true,
+            hash_threads: std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get),
             limits: walk::WalkLimits::default(),
         }
     }
@@ -109,14 +117,36 @@ pub fn collect_disk(
         files: opts.files,
         hash: opts.files && opts.hash,
     };
-    walk::walk(
-        fs.as_mut(),
-        &mut analyzers,
-        wopts,
-        &opts.limits,
-        &mut inv,
-        progress,
-    );
+    if opts.files {
+        // Native ext roots hash on worker threads; libguestfs hashes inside its appliance.
+        let native = disk
+            .volumes
+            .iter()
+            .any(|v| v.partition.number == vol && v.kind == coldpatch_disk::FsKind::Ext);
+        let pool = if wopts.hash && native && opts.hash_threads > 0 {
+            Some(hashpool::HashPool::start(
+                disk,
+                &opts.open,
+                vol,
+                opts.hash_threads,
+            )?)
+        } else {
+            None
+        };
+        if let Some(e) = walk::walk(
+            fs.as_mut(),
+            &mut analyzers,
+            wopts,
+            &opts.limits,
+            &mut inv,
+            progress,
+            pool,
+        ) {
+            return Err(e.into());
+        }
+    } else {
+        walk::targeted(fs.as_mut(), &mut analyzers, &mut inv);
+    }
     if let Some(e) = disk.take_error() {
         return Err(e.into());
     }
@@ -135,7 +165,7 @@ pub fn collect_disk(
     ] {
         v.sort();
     }
-    inv.stats.bytes_read_from_image = disk.bytes_read();
+    inv.stats.bytes_read_from_image += disk.bytes_read();
     inv.stats.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(inv)
 }

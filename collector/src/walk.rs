@@ -7,6 +7,7 @@ use coldpatch_disk::{FileKind, GuestFs, Meta};
 use sha2::{Digest, Sha256};
 
 use crate::analyzer::{Analyzer, Offer};
+use crate::hashpool::HashPool;
 use crate::model::{FileRecord, FileType, Inventory, Unknown};
 
 /// Limits on what a hostile filesystem can make the walk do.
@@ -57,6 +58,9 @@ fn unknown(inv: &mut Inventory, path: &str, analyzer: &str, reason: impl ToStrin
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 pub const PROGRESS_EVERY: u64 = 2048;
 
+/// Walks the whole filesystem. With a [`HashPool`], regular files that no analyzer reads
+/// are hashed by its workers; the pool is drained before this returns, and a read error
+/// its workers met on the image is returned.
 pub fn walk(
     fs: &mut dyn GuestFs,
     analyzers: &mut [Box<dyn Analyzer>],
@@ -64,16 +68,18 @@ pub fn walk(
     limits: &WalkLimits,
     inv: &mut Inventory,
     progress: Progress<'_>,
-) {
+    pool: Option<HashPool>,
+) -> Option<coldpatch_disk::DiskError> {
     let mut stack: Vec<(Vec<u8>, usize)> = vec![(b"/".to_vec(), 0)];
     let mut wanted_links: Vec<(String, Vec<usize>)> = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut content: Vec<u8> = Vec::new();
     let mut entries: u64 = 0;
     let bulk = if opts.hash { fs.bulk_sha256() } else { None };
+    let mut subdirs_cut = false;
     while let Some((dir, depth)) = stack.pop() {
         if fs.failed() {
-            return;
+            break;
         }
         let dir_str = String::from_utf8_lossy(&dir).into_owned();
         let mut list = match fs.read_dir(&dir) {
@@ -110,7 +116,9 @@ pub fn walk(
                     "walk",
                     format!("more than {} entries; walk stopped", limits.max_entries),
                 );
-                return;
+                stack.clear();
+                subdirs_cut = true;
+                break;
             }
             let mut raw = dir.clone();
             if raw.last() != Some(&b'/') {
@@ -195,6 +203,8 @@ pub fn walk(
                         if let Some(h) = bulk.as_ref().and_then(|b| b.get(&raw)) {
                             sha = Some(h.clone());
                             inv.stats.bytes_hashed += meta.size;
+                        } else if let (true, Some(p)) = (opts.hash && opts.files, pool.as_ref()) {
+                            p.submit(inv.files.len(), raw.clone());
                         } else if opts.hash {
                             match hash_stream(fs, &raw, &mut buf) {
                                 Ok((h, n)) => {
@@ -223,6 +233,9 @@ pub fn walk(
                 });
             }
         }
+        if subdirs_cut {
+            break;
+        }
         // Reverse so that the smallest name is walked first.
         for d in subdirs.into_iter().rev() {
             stack.push((d, depth + 1));
@@ -233,29 +246,109 @@ pub fn walk(
     // Symlinked paths an analyzer asked for (e.g. /etc/os-release -> ../usr/lib/os-release)
     // are resolved inside the guest, never on the host.
     for (path, wanting) in wanted_links {
-        let max = wanting
-            .iter()
-            .map(|&i| analyzers[i].max_bytes())
-            .max()
-            .unwrap_or(0);
-        let meta = match fs.stat_resolved(path.as_bytes()) {
-            Ok(m) => m,
-            Err(e) if e.not_found => continue,
-            Err(e) => {
-                unknown(inv, &path, "walk", e.reason);
+        offer_resolved(fs, analyzers, &wanting, &path, inv);
+    }
+    let mut fatal = None;
+    if let Some(pool) = pool {
+        let done = pool.drain();
+        let mut hashed = vec![false; inv.files.len()];
+        for o in done.outcomes {
+            let Some(rec) = inv.files.get_mut(o.index) else {
                 continue;
+            };
+            hashed[o.index] = true;
+            match o.result {
+                Ok((h, n)) => {
+                    rec.sha256 = Some(h);
+                    inv.stats.bytes_hashed += n;
+                }
+                Err(reason) => {
+                    let path = rec.path.clone();
+                    unknown(inv, &path, "walk", reason);
+                }
             }
-        };
-        if meta.kind != FileKind::File {
-            offer(analyzers, &wanting, &path, &meta, None, inv);
-            continue;
         }
-        match fs.read_resolved(path.as_bytes(), max) {
-            Ok(data) => offer(analyzers, &wanting, &path, &meta, Some(&data), inv),
-            Err(e) => unknown(inv, &path, "walk", e.reason),
+        for (i, rec) in inv.files.iter().enumerate() {
+            if rec.kind == FileType::File && rec.sha256.is_none() && !hashed[i] && opts.hash {
+                inv.unknowns.push(Unknown {
+                    path: rec.path.clone(),
+                    analyzer: "walk".into(),
+                    reason: "not hashed: the hashing workers stopped".into(),
+                });
+            }
         }
+        inv.stats.bytes_read_from_image += done.bytes_read;
+        fatal = done.fatal;
     }
     inv.files.sort_by(|a, b| a.path.cmp(&b.path));
+    fatal
+}
+
+/// Packages-only mode: no walk at all. Each analyzer's declared paths are looked up
+/// directly (resolving guest symlinks inside the guest), which is what makes declaring
+/// paths as data worth it: a handful of reads instead of every inode.
+pub fn targeted(fs: &mut dyn GuestFs, analyzers: &mut [Box<dyn Analyzer>], inv: &mut Inventory) {
+    use crate::analyzer::PathPattern;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut paths: Vec<String> = Vec::new();
+    for a in analyzers.iter() {
+        for p in a.patterns() {
+            match *p {
+                PathPattern::Exact(path) => paths.push(path.to_string()),
+                PathPattern::Child(dir, prefix) => match fs.read_dir(dir.as_bytes()) {
+                    Ok(entries) => {
+                        for e in entries {
+                            if e.name.starts_with(prefix.as_bytes()) {
+                                paths.push(format!("{dir}/{}", String::from_utf8_lossy(&e.name)));
+                            }
+                        }
+                    }
+                    Err(e) if e.not_found => {}
+                    Err(e) => unknown(inv, dir, a.name(), e.reason),
+                },
+            }
+        }
+    }
+    for path in paths {
+        if !seen.insert(path.clone()) || fs.failed() {
+            continue;
+        }
+        let wanting: Vec<usize> = analyzers
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.wants(&path))
+            .map(|(i, _)| i)
+            .collect();
+        offer_resolved(fs, analyzers, &wanting, &path, inv);
+    }
+}
+
+/// Offers a path looked up by name, resolving guest symlinks inside the guest; a missing
+/// path is not a problem (most declared paths exist only on some systems).
+fn offer_resolved(
+    fs: &mut dyn GuestFs,
+    analyzers: &mut [Box<dyn Analyzer>],
+    wanting: &[usize],
+    path: &str,
+    inv: &mut Inventory,
+) {
+    let meta = match fs.stat_resolved(path.as_bytes()) {
+        Ok(m) => m,
+        Err(e) if e.not_found => return,
+        Err(e) => return unknown(inv, path, "walk", e.reason),
+    };
+    if meta.kind != FileKind::File {
+        return offer(analyzers, wanting, path, &meta, None, inv);
+    }
+    let max = wanting
+        .iter()
+        .map(|&i| analyzers[i].max_bytes())
+        .max()
+        .unwrap_or(0);
+    match fs.read_resolved(path.as_bytes(), max) {
+        Ok(data) => offer(analyzers, wanting, path, &meta, Some(&data), inv),
+        Err(e) => unknown(inv, path, "walk", e.reason),
+    }
 }
 
 fn offer(
@@ -288,7 +381,11 @@ fn read_all(fs: &mut dyn GuestFs, path: &[u8], max: u64, out: &mut Vec<u8>) -> R
     Ok(())
 }
 
-fn hash_stream(fs: &mut dyn GuestFs, path: &[u8], buf: &mut [u8]) -> Result<(String, u64), String> {
+pub(crate) fn hash_stream(
+    fs: &mut dyn GuestFs,
+    path: &[u8],
+    buf: &mut [u8],
+) -> Result<(String, u64), String> {
     let mut r = fs.open(path).map_err(|e| e.reason)?;
     let mut h = Sha256::new();
     let mut n = 0u64;

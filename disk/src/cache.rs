@@ -13,22 +13,26 @@ use crate::error::Result;
 use crate::file::ReadAt;
 
 pub const CHUNK: u64 = 128 * 1024;
-/// 512 chunks of 128 KiB: 64 MiB at most.
-pub const CHUNKS: usize = 512;
+/// 512 chunks of 128 KiB: 64 MiB.
+pub const DEFAULT_BYTES: usize = 64 << 20;
 
 pub struct ChunkCache {
     inner: Box<dyn ReadAt>,
     size: u64,
     chunks: LruCache<u64, Box<[u8]>>,
+    capacity: usize,
 }
 
 impl ChunkCache {
-    pub fn new(inner: Box<dyn ReadAt>) -> ChunkCache {
+    /// A cache of at most `bytes` (at least one chunk).
+    pub fn new(inner: Box<dyn ReadAt>, bytes: usize) -> ChunkCache {
         let size = inner.size();
+        let capacity = (bytes / CHUNK as usize).max(1);
         ChunkCache {
             inner,
             size,
-            chunks: LruCache::new(NonZeroUsize::new(CHUNKS).unwrap_or(NonZeroUsize::MIN)),
+            chunks: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
+            capacity,
         }
     }
 
@@ -36,7 +40,7 @@ impl ChunkCache {
         if !self.chunks.contains(&index) {
             let start = index * CHUNK;
             let len = CHUNK.min(self.size - start) as usize;
-            let mut buf = match self.chunks.len() == CHUNKS {
+            let mut buf = match self.chunks.len() == self.capacity {
                 // Reuse the evicted chunk's allocation.
                 true => self.chunks.pop_lru().map(|(_, b)| b).unwrap_or_default(),
                 false => Box::default(),

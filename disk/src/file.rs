@@ -17,6 +17,36 @@ pub trait ReadAt: Send {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
+/// An image held in memory (tests, fuzzing). Reads past the end are errors, as for files.
+pub struct MemImage {
+    pub data: Vec<u8>,
+    pub name: PathBuf,
+}
+
+impl ReadAt for MemImage {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        match start
+            .checked_add(buf.len())
+            .and_then(|end| self.data.get(start..end))
+        {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(DiskError::Read {
+                image: self.name.clone(),
+                offset,
+                len: buf.len(),
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            }),
+        }
+    }
+}
+
 /// Counts bytes read from host files across a whole backing chain.
 #[derive(Debug, Clone, Default)]
 pub struct ReadCounter(Arc<AtomicU64>);

@@ -84,7 +84,10 @@ impl Disk {
             table,
             volumes,
             counter: image.counter,
-            dev: Arc::new(Mutex::new(Box::new(cache::ChunkCache::new(image.reader)))),
+            dev: Arc::new(Mutex::new(Box::new(cache::ChunkCache::new(
+                image.reader,
+                opts.cache_bytes,
+            )))),
             error: DevError::default(),
         })
     }

@@ -35,6 +35,8 @@ pub struct OpenOptions {
     pub follow_backing: bool,
     /// Read an image even while a running VM writes it.
     pub force: bool,
+    /// Size of the read cache between filesystems and the image (see [`crate::cache`]).
+    pub cache_bytes: usize,
 }
 
 impl Default for OpenOptions {
@@ -44,6 +46,7 @@ impl Default for OpenOptions {
             max_chain_depth: 16,
             follow_backing: true,
             force: false,
+            cache_bytes: crate::cache::DEFAULT_BYTES,
         }
     }
 }
@@ -184,7 +187,7 @@ fn open_layer(
     match format {
         Format::Raw => Ok(Box::new(file)),
         Format::Qcow2 => {
-            let mut q = Qcow2::open(file)?;
+            let mut q = Qcow2::open(Box::new(file), path)?;
             if chain.len() == 1 {
                 extensions.clone_from(&q.header().other_extensions);
             }

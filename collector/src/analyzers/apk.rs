@@ -2,7 +2,7 @@
 //! field, blank lines between packages.
 
 use crate::analyzer::{Analyzer, Offer, PathPattern};
-use crate::model::{Inventory, Package, PackageKind, Unknown};
+use crate::model::{Inventory, Package, PackageKind};
 
 /// Most packages read from one database.
 pub const MAX_PACKAGES: usize = 1_000_000;
@@ -32,12 +32,7 @@ impl Analyzer for Apk {
         };
         let (pkgs, problems) = parse_installed(data, offer.path);
         inv.packages.extend(pkgs);
-        inv.unknowns
-            .extend(problems.into_iter().map(|reason| Unknown {
-                path: offer.path.to_string(),
-                analyzer: "apk".into(),
-                reason,
-            }));
+        crate::analyzer::problems_to_unknowns(inv, offer.path, "apk", problems);
         Ok(())
     }
 }

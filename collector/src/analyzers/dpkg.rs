@@ -3,7 +3,7 @@
 
 use crate::analyzer::{Analyzer, Offer, PathPattern};
 use crate::analyzers::deb822;
-use crate::model::{Inventory, Package, PackageKind, Unknown};
+use crate::model::{Inventory, Package, PackageKind};
 
 #[derive(Default)]
 pub struct Dpkg;
@@ -36,12 +36,7 @@ impl Analyzer for Dpkg {
         let distroless = offer.path != STATUS;
         let (pkgs, problems) = parse_status(data, offer.path, distroless);
         inv.packages.extend(pkgs);
-        inv.unknowns
-            .extend(problems.into_iter().map(|reason| Unknown {
-                path: offer.path.to_string(),
-                analyzer: "dpkg".into(),
-                reason,
-            }));
+        crate::analyzer::problems_to_unknowns(inv, offer.path, "dpkg", problems);
         Ok(())
     }
 }

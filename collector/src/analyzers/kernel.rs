@@ -41,6 +41,8 @@ impl Analyzer for Kernels {
         Ok(())
     }
     fn finish(&mut self, inv: &mut Inventory) {
+        // /lib/modules and /usr/lib/modules are one directory on merged-/usr systems.
         inv.kernels.sort();
+        inv.kernels.dedup_by(|a, b| a.version == b.version);
     }
 }

@@ -1,6 +1,7 @@
 //! Collector tests on real package databases from other projects (read from
 //! ../shared/testdata/peers, never copied here) and on the real images built by images/.
 
+mod declarations;
 mod images;
 mod peers_apk;
 mod peers_dpkg;

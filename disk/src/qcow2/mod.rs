@@ -13,7 +13,9 @@ use std::sync::Arc;
 pub use header::{Compression, Header, HeaderError};
 
 use crate::error::{DiskError, Result};
-use crate::file::{ImageFile, ReadAt};
+use std::path::{Path, PathBuf};
+
+use crate::file::ReadAt;
 
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 const L2_COMPRESSED: u64 = 1 << 62;
@@ -22,7 +24,9 @@ const L2_ZERO: u64 = 1;
 const L2_CACHE_TABLES: usize = 64;
 
 pub struct Qcow2 {
-    file: ImageFile,
+    /// The qcow2 file itself (a host file, or memory in tests and fuzzing).
+    file: Box<dyn ReadAt>,
+    path: PathBuf,
     file_len: u64,
     hdr: Header,
     l1: Vec<u64>,
@@ -44,20 +48,22 @@ enum Mapping {
 impl Qcow2 {
     /// Reads and validates the header and L1 table. The caller opens the backing file, if
     /// any, and hands it over with [`Qcow2::set_backing`].
-    pub fn open(file: ImageFile) -> Result<Qcow2> {
+    /// `path` names the file in errors.
+    pub fn open(mut file: Box<dyn ReadAt>, path: &Path) -> Result<Qcow2> {
         let file_len = file.size();
         let want = usize::try_from(file_len.min(header::HEADER_READ as u64)).unwrap_or(0);
         let mut head = vec![0u8; want];
-        file.read_exact_at(0, &mut head)?;
-        let hdr = Header::parse(&head, file_len).map_err(|e| header_error(file.path(), e))?;
+        file.read_at(0, &mut head)?;
+        let hdr = Header::parse(&head, file_len).map_err(|e| header_error(path, e))?;
         let mut raw = vec![0u8; hdr.l1_size as usize * 8];
-        file.read_exact_at(hdr.l1_table_offset, &mut raw)?;
+        file.read_at(hdr.l1_table_offset, &mut raw)?;
         let l1 = raw
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
         Ok(Qcow2 {
             file,
+            path: path.to_path_buf(),
             file_len,
             hdr,
             l1,
@@ -78,7 +84,7 @@ impl Qcow2 {
 
     fn corrupt(&self, what: String) -> DiskError {
         DiskError::Corrupt {
-            image: self.file.path().to_path_buf(),
+            image: self.path.clone(),
             format: "qcow2",
             what,
         }
@@ -96,7 +102,7 @@ impl Qcow2 {
         }
         // cluster_size is at most 2 MiB (checked in the header), so this fits in usize.
         let mut raw = vec![0u8; cs as usize];
-        self.file.read_exact_at(l2_off, &mut raw)?;
+        self.file.read_at(l2_off, &mut raw)?;
         let table: Vec<u64> = raw
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -163,7 +169,7 @@ impl Qcow2 {
         let csize = csize.min(self.file_len - host);
         let mut buf = std::mem::take(&mut self.compressed_buf);
         buf.resize(csize as usize, 0);
-        self.file.read_exact_at(host, &mut buf)?;
+        self.file.read_at(host, &mut buf)?;
         let cs = self.hdr.cluster_size() as usize;
         let mut out = self.inflated.take().map(|(_, v)| v).unwrap_or_default();
         out.clear();
@@ -236,7 +242,7 @@ impl ReadAt for Qcow2 {
             match self.map(offset)? {
                 Mapping::Unallocated => self.read_backing(offset, chunk)?,
                 Mapping::Zero => chunk.fill(0),
-                Mapping::Data(host) => self.file.read_exact_at(host + within, chunk)?,
+                Mapping::Data(host) => self.file.read_at(host + within, chunk)?,
                 Mapping::Compressed(entry) => {
                     let data = self.inflate(entry)?;
                     chunk.copy_from_slice(&data[within as usize..within as usize + n]);
@@ -249,7 +255,7 @@ impl ReadAt for Qcow2 {
     }
 }
 
-pub(crate) fn header_error(image: &std::path::Path, e: HeaderError) -> DiskError {
+pub(crate) fn header_error(image: &Path, e: HeaderError) -> DiskError {
     let image = image.to_path_buf();
     match e {
         HeaderError::Corrupt(what) => DiskError::Corrupt {

@@ -12,7 +12,7 @@ pub mod ndb;
 pub mod sqlite;
 
 use crate::analyzer::{Analyzer, Offer, PathPattern};
-use crate::model::{Inventory, Package, PackageKind, Unknown};
+use crate::model::{Inventory, Package, PackageKind};
 
 pub use header::RpmHeader;
 
@@ -124,11 +124,6 @@ impl Analyzer for Rpm {
         };
         inv.packages
             .extend(headers.into_iter().map(|h| to_package(h, &path)));
-        inv.unknowns
-            .extend(problems.into_iter().map(|reason| Unknown {
-                path: path.clone(),
-                analyzer: "rpm".into(),
-                reason,
-            }));
+        crate::analyzer::problems_to_unknowns(inv, &path, "rpm", problems);
     }
 }

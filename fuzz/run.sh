@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 60) each, after seeding corpora from real
+# inputs: tiny images made with qemu-img/sfdisk, and the peers' databases when ../shared is
+# there (copied into the git-ignored corpus, never committed).
+# Needs cargo-fuzz; the stable toolchain is used with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-60}
+peers=${COLDPATCH_PEERS:-../../shared/testdata/peers}
+export RUSTC_BOOTSTRAP=1
+mkdir -p corpus/{qcow2,partitions,dpkg_status,apk_installed,rpmdb}
+t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
+qemu-img create -q -f qcow2 "$t/a.qcow2" 1M && head -c 65536 "$t/a.qcow2" > corpus/qcow2/empty-v3
+qemu-img create -q -f qcow2 -o compat=0.10 "$t/b.qcow2" 1M && head -c 65536 "$t/b.qcow2" > corpus/qcow2/empty-v2
+truncate -s 4M "$t/g.raw" && printf 'label: gpt\nstart=2048\n' | sfdisk -q "$t/g.raw" && head -c 65536 "$t/g.raw" > corpus/partitions/gpt
+truncate -s 4M "$t/m.raw" && printf 'label: dos\nstart=2048,size=2048,type=83\nstart=4096,type=5\nstart=6144,size=1024,type=83\n' | sfdisk -q "$t/m.raw" \
+  && head -c $((3200*512)) "$t/m.raw" | tail -c +1 > corpus/partitions/mbr-logical
+if [ -d "$peers" ]; then
+  find "$peers/dpkg" -path '*status*' -type f -size -200k | head -40 | while read -r f; do cp "$f" "corpus/dpkg_status/$(echo "$f" | sha1sum | cut -c1-12)"; done
+  find "$peers/apk" -name installed -o -name single -o -name base | head -20 | while read -r f; do [ -f "$f" ] && cp "$f" "corpus/apk_installed/$(echo "$f" | sha1sum | cut -c1-12)"; done
+  cp "$peers/rpmdb/go-rpmdb/libuuid/Packages" corpus/rpmdb/bdb-libuuid
+  cp "$peers/rpmdb/go-rpmdb/sle15-bci/Packages.db" corpus/rpmdb/ndb-sle15
+  cp "$peers/rpmdb/go-rpmdb/blob.bin" corpus/rpmdb/blob
+fi
+for target in qcow2 partitions dpkg_status apk_installed rpmdb; do
+  echo "== $target ($secs s)"
+  cargo fuzz run --sanitizer none "$target" "corpus/$target" -- -max_total_time="$secs" -rss_limit_mb=1024 -max_len=262144 2>&1 | tail -n 3
+done
