@@ -2,6 +2,7 @@
 //! ../shared/testdata/peers, never copied here) and on the real images built by images/.
 
 mod declarations;
+mod facts;
 mod images;
 mod peers_apk;
 mod peers_dpkg;

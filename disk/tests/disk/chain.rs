@@ -140,3 +140,30 @@ fn truncated_qcow2_is_an_error_naming_the_image() {
         );
     }
 }
+
+#[test]
+fn encrypted_qcow2_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("secret.qcow2");
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "--object",
+            "secret,id=sec0,data=123456",
+            "-f",
+            "qcow2",
+            "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0",
+            path_str(&p),
+            "4M",
+        ],
+    );
+    let err = open_image(&p, &OpenOptions::default()).expect_err("encrypted");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.to_string().contains("encrypted qcow2") && err.to_string().contains("decrypt"),
+        "{err}"
+    );
+}
