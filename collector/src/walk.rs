@@ -127,12 +127,7 @@ pub fn walk(
             raw.extend_from_slice(&e.name);
             let path = String::from_utf8_lossy(&raw).into_owned();
             let meta = e.meta;
-            let wanting: Vec<usize> = analyzers
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| a.wants(&path))
-                .map(|(i, _)| i)
-                .collect();
+            let wanting = wanting(analyzers, &path);
 
             let mut target = None;
             let mut sha = None;
@@ -313,12 +308,7 @@ pub fn targeted(fs: &mut dyn GuestFs, analyzers: &mut [Box<dyn Analyzer>], inv: 
         if !seen.insert(path.clone()) || fs.failed() {
             continue;
         }
-        let wanting: Vec<usize> = analyzers
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.wants(&path))
-            .map(|(i, _)| i)
-            .collect();
+        let wanting = wanting(analyzers, &path);
         offer_resolved(fs, analyzers, &wanting, &path, inv);
     }
 }
@@ -349,6 +339,16 @@ fn offer_resolved(
         Ok(data) => offer(analyzers, wanting, path, &meta, Some(&data), inv),
         Err(e) => unknown(inv, path, "walk", e.reason),
     }
+}
+
+/// Indexes of the analyzers that declared `path`.
+fn wanting(analyzers: &[Box<dyn Analyzer>], path: &str) -> Vec<usize> {
+    analyzers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.wants(path))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn offer(

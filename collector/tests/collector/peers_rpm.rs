@@ -51,6 +51,27 @@ fn expected(
     )
 }
 
+/// The fields go-rpmdb's records carry beyond NEVRA.
+fn assert_detail(h: &RpmHeader, r: &serde_json::Value, set: &str) {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    assert_eq!(
+        h.size.map(u64::from),
+        r["size"].as_u64(),
+        "{set} {}",
+        h.name
+    );
+    assert_eq!(text(&h.license), s(r, "license"), "{set} {}", h.name);
+    assert_eq!(text(&h.vendor), s(r, "vendor"), "{set} {}", h.name);
+    assert_eq!(text(&h.summary), s(r, "summary"), "{set} {}", h.name);
+    assert_eq!(
+        text(&h.modularitylabel),
+        s(r, "modularitylabel"),
+        "{set} {}",
+        h.name
+    );
+    assert_eq!(text(&h.sigmd5), s(r, "sigmd5"), "{set} {}", h.name);
+}
+
 fn read(peers: &std::path::Path, rel: &str) -> Vec<RpmHeader> {
     let data = std::fs::read(peers.join(rel)).expect("read db");
     let (h, problems) = read_database(&data).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -109,31 +130,7 @@ fn ndb_matches_go_rpmdb_list_with_all_fields() {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
         assert_eq!(nevra(g), expected(w));
-        assert_eq!(g.size.map(u64::from), w["size"].as_u64(), "{}", g.name);
-        assert_eq!(
-            g.license.as_deref().unwrap_or(""),
-            s(w, "license"),
-            "{}",
-            g.name
-        );
-        assert_eq!(
-            g.vendor.as_deref().unwrap_or(""),
-            s(w, "vendor"),
-            "{}",
-            g.name
-        );
-        assert_eq!(
-            g.summary.as_deref().unwrap_or(""),
-            s(w, "summary"),
-            "{}",
-            g.name
-        );
-        assert_eq!(
-            g.sigmd5.as_deref().unwrap_or(""),
-            s(w, "sigmd5"),
-            "{}",
-            g.name
-        );
+        assert_detail(g, w, "sle15");
     }
 }
 
@@ -157,6 +154,7 @@ fn header_blobs_match_expected_lists() {
     let base = peers.join("rpmdb/fossa-cli-headerblobs");
     let sets = json(&base.join("datasets.json"));
     let mut total = 0;
+    let mut detailed = 0;
     for (name, meta) in sets.as_object().expect("object") {
         let dir = tempfile::tempdir().expect("tempdir");
         let tarball = base.join(s(meta, "tarball"));
@@ -191,34 +189,17 @@ fn header_blobs_match_expected_lists() {
                 std::fs::read(dir.path().join(name).join("bins").join(s(w, "file"))).expect("blob");
             let h = header::parse(&blob).expect("parsed above");
             if let Some(r) = by_nevra.get(&nevra(&h)) {
-                assert_eq!(
-                    h.size.map(u64::from),
-                    r["size"].as_u64(),
-                    "{name} {}",
-                    h.name
-                );
-                assert_eq!(
-                    h.vendor.as_deref().unwrap_or(""),
-                    s(r, "vendor"),
-                    "{name} {}",
-                    h.name
-                );
-                assert_eq!(
-                    h.modularitylabel.as_deref().unwrap_or(""),
-                    s(r, "modularitylabel"),
-                    "{name} {}",
-                    h.name
-                );
-                assert_eq!(
-                    h.sigmd5.as_deref().unwrap_or(""),
-                    s(r, "sigmd5"),
-                    "{name} {}",
-                    h.name
-                );
+                assert_detail(&h, r, name);
+                detailed += 1;
             }
         }
     }
     assert!(total > 2500, "only {total} blobs checked");
+    // go-rpmdb's CentOS6Many list is a prefix (44 of 326); every other blob has a record.
+    assert!(
+        detailed > 2500,
+        "only {detailed} blobs compared field by field"
+    );
 }
 
 #[test]
