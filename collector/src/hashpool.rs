@@ -1,141 +1,114 @@
 //! SHA-256 of file content on worker threads, while the main thread walks metadata.
 //!
-//! `ext4-view`'s `Ext4` is not `Send` and re-resolves every path from the root through a
-//! small block cache shared by data and metadata, so one thread reading every file is
-//! CPU-bound well below the disk's speed. Each worker therefore gets its own independently
-//! opened [`Disk`] (its own file handles, qcow2 tables and read cache) and its own `Ext4`.
-//! Jobs go out on one channel, results come back on another.
+//! Workers read files by inode number through their own [`RawExt4`] over the image's one
+//! shared device (one read cache, one byte counter): hashing runs on every core while
+//! reads stay shared. An inode the fast path does not handle (inline data, encryption) is
+//! handed back to the walking thread, which reads it through ext4-view.
 
+use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use coldpatch_disk::{Disk, DiskError, GuestFs, OpenOptions};
+use coldpatch_disk::ext4raw::RawExt4;
+use coldpatch_disk::Disk;
+use sha2::{Digest, Sha256};
 
-use crate::error::CollectError;
+/// A file to hash: its record index and inode number.
+type Job = (usize, u64);
 
-/// Read cache of each worker's disk: workers read file data mostly once, in order.
-const WORKER_CACHE: usize = 16 << 20;
-
-/// One file's hash, or why it could not be read.
-pub struct Outcome {
-    pub index: usize,
-    pub result: Result<(String, u64), String>,
+pub enum Hashed {
+    Done(String, u64),
+    Failed(String),
+    /// The fast path cannot read this inode; hash it by path instead.
+    ByPath,
 }
 
-struct WorkerEnd {
-    bytes_read: u64,
-    fatal: Option<DiskError>,
+pub struct Outcome {
+    pub index: usize,
+    pub result: Hashed,
 }
 
 pub struct HashPool {
-    jobs: Option<Sender<(usize, Vec<u8>)>>,
+    jobs: Option<Sender<Job>>,
     results: Receiver<Outcome>,
-    workers: Vec<JoinHandle<WorkerEnd>>,
-}
-
-/// What the pool leaves behind when it is drained.
-pub struct Drained {
-    pub outcomes: Vec<Outcome>,
-    pub bytes_read: u64,
-    pub fatal: Option<DiskError>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl HashPool {
-    /// Starts `threads` workers on the ext volume numbered `volume` of `disk`'s image.
-    pub fn start(
-        disk: &Disk,
-        open: &OpenOptions,
-        volume: u32,
-        threads: usize,
-    ) -> Result<HashPool, CollectError> {
-        let (job_tx, job_rx) = channel::<(usize, Vec<u8>)>();
+    /// Starts `threads` workers on the ext volume numbered `volume`; `None` when that
+    /// filesystem is not one the fast path reads (the walk then hashes by itself).
+    pub fn start(disk: &Disk, volume: u32, threads: usize) -> Option<HashPool> {
+        let vol = disk.volumes.iter().find(|v| v.partition.number == volume)?;
+        let (job_tx, job_rx) = channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (res_tx, res_rx) = channel();
-        let opts = OpenOptions {
-            cache_bytes: WORKER_CACHE,
-            ..open.clone()
-        };
         let mut workers = Vec::new();
         for _ in 0..threads.max(1) {
-            let own = Disk::open(&disk.path, &opts)?;
+            let raw = disk.raw_ext4(vol)?;
             let rx = Arc::clone(&job_rx);
             let tx = res_tx.clone();
-            workers.push(std::thread::spawn(move || worker(own, volume, &rx, &tx)));
+            workers.push(std::thread::spawn(move || worker(raw, &rx, &tx)));
         }
-        Ok(HashPool {
+        Some(HashPool {
             jobs: Some(job_tx),
             results: res_rx,
             workers,
         })
     }
 
-    pub fn submit(&self, index: usize, path: Vec<u8>) {
+    pub fn submit(&self, index: usize, ino: u64) {
         if let Some(tx) = &self.jobs {
-            // A send fails only if every worker has gone; `drain` then reports the files
-            // without an outcome.
-            let _ = tx.send((index, path));
+            // A send fails only if every worker has gone; the caller then reports the
+            // files without an outcome.
+            let _ = tx.send((index, ino));
         }
     }
 
     /// Waits for every job and returns the outcomes.
-    pub fn drain(mut self) -> Drained {
+    pub fn drain(mut self) -> Vec<Outcome> {
         drop(self.jobs.take());
-        let mut bytes_read = 0;
-        let mut fatal = None;
         for w in self.workers.drain(..) {
-            match w.join() {
-                Ok(end) => {
-                    bytes_read += end.bytes_read;
-                    if fatal.is_none() {
-                        fatal = end.fatal;
-                    }
-                }
-                Err(_) => {
-                    // A worker panicked: its files simply have no outcome.
-                }
-            }
+            // A worker that panicked leaves its files without an outcome.
+            let _ = w.join();
         }
-        Drained {
-            outcomes: self.results.try_iter().collect(),
-            bytes_read,
-            fatal,
+        self.results.try_iter().collect()
+    }
+}
+
+fn worker(mut raw: RawExt4, jobs: &Mutex<Receiver<Job>>, results: &Sender<Outcome>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((index, ino)) = job else { return };
+        let result = match raw.inode(ino) {
+            Ok(inode) if inode.needs_fallback() => Hashed::ByPath,
+            Ok(inode) => match raw.reader(&inode) {
+                Ok(r) => hash(r, &mut buf),
+                Err(e) => Hashed::Failed(e),
+            },
+            Err(e) => Hashed::Failed(e),
+        };
+        if results.send(Outcome { index, result }).is_err() {
+            return;
         }
     }
 }
 
-fn worker(
-    disk: Disk,
-    volume: u32,
-    jobs: &Mutex<Receiver<(usize, Vec<u8>)>>,
-    results: &Sender<Outcome>,
-) -> WorkerEnd {
-    let vol = disk
-        .volumes
-        .iter()
-        .find(|v| v.partition.number == volume)
-        .cloned();
-    let fs = vol
-        .ok_or_else(|| format!("volume {volume} vanished"))
-        .and_then(|v| disk.open_ext4(&v).map_err(|e| e.to_string()));
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut fs = fs;
+fn hash(mut r: impl Read, buf: &mut [u8]) -> Hashed {
+    let mut h = Sha256::new();
+    let mut n = 0u64;
     loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => break,
-        };
-        let Ok((index, path)) = job else { break };
-        let result = match fs.as_mut() {
-            Ok(fs) => crate::walk::hash_stream(fs as &mut dyn GuestFs, &path, &mut buf),
-            Err(e) => Err(e.clone()),
-        };
-        if results.send(Outcome { index, result }).is_err() {
-            break;
+        match r.read(buf) {
+            Ok(0) => return Hashed::Done(hex::encode(h.finalize()), n),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+            Err(e) => return Hashed::Failed(e.to_string()),
         }
-    }
-    WorkerEnd {
-        bytes_read: disk.bytes_read(),
-        fatal: disk.take_error(),
     }
 }

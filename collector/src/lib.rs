@@ -32,8 +32,8 @@ pub struct CollectOptions {
     pub hash: bool,
     /// Fall back to a libguestfs appliance when the root is on LVM, XFS or btrfs.
     pub guestfs: bool,
-    /// Threads hashing file content (each with its own view of the image); 0 hashes on the
-    /// walking thread.
+    /// Threads hashing file content (reading by inode over the shared image); 0 hashes on
+    /// the walking thread.
     pub hash_threads: usize,
     pub limits: walk::WalkLimits,
 }
@@ -124,16 +124,11 @@ pub fn collect_disk(
             .iter()
             .any(|v| v.partition.number == vol && v.kind == coldpatch_disk::FsKind::Ext);
         let pool = if wopts.hash && native && opts.hash_threads > 0 {
-            Some(hashpool::HashPool::start(
-                disk,
-                &opts.open,
-                vol,
-                opts.hash_threads,
-            )?)
+            hashpool::HashPool::start(disk, vol, opts.hash_threads)
         } else {
             None
         };
-        if let Some(e) = walk::walk(
+        walk::walk(
             fs.as_mut(),
             &mut analyzers,
             wopts,
@@ -141,9 +136,7 @@ pub fn collect_disk(
             &mut inv,
             progress,
             pool,
-        ) {
-            return Err(e.into());
-        }
+        );
     } else {
         walk::targeted(fs.as_mut(), &mut analyzers, &mut inv);
     }

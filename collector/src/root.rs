@@ -35,7 +35,20 @@ pub fn find_root(
             Ok((n, Box::new(fs)))
         }
         Err(e) => Err(e),
-        Ok((n, fs)) => Ok((n, Box::new(fs))),
+        Ok((n, fs)) => {
+            // The volume was chosen through ext4-view; the walk itself takes the fast
+            // inode-level path where the filesystem allows it.
+            drop(fs);
+            let vol = disk
+                .volumes
+                .iter()
+                .find(|v| v.partition.number == n)
+                .ok_or_else(|| CollectError::NoRoot {
+                    image: disk.path.clone(),
+                    found: format!("partition {n} vanished"),
+                })?;
+            Ok((n, disk.open_ext4_walk(vol)?))
+        }
     }
 }
 
@@ -43,9 +56,19 @@ pub fn find_root(
 fn find_native_root(disk: &Disk) -> Result<(u32, Ext4Fs), CollectError> {
     let mut best: Option<(usize, u32, Ext4Fs)> = None;
     let mut last_err = None;
+    // ext volumes whose features ext4-view does not support (inline_data, ...): libguestfs
+    // reads those.
+    let mut incompatible = Vec::new();
     for vol in disk.volumes.iter().filter(|v| v.kind == FsKind::Ext) {
         let mut fs = match disk.open_ext4(vol) {
             Ok(fs) => fs,
+            Err(coldpatch_disk::DiskError::Ext4 {
+                source: ext4_view::Ext4Error::Incompatible(what),
+                ..
+            }) => {
+                incompatible.push(format!("{} ({what})", vol.label()));
+                continue;
+            }
             Err(e) => {
                 last_err = Some(e);
                 continue;
@@ -67,6 +90,12 @@ fn find_native_root(disk: &Disk) -> Result<(u32, Ext4Fs), CollectError> {
     }
     if let Some((_, n, fs)) = best {
         return Ok((n, fs));
+    }
+    if !incompatible.is_empty() {
+        return Err(CollectError::NeedsGuestfs {
+            image: disk.path.clone(),
+            found: incompatible.join(", "),
+        });
     }
     if let Some(e) = last_err {
         return Err(e.into());

@@ -7,7 +7,7 @@ use coldpatch_disk::{FileKind, GuestFs, Meta};
 use sha2::{Digest, Sha256};
 
 use crate::analyzer::{Analyzer, Offer};
-use crate::hashpool::HashPool;
+use crate::hashpool::{HashPool, Hashed};
 use crate::model::{FileRecord, FileType, Inventory, Unknown};
 
 /// Limits on what a hostile filesystem can make the walk do.
@@ -59,8 +59,7 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 pub const PROGRESS_EVERY: u64 = 2048;
 
 /// Walks the whole filesystem. With a [`HashPool`], regular files that no analyzer reads
-/// are hashed by its workers; the pool is drained before this returns, and a read error
-/// its workers met on the image is returned.
+/// are hashed by its workers; the pool is drained before this returns.
 pub fn walk(
     fs: &mut dyn GuestFs,
     analyzers: &mut [Box<dyn Analyzer>],
@@ -69,7 +68,7 @@ pub fn walk(
     inv: &mut Inventory,
     progress: Progress<'_>,
     pool: Option<HashPool>,
-) -> Option<coldpatch_disk::DiskError> {
+) {
     let mut stack: Vec<(Vec<u8>, usize)> = vec![(b"/".to_vec(), 0)];
     let mut wanted_links: Vec<(String, Vec<usize>)> = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -198,10 +197,12 @@ pub fn walk(
                         if let Some(h) = bulk.as_ref().and_then(|b| b.get(&raw)) {
                             sha = Some(h.clone());
                             inv.stats.bytes_hashed += meta.size;
-                        } else if let (true, Some(p)) = (opts.hash && opts.files, pool.as_ref()) {
-                            p.submit(inv.files.len(), raw.clone());
+                        } else if let (true, Some(p)) =
+                            (opts.hash && opts.files && e.ino != 0, pool.as_ref())
+                        {
+                            p.submit(inv.files.len(), e.ino);
                         } else if opts.hash {
-                            match hash_stream(fs, &raw, &mut buf) {
+                            match hash_stream(fs, &raw, e.ino, &mut buf) {
                                 Ok((h, n)) => {
                                     sha = Some(h);
                                     inv.stats.bytes_hashed += n;
@@ -243,40 +244,46 @@ pub fn walk(
     for (path, wanting) in wanted_links {
         offer_resolved(fs, analyzers, &wanting, &path, inv);
     }
-    let mut fatal = None;
     if let Some(pool) = pool {
-        let done = pool.drain();
         let mut hashed = vec![false; inv.files.len()];
-        for o in done.outcomes {
+        for o in pool.drain() {
             let Some(rec) = inv.files.get_mut(o.index) else {
                 continue;
             };
             hashed[o.index] = true;
+            let path = rec.path.clone();
             match o.result {
-                Ok((h, n)) => {
+                Hashed::Done(h, n) => {
                     rec.sha256 = Some(h);
                     inv.stats.bytes_hashed += n;
                 }
-                Err(reason) => {
-                    let path = rec.path.clone();
-                    unknown(inv, &path, "walk", reason);
-                }
+                Hashed::Failed(reason) => unknown(inv, &path, "walk", reason),
+                Hashed::ByPath => match hash_stream(fs, path.as_bytes(), 0, &mut buf) {
+                    Ok((h, n)) => {
+                        inv.files[o.index].sha256 = Some(h);
+                        inv.stats.bytes_hashed += n;
+                    }
+                    Err(reason) => unknown(inv, &path, "walk", reason),
+                },
             }
         }
-        for (i, rec) in inv.files.iter().enumerate() {
-            if rec.kind == FileType::File && rec.sha256.is_none() && !hashed[i] && opts.hash {
-                inv.unknowns.push(Unknown {
-                    path: rec.path.clone(),
-                    analyzer: "walk".into(),
-                    reason: "not hashed: the hashing workers stopped".into(),
-                });
-            }
+        let missing: Vec<String> = inv
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.kind == FileType::File && r.sha256.is_none() && !hashed[*i])
+            .map(|(_, r)| r.path.clone())
+            .collect();
+        for path in missing {
+            unknown(
+                inv,
+                &path,
+                "walk",
+                "not hashed: the hashing workers stopped",
+            );
         }
-        inv.stats.bytes_read_from_image += done.bytes_read;
-        fatal = done.fatal;
     }
     inv.files.sort_by(|a, b| a.path.cmp(&b.path));
-    fatal
 }
 
 /// Packages-only mode: no walk at all. Each analyzer's declared paths are looked up
@@ -381,12 +388,22 @@ fn read_all(fs: &mut dyn GuestFs, path: &[u8], max: u64, out: &mut Vec<u8>) -> R
     Ok(())
 }
 
+/// SHA-256 of a regular file, opened by inode number where the walk knows it and the
+/// backend can, else by path.
 pub(crate) fn hash_stream(
     fs: &mut dyn GuestFs,
     path: &[u8],
+    ino: u64,
     buf: &mut [u8],
 ) -> Result<(String, u64), String> {
-    let mut r = fs.open(path).map_err(|e| e.reason)?;
+    let by_ino = ino != 0 && fs.supports_open_ino();
+    let mut r = match (by_ino, fs) {
+        (true, fs) => fs
+            .open_ino(ino)
+            .unwrap_or_else(|| Err(coldpatch_disk::FsError::new(path, "no inode access"))),
+        (false, fs) => fs.open(path),
+    }
+    .map_err(|e| e.reason)?;
     let mut h = Sha256::new();
     let mut n = 0u64;
     loop {

@@ -69,6 +69,11 @@ impl ReadAt for ChunkCache {
             // Let the inner reader produce its own precise error.
             return self.inner.read_at(offset, buf);
         }
+        // File data read in large pieces is not worth caching: it passes straight through,
+        // so the cache keeps metadata and small files.
+        if buf.len() as u64 >= 2 * CHUNK {
+            return self.inner.read_at(offset, buf);
+        }
         while !buf.is_empty() {
             let index = offset / CHUNK;
             let within = (offset % CHUNK) as usize;

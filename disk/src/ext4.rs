@@ -129,6 +129,7 @@ impl GuestFs for Ext4Fs {
             out.push(DirEntry {
                 name: name.to_vec(),
                 meta: meta(&m),
+                ino: 0,
             });
         }
         Ok(out)

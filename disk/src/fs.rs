@@ -33,6 +33,8 @@ pub struct Meta {
 pub struct DirEntry {
     pub name: Vec<u8>,
     pub meta: Meta,
+    /// The inode number where the backend knows it cheaply, else 0.
+    pub ino: u64,
 }
 
 /// A failure on one guest path; the walk records it and goes on.
@@ -93,6 +95,15 @@ pub trait GuestFs {
     /// streamed as usual.
     fn bulk_sha256(&mut self) -> Option<std::collections::HashMap<Vec<u8>, String>> {
         None
+    }
+    /// Opens a regular file by the inode number from a [`DirEntry`], where the backend can
+    /// (`None`: this inode needs opening by path).
+    fn open_ino(&mut self, _ino: u64) -> Option<Result<Box<dyn Read + '_>, FsError>> {
+        None
+    }
+    /// Whether [`GuestFs::open_ino`] is implemented at all.
+    fn supports_open_ino(&self) -> bool {
+        false
     }
     /// Opens `path` following guest symlinks.
     fn open_resolved(&mut self, path: &[u8]) -> Result<Box<dyn Read + '_>, FsError>;

@@ -125,6 +125,7 @@ impl GuestFs for GuestfsFs {
                 out.push(DirEntry {
                     name: name.as_bytes().to_vec(),
                     meta: meta(st),
+                    ino: 0,
                 });
             }
         }

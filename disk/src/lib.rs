@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod error;
 pub mod ext4;
+pub mod ext4raw;
 pub mod file;
 pub mod fs;
 pub mod guestfs;
@@ -108,6 +109,27 @@ impl Disk {
             image: self.path.clone(),
             partition: vol.partition.number.to_string(),
             source,
+        })
+    }
+
+    /// The inode-level reader of an ext volume over this image's shared device, if the
+    /// filesystem's features allow it. It is `Send`: hashing threads each take one.
+    pub fn raw_ext4(&self, vol: &Volume) -> Option<ext4raw::RawExt4> {
+        ext4raw::RawExt4::new(PartReader {
+            dev: Arc::clone(&self.dev),
+            start: vol.partition.start,
+            size: vol.partition.size,
+            error: Arc::clone(&self.error),
+        })
+    }
+
+    /// The ext volume for a whole walk: the fast inode-level path where the filesystem's
+    /// features allow it, otherwise plain ext4-view.
+    pub fn open_ext4_walk(&self, vol: &Volume) -> Result<Box<dyn GuestFs>> {
+        let slow = self.open_ext4(vol)?;
+        Ok(match self.raw_ext4(vol) {
+            Some(raw) => Box::new(ext4raw::FastExt4Fs::new(raw, slow)),
+            None => Box::new(slow),
         })
     }
 

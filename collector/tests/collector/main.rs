@@ -3,6 +3,7 @@
 
 mod declarations;
 mod facts;
+mod fastpath;
 mod images;
 mod peers_apk;
 mod peers_dpkg;
