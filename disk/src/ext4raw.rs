@@ -46,6 +46,10 @@ const MAX_EXTENT_DEPTH: u16 = 5;
 const MAX_EXTENTS: usize = 1 << 20;
 /// Largest directory listed natively; bigger ones go to ext4-view.
 const MAX_DIR_BYTES: u64 = 256 << 20;
+/// Largest group descriptor table (a 16 TiB filesystem with 4 KiB blocks needs 8 MiB).
+const MAX_GDT_BYTES: u64 = 64 << 20;
+/// Most extent-tree or indirect blocks read to map one file.
+const MAX_MAP_BLOCKS: usize = 1 << 16;
 
 fn le16(b: &[u8], at: usize) -> u16 {
     b.get(at..at + 2)
@@ -169,6 +173,9 @@ impl RawExt4 {
         {
             return None;
         }
+        if groups * desc_size > MAX_GDT_BYTES {
+            return None;
+        }
         let table_bytes = usize::try_from(groups * desc_size).ok()?;
         let mut gdt = vec![0u8; table_bytes];
         read(&mut dev, (first_data_block + 1) * block, &mut gdt).ok()?;
@@ -235,10 +242,11 @@ impl RawExt4 {
     fn runs(&mut self, inode: &Inode) -> Result<Vec<Run>, String> {
         let blocks = inode.size.div_ceil(self.block);
         let mut out = Vec::new();
+        let mut budget = MAX_MAP_BLOCKS;
         if inode.flags & FL_EXTENTS != 0 {
-            self.extent_node(&inode.block, MAX_EXTENT_DEPTH + 1, &mut out)?;
+            self.extent_node(&inode.block, MAX_EXTENT_DEPTH + 1, &mut out, &mut budget)?;
         } else {
-            self.indirect(inode, blocks, &mut out)?;
+            self.indirect(inode, blocks, &mut out, &mut budget)?;
         }
         for r in &out {
             if r.physical
@@ -255,7 +263,13 @@ impl RawExt4 {
         Ok(out)
     }
 
-    fn extent_node(&mut self, node: &[u8], budget: u16, out: &mut Vec<Run>) -> Result<(), String> {
+    fn extent_node(
+        &mut self,
+        node: &[u8],
+        budget: u16,
+        out: &mut Vec<Run>,
+        reads: &mut usize,
+    ) -> Result<(), String> {
         if le16(node, 0) != EXTENT_MAGIC {
             return Err("bad extent header magic".into());
         }
@@ -288,16 +302,25 @@ impl RawExt4 {
                 if child >= self.blocks_count {
                     return Err(format!("extent index points past the filesystem ({child})"));
                 }
+                *reads = reads
+                    .checked_sub(1)
+                    .ok_or("extent tree has too many nodes")?;
                 let mut buf = vec![0u8; self.block as usize];
                 read(&mut self.dev, child * self.block, &mut buf)?;
-                self.extent_node(&buf, depth, out)?;
+                self.extent_node(&buf, depth, out, reads)?;
             }
         }
         Ok(())
     }
 
     /// ext2/3 block maps: 12 direct pointers, then single, double and triple indirect.
-    fn indirect(&mut self, inode: &Inode, blocks: u64, out: &mut Vec<Run>) -> Result<(), String> {
+    fn indirect(
+        &mut self,
+        inode: &Inode,
+        blocks: u64,
+        out: &mut Vec<Run>,
+        reads: &mut usize,
+    ) -> Result<(), String> {
         let mut logical = 0u64;
         let ptrs: Vec<u64> = (0..15)
             .map(|i| u64::from(le32(&inode.block, i * 4)))
@@ -313,7 +336,7 @@ impl RawExt4 {
             if logical >= blocks {
                 break;
             }
-            self.indirect_level(p, level as u32 + 1, &mut logical, blocks, out)?;
+            self.indirect_level(p, level as u32 + 1, &mut logical, blocks, out, reads)?;
         }
         Ok(())
     }
@@ -325,6 +348,7 @@ impl RawExt4 {
         logical: &mut u64,
         blocks: u64,
         out: &mut Vec<Run>,
+        reads: &mut usize,
     ) -> Result<(), String> {
         let per = self.block / 4;
         let span = per.pow(level);
@@ -336,6 +360,9 @@ impl RawExt4 {
         if ptr >= self.blocks_count {
             return Err(format!("indirect block {ptr} past the filesystem"));
         }
+        *reads = reads
+            .checked_sub(1)
+            .ok_or("block map has too many indirect blocks")?;
         let mut buf = vec![0u8; self.block as usize];
         read(&mut self.dev, ptr * self.block, &mut buf)?;
         for i in 0..per as usize {
@@ -347,7 +374,7 @@ impl RawExt4 {
                 push_block(out, *logical, p);
                 *logical += 1;
             } else {
-                self.indirect_level(p, level - 1, logical, blocks, out)?;
+                self.indirect_level(p, level - 1, logical, blocks, out, reads)?;
             }
             if out.len() > MAX_EXTENTS {
                 return Err("too many blocks".into());
@@ -358,6 +385,14 @@ impl RawExt4 {
 
     /// A reader over an inode's bytes (holes and uninitialised extents read as zeros).
     pub fn reader(&mut self, inode: &Inode) -> Result<DataReader<'_>, String> {
+        // A file can be sparse, but one claiming more bytes than its whole filesystem holds
+        // would be hashed as zeros for hours: refuse it.
+        if inode.size > self.blocks_count.saturating_mul(self.block) {
+            return Err(format!(
+                "{} bytes is more than the filesystem holds",
+                inode.size
+            ));
+        }
         let runs = self.runs(inode)?;
         Ok(DataReader {
             fs: self,
