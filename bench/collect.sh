@@ -38,6 +38,7 @@ cmds=(-n "coldpatch packages-only" "$bin collect --rescan --no-files $img"
       -n "coldpatch with files" "$bin collect --rescan --no-hash $img"
       -n "coldpatch files+sha256" "$bin collect --rescan $img"
       -n "cat (sequential read)" "cat $img")
+command -v openssl >/dev/null && cmds+=(-n "openssl sha256 (read+hash)" "openssl dgst -sha256 $img")
 [ -x "$work/trivy" ] && cmds+=(-n "trivy rootfs" "bash -c 'as_user $work/trivy rootfs --format cyclonedx --output /dev/null --cache-dir $work/home/trivy --quiet $work/root/'")
 [ -x "$work/syft" ] && cmds+=(-n "syft dir:" "bash -c 'as_user $work/syft dir:$work/root/ -o syft-json=/dev/null -q'")
 hyperfine -N --warmup 1 --runs 5 --export-json "$work/fast.json" --style basic "${cmds[@]}" >/dev/null 2>&1 \
@@ -47,7 +48,8 @@ if command -v virt-inspector >/dev/null; then
   hyperfine --runs 1 --export-json "$work/slow.json" --style basic -n "virt-inspector" "virt-inspector --format=qcow2 -a $img" >/dev/null 2>&1 || true
   [ -f "$work/slow.json" ] && slow=$(cat "$work/slow.json")
 fi
-# Cold page cache, where the system allows dropping it: the storage-bound comparison.
+# Cold page cache, where the system allows dropping it: the storage-bound comparison. On a
+# VM the host may still cache the file, so repeat this before trusting one number.
 cold_cat=""; cold_full=""
 if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
   cold_cat=$( { /usr/bin/time -f %e cat "$img" >/dev/null; } 2>&1 | tail -n1)
@@ -86,6 +88,9 @@ if "virt-inspector" in t:
 warm_cat, warm_ours = size / t["cat (sequential read)"], size / t["coldpatch files+sha256"]
 target("files+sha256 >= 70% of sequential read speed, warm cache", warm_ours >= 0.7 * warm_cat,
        f"{warm_ours/2**20:.0f} MiB/s vs cat {warm_cat/2**20:.0f} MiB/s ({warm_ours/warm_cat*100:.0f}%)")
+if "openssl sha256 (read+hash)" in t:
+    r = t["openssl sha256 (read+hash)"] / t["coldpatch files+sha256"]
+    print(f"  [info] files+sha256 runs at {r*100:.0f}% of the speed of a sequential read that also hashes the same bytes (openssl, 1 core)")
 if cold_cat and cold_full:
     c_cat, c_ours = size / cold_cat, size / cold_full
     target("files+sha256 >= 70% of sequential read speed, cold cache", c_ours >= 0.7 * c_cat,
