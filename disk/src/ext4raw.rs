@@ -74,15 +74,7 @@ pub struct Inode {
 
 impl Inode {
     pub fn kind(&self) -> FileKind {
-        match self.mode & 0o170_000 {
-            0o040_000 => FileKind::Dir,
-            0o120_000 => FileKind::Symlink,
-            0o020_000 => FileKind::CharDev,
-            0o060_000 => FileKind::BlockDev,
-            0o010_000 => FileKind::Fifo,
-            0o140_000 => FileKind::Socket,
-            _ => FileKind::File,
-        }
+        FileKind::from_mode(u32::from(self.mode))
     }
     /// True if this inode's content must be read through ext4-view instead.
     pub fn needs_fallback(&self) -> bool {

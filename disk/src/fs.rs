@@ -17,6 +17,21 @@ pub enum FileKind {
     Socket,
 }
 
+impl FileKind {
+    /// The kind encoded in the type bits (`S_IFMT`) of a Unix mode.
+    pub fn from_mode(mode: u32) -> FileKind {
+        match mode & 0o170_000 {
+            0o040_000 => FileKind::Dir,
+            0o120_000 => FileKind::Symlink,
+            0o020_000 => FileKind::CharDev,
+            0o060_000 => FileKind::BlockDev,
+            0o010_000 => FileKind::Fifo,
+            0o140_000 => FileKind::Socket,
+            _ => FileKind::File,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub kind: FileKind,

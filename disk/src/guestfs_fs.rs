@@ -64,15 +64,7 @@ fn path_str(p: &[u8]) -> Result<&str, FsError> {
 }
 
 fn meta(st: &Stat) -> Meta {
-    let kind = match st.mode & 0o170_000 {
-        0o040_000 => FileKind::Dir,
-        0o120_000 => FileKind::Symlink,
-        0o020_000 => FileKind::CharDev,
-        0o060_000 => FileKind::BlockDev,
-        0o010_000 => FileKind::Fifo,
-        0o140_000 => FileKind::Socket,
-        _ => FileKind::File,
-    };
+    let kind = FileKind::from_mode(st.mode);
     Meta {
         kind,
         mode: st.mode & 0o7777,
