@@ -11,5 +11,9 @@ names=("$@")
 for n in "${names[@]}"; do
   [ -f "$here/$n.sh" ] || { echo "build.sh: no image script $n.sh" >&2; exit 2; }
   dir=$(flock "$cache/$n.lock" bash "$here/$n.sh" | tail -n 1)
+  # Drop versions of this image built by older scripts (same name, another hash).
+  for old in "$cache/$n"-*; do
+    [[ "$old" =~ /$n-[0-9a-f]{12}$ ]] && [ "$old" != "$dir" ] && flock "$cache/$n.lock" rm -rf "$old"
+  done
   echo "$n $dir"
 done
