@@ -76,6 +76,8 @@ pub fn walk(
     let mut entries: u64 = 0;
     let bulk = if opts.hash { fs.bulk_sha256() } else { None };
     let mut subdirs_cut = false;
+    // Record indexes of the files handed to the hash pool.
+    let mut submitted: Vec<usize> = Vec::new();
     while let Some((dir, depth)) = stack.pop() {
         if fs.failed() {
             break;
@@ -201,6 +203,7 @@ pub fn walk(
                             (opts.hash && opts.files && e.ino != 0, pool.as_ref())
                         {
                             p.submit(inv.files.len(), e.ino);
+                            submitted.push(inv.files.len());
                         } else if opts.hash {
                             match hash_stream(fs, &raw, e.ino, &mut buf) {
                                 Ok((h, n)) => {
@@ -267,12 +270,10 @@ pub fn walk(
                 },
             }
         }
-        let missing: Vec<String> = inv
-            .files
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| r.kind == FileType::File && r.sha256.is_none() && !hashed[*i])
-            .map(|(_, r)| r.path.clone())
+        let missing: Vec<String> = submitted
+            .into_iter()
+            .filter(|&i| !hashed[i])
+            .map(|i| inv.files[i].path.clone())
             .collect();
         for path in missing {
             unknown(
