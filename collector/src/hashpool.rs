@@ -5,14 +5,12 @@
 //! reads stay shared. An inode the fast path does not handle (inline data, encryption) is
 //! handed back to the walking thread, which reads it through ext4-view.
 
-use std::io::Read;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use coldpatch_disk::ext4raw::RawExt4;
 use coldpatch_disk::Disk;
-use sha2::{Digest, Sha256};
 
 /// A file to hash: its record index and inode number.
 type Job = (usize, u64);
@@ -86,29 +84,17 @@ fn worker(mut raw: RawExt4, jobs: &Mutex<Receiver<Job>>, results: &Sender<Outcom
         let Ok((index, ino)) = job else { return };
         let result = match raw.inode(ino) {
             Ok(inode) if inode.needs_fallback() => Hashed::ByPath,
-            Ok(inode) => match raw.reader(&inode) {
-                Ok(r) => hash(r, &mut buf),
+            Ok(inode) => match raw
+                .reader(&inode)
+                .and_then(|r| crate::walk::digest(r, &mut buf))
+            {
+                Ok((h, n)) => Hashed::Done(h, n),
                 Err(e) => Hashed::Failed(e),
             },
             Err(e) => Hashed::Failed(e),
         };
         if results.send(Outcome { index, result }).is_err() {
             return;
-        }
-    }
-}
-
-fn hash(mut r: impl Read, buf: &mut [u8]) -> Hashed {
-    let mut h = Sha256::new();
-    let mut n = 0u64;
-    loop {
-        match r.read(buf) {
-            Ok(0) => return Hashed::Done(hex::encode(h.finalize()), n),
-            Ok(k) => {
-                h.update(&buf[..k]);
-                n += k as u64;
-            }
-            Err(e) => return Hashed::Failed(e.to_string()),
         }
     }
 }

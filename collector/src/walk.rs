@@ -390,32 +390,33 @@ fn read_all(fs: &mut dyn GuestFs, path: &[u8], max: u64, out: &mut Vec<u8>) -> R
 }
 
 /// SHA-256 of a regular file, opened by inode number where the walk knows it and the
-/// backend can, else by path.
+/// backend accepts it, else by path.
 pub(crate) fn hash_stream(
     fs: &mut dyn GuestFs,
     path: &[u8],
     ino: u64,
     buf: &mut [u8],
 ) -> Result<(String, u64), String> {
-    let by_ino = ino != 0 && fs.supports_open_ino();
-    let mut r = match (by_ino, fs) {
-        (true, fs) => fs
-            .open_ino(ino)
-            .unwrap_or_else(|| Err(coldpatch_disk::FsError::new(path, "no inode access"))),
-        (false, fs) => fs.open(path),
+    if ino != 0 {
+        if let Some(r) = fs.open_ino(ino) {
+            return digest(r.map_err(|e| e.reason)?, buf);
+        }
     }
-    .map_err(|e| e.reason)?;
+    digest(fs.open(path).map_err(|e| e.reason)?, buf)
+}
+
+/// SHA-256 and length of everything a reader yields.
+pub(crate) fn digest(mut r: impl Read, buf: &mut [u8]) -> Result<(String, u64), String> {
     let mut h = Sha256::new();
     let mut n = 0u64;
     loop {
         let k = r.read(buf).map_err(|e| e.to_string())?;
         if k == 0 {
-            break;
+            return Ok((hex::encode(h.finalize()), n));
         }
         h.update(&buf[..k]);
         n += k as u64;
     }
-    Ok((hex::encode(h.finalize()), n))
 }
 
 fn security_facts(inv: &mut Inventory, path: &str, meta: &Meta) {

@@ -643,10 +643,6 @@ impl GuestFs for FastExt4Fs {
         }
     }
 
-    fn supports_open_ino(&self) -> bool {
-        true
-    }
-
     fn open_ino(&mut self, ino: u64) -> Option<Result<Box<dyn Read + '_>, FsError>> {
         let inode = match self.raw.inode(ino) {
             Ok(i) => i,

@@ -116,10 +116,6 @@ pub trait GuestFs {
     fn open_ino(&mut self, _ino: u64) -> Option<Result<Box<dyn Read + '_>, FsError>> {
         None
     }
-    /// Whether [`GuestFs::open_ino`] is implemented at all.
-    fn supports_open_ino(&self) -> bool {
-        false
-    }
     /// Opens `path` following guest symlinks.
     fn open_resolved(&mut self, path: &[u8]) -> Result<Box<dyn Read + '_>, FsError>;
 }
