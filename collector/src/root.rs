@@ -37,8 +37,7 @@ pub fn find_root(
         Err(e) => Err(e),
         Ok((n, fs)) => {
             // The volume was chosen through ext4-view; the walk itself takes the fast
-            // inode-level path where the filesystem allows it.
-            drop(fs);
+            // inode-level path where the filesystem allows it, keeping that ext4-view.
             let vol = disk
                 .volumes
                 .iter()
@@ -47,7 +46,7 @@ pub fn find_root(
                     image: disk.path.clone(),
                     found: format!("partition {n} vanished"),
                 })?;
-            Ok((n, disk.open_ext4_walk(vol)?))
+            Ok((n, disk.ext4_walk(vol, fs)))
         }
     }
 }

@@ -98,14 +98,18 @@ impl Disk {
         self.counter.get()
     }
 
-    pub fn open_ext4(&self, vol: &Volume) -> Result<Ext4Fs> {
-        let reader = PartReader {
+    /// A reader over one volume of the shared device, reporting into the shared error slot.
+    fn part_reader(&self, vol: &Volume) -> PartReader {
+        PartReader {
             dev: Arc::clone(&self.dev),
             start: vol.partition.start,
             size: vol.partition.size,
             error: Arc::clone(&self.error),
-        };
-        Ext4Fs::load(reader, vol.label()).map_err(|source| DiskError::Ext4 {
+        }
+    }
+
+    pub fn open_ext4(&self, vol: &Volume) -> Result<Ext4Fs> {
+        Ext4Fs::load(self.part_reader(vol), vol.label()).map_err(|source| DiskError::Ext4 {
             image: self.path.clone(),
             partition: vol.partition.number.to_string(),
             source,
@@ -115,22 +119,16 @@ impl Disk {
     /// The inode-level reader of an ext volume over this image's shared device, if the
     /// filesystem's features allow it. It is `Send`: hashing threads each take one.
     pub fn raw_ext4(&self, vol: &Volume) -> Option<ext4raw::RawExt4> {
-        ext4raw::RawExt4::new(PartReader {
-            dev: Arc::clone(&self.dev),
-            start: vol.partition.start,
-            size: vol.partition.size,
-            error: Arc::clone(&self.error),
-        })
+        ext4raw::RawExt4::new(self.part_reader(vol))
     }
 
-    /// The ext volume for a whole walk: the fast inode-level path where the filesystem's
-    /// features allow it, otherwise plain ext4-view.
-    pub fn open_ext4_walk(&self, vol: &Volume) -> Result<Box<dyn GuestFs>> {
-        let slow = self.open_ext4(vol)?;
-        Ok(match self.raw_ext4(vol) {
+    /// The ext volume for a whole walk, given its already loaded ext4-view: the fast
+    /// inode-level path where the filesystem's features allow it, otherwise ext4-view.
+    pub fn ext4_walk(&self, vol: &Volume, slow: Ext4Fs) -> Box<dyn GuestFs> {
+        match self.raw_ext4(vol) {
             Some(raw) => Box::new(ext4raw::FastExt4Fs::new(raw, slow)),
             None => Box::new(slow),
-        })
+        }
     }
 
     /// The first read error a filesystem met on this image, if any.
