@@ -113,10 +113,7 @@ pub fn collect_disk(
     inv.image.root_volume = vol;
     let mut analyzers = analyzer::all();
     inv.analyzers = analyzer_versions();
-    let wopts = walk::WalkOptions {
-        files: opts.files,
-        hash: opts.files && opts.hash,
-    };
+    let wopts = walk::WalkOptions { hash: opts.hash };
     if opts.files {
         // Native ext roots hash on worker threads; libguestfs hashes inside its appliance.
         let native = disk

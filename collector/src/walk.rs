@@ -28,9 +28,10 @@ impl Default for WalkLimits {
     }
 }
 
+/// What the walk does besides recording every entry (packages-only scans do not walk;
+/// see [`targeted`]).
 #[derive(Debug, Clone, Copy)]
 pub struct WalkOptions {
-    pub files: bool,
     pub hash: bool,
 }
 
@@ -199,9 +200,7 @@ pub fn walk(
                         if let Some(h) = bulk.as_ref().and_then(|b| b.get(&raw)) {
                             sha = Some(h.clone());
                             inv.stats.bytes_hashed += meta.size;
-                        } else if let (true, Some(p)) =
-                            (opts.hash && opts.files && e.ino != 0, pool.as_ref())
-                        {
+                        } else if let (true, Some(p)) = (opts.hash && e.ino != 0, pool.as_ref()) {
                             p.submit(inv.files.len(), e.ino);
                             submitted.push(inv.files.len());
                         } else if opts.hash {
@@ -218,19 +217,17 @@ pub fn walk(
                 _ => offer(analyzers, &wanting, &path, &meta, None, inv),
             }
             security_facts(inv, &path, &meta);
-            if opts.files {
-                inv.files.push(FileRecord {
-                    path,
-                    kind: file_type(meta.kind),
-                    mode: meta.mode,
-                    uid: meta.uid,
-                    gid: meta.gid,
-                    size: meta.size,
-                    mtime: meta.mtime,
-                    target,
-                    sha256: sha,
-                });
-            }
+            inv.files.push(FileRecord {
+                path,
+                kind: file_type(meta.kind),
+                mode: meta.mode,
+                uid: meta.uid,
+                gid: meta.gid,
+                size: meta.size,
+                mtime: meta.mtime,
+                target,
+                sha256: sha,
+            });
         }
         if subdirs_cut {
             break;
