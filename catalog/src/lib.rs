@@ -7,7 +7,7 @@
 //! in between leaves only unreferenced blobs, never a half-recorded scan.
 
 pub mod store;
-pub mod version;
+pub use coldpatch_vuln::version;
 
 pub use store::{
     Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,

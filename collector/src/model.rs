@@ -84,6 +84,10 @@ pub struct Package {
     /// rpm only: the SOURCERPM file name.
     pub source_rpm: Option<String>,
     pub license: Option<String>,
+    /// rpm only: the module stream of a modular package ("mariadb:10.3"), from its
+    /// MODULARITYLABEL ("name:stream:version:context").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
     /// The database this came from, e.g. /var/lib/dpkg/status.
     pub db: String,
 }

@@ -1,5 +1,3 @@
-//! Catalog tests: version ordering against the package managers' own vectors and the real
-//! tools, and the sled store on disk.
+//! Catalog tests: the sled store on disk.
 
 mod store;
-mod version;

@@ -16,6 +16,7 @@ fn pkg(name: &str, kind: PackageKind, version: &str, release: Option<&str>) -> P
         source_version: version.into(),
         source_rpm: None,
         license: None,
+        module: None,
         db: "/var/lib/dpkg/status".into(),
     }
 }

@@ -76,6 +76,7 @@ pub fn parse_installed(data: &[u8], db: &str) -> (Vec<Package>, Vec<String>) {
             arch: p.arch.unwrap_or_default(),
             source_rpm: None,
             license: p.license,
+            module: None,
             db: db.to_string(),
         });
     };

@@ -97,6 +97,7 @@ pub fn parse_status(data: &[u8], db: &str, status_optional: bool) -> (Vec<Packag
             source_version,
             source_rpm: None,
             license: None,
+            module: None,
             db: db.to_string(),
         });
     }

@@ -69,6 +69,15 @@ pub fn split_sourcerpm(s: &str) -> Option<(String, String)> {
     Some((name.to_string(), format!("{version}-{release}")))
 }
 
+/// The module stream of a MODULARITYLABEL ("name:stream:version:context" -> "name:stream").
+fn module_stream(label: &str) -> Option<String> {
+    let mut parts = label.split(':');
+    let (Some(name), Some(stream)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    (!name.is_empty() && !stream.is_empty()).then(|| format!("{name}:{stream}"))
+}
+
 pub fn to_package(h: RpmHeader, db: &str) -> Package {
     let (source_name, source_version) = h
         .sourcerpm
@@ -86,6 +95,7 @@ pub fn to_package(h: RpmHeader, db: &str) -> Package {
         source_version,
         source_rpm: h.sourcerpm,
         license: h.license,
+        module: h.modularitylabel.as_deref().and_then(module_stream),
         db: db.to_string(),
     }
 }

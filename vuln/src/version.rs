@@ -352,6 +352,98 @@ fn get_token<'a>(t: &mut Tok, s: &mut &'a [u8]) -> Val<'a> {
     v
 }
 
+/// Whether apk-tools accepts a version (apk_version_validate): `digits(.digits)*`, one
+/// optional letter, `_suffix[digits]` with apk's suffix names, an optional `~hexhash`,
+/// an optional `-rN`.
+pub fn apk_valid(v: &str) -> bool {
+    const SUFFIXES: [&str; 9] = ["alpha", "beta", "pre", "rc", "cvs", "svn", "git", "hg", "p"];
+    let b = v.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let s = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > s
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    while i < b.len() && b[i] == b'.' {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if i < b.len() && b[i].is_ascii_lowercase() {
+        i += 1;
+    }
+    while i < b.len() && b[i] == b'_' {
+        i += 1;
+        let s = i;
+        while i < b.len() && b[i].is_ascii_lowercase() {
+            i += 1;
+        }
+        if !SUFFIXES.contains(&&v[s..i]) {
+            return false;
+        }
+        digits(&mut i);
+    }
+    if i < b.len() && b[i] == b'~' {
+        i += 1;
+        let s = i;
+        while i < b.len() && (b[i].is_ascii_digit() || (b'a'..=b'f').contains(&b[i])) {
+            i += 1;
+        }
+        if i == s {
+            return false;
+        }
+    }
+    if i + 1 < b.len() && b[i] == b'-' && b[i + 1] == b'r' {
+        i += 2;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Whether dpkg accepts a version without error: a numeric epoch if any, an upstream
+/// part that starts with a digit, and only the characters dpkg allows.
+pub fn dpkg_valid(v: &str) -> bool {
+    // dpkg skips blanks around a version.
+    let v = v.trim();
+    let (epoch, rest) = match v.split_once(':') {
+        Some((e, r)) => (Some(e), r),
+        None => (None, v),
+    };
+    if epoch.is_some_and(|e| e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    let (upstream, revision) = match rest.rsplit_once('-') {
+        Some((u, r)) => (u, Some(r)),
+        None => (rest, None),
+    };
+    let ok = |c: u8| c.is_ascii_alphanumeric() || b".+~-:".contains(&c);
+    upstream.bytes().next().is_some_and(|c| c.is_ascii_digit())
+        && upstream.bytes().all(ok)
+        && revision.is_none_or(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b".+~".contains(&c))
+        })
+}
+
+/// Whether a version of the ecosystem is well formed. rpm accepts any non-empty string
+/// without whitespace.
+pub fn valid(kind: PackageKind, v: &str) -> bool {
+    match kind {
+        PackageKind::Deb => dpkg_valid(v),
+        PackageKind::Apk => apk_valid(v),
+        PackageKind::Rpm => !v.is_empty() && !v.contains(char::is_whitespace),
+    }
+}
+
 /// apk-tools' version comparison (src/version.c).
 pub fn apk_compare(a: &str, b: &str) -> Ordering {
     let (mut sa, mut sb) = (a.as_bytes(), b.as_bytes());
