@@ -12,6 +12,7 @@ use coldpatch_collector::{CollectOptions, Inventory};
 use coldpatch_disk::{Disk, OpenOptions};
 
 use crate::output::{self, bytes, table};
+use crate::vulncmd;
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +81,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Vulnerability feeds: import (OSV, Debian Security Tracker, Alpine secdb) and list
+    Feed {
+        #[command(subcommand)]
+        command: FeedCommand,
+    },
+    /// Match images' packages against the imported feeds (default: every image)
+    Scan {
+        /// Image paths or ids
+        #[arg(value_name = "IMAGE")]
+        images: Vec<String>,
+        /// Exit with code 3 if a finding has at least this severity
+        /// (negligible, low, medium, high, critical, unknown)
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<coldpatch_vuln::Severity>,
+        /// Only findings with a fixed version available
+        #[arg(long)]
+        only_fixable: bool,
+        /// Warn when a feed's data is older than this
+        #[arg(long, env = "COLDPATCH_MAX_FEED_AGE", default_value = "7days", value_parser = humantime::parse_duration)]
+        max_feed_age: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every image affected by an advisory or CVE id, with installed and fixed versions
+    Affected {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Files across the fleet
     Files {
         /// Glob on the guest path, e.g. '/etc/ssh/*' or '**/authorized_keys'
@@ -91,6 +122,27 @@ enum Command {
         /// Only this image (path or id)
         #[arg(long)]
         image: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedCommand {
+    /// Import a feed file, OSV directory or OSV zip; replaces the feed's previous records
+    Import {
+        path: PathBuf,
+        /// Store under this name [default: from the content, e.g. debian-tracker]
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not detect the format (osv, debian-tracker, alpine-secdb)
+        #[arg(long)]
+        format: Option<coldpatch_vuln::Format>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the imported feeds
+    List {
         #[arg(long)]
         json: bool,
     },
@@ -142,6 +194,32 @@ pub fn run() -> Result<ExitCode> {
             };
             collect(&catalog, &images, &opts, rescan, json)
         }
+        Command::Feed { command } => match command {
+            FeedCommand::Import {
+                path,
+                name,
+                format,
+                json,
+            } => vulncmd::feed_import(&catalog, &path, name, format, json),
+            FeedCommand::List { json } => vulncmd::feed_list(&catalog, json),
+        },
+        Command::Scan {
+            images,
+            fail_on,
+            only_fixable,
+            max_feed_age,
+            json,
+        } => vulncmd::scan(
+            &catalog,
+            vulncmd::ScanArgs {
+                images: images.iter().map(|i| image_key(i)).collect(),
+                json,
+                only_fixable,
+                fail_on,
+                max_feed_age,
+            },
+        ),
+        Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
         Command::Images { json } => images(&catalog, json).map(|()| ExitCode::SUCCESS),
         Command::Show { image, json } => {
             show(&catalog, &image_key(&image), json).map(|()| ExitCode::SUCCESS)

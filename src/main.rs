@@ -3,6 +3,7 @@
 
 mod cli;
 mod output;
+mod vulncmd;
 
 use std::process::ExitCode;
 

@@ -6,9 +6,11 @@
 //! id first; one transaction then adds the scan record and points the image at it. A crash
 //! in between leaves only unreferenced blobs, never a half-recorded scan.
 
+pub mod feeds;
 pub mod store;
 pub use coldpatch_vuln::version;
 
+pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport};
 pub use store::{
     Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,
 };

@@ -1,6 +1,6 @@
 //! The sled-backed store. Trees: `images` (id -> ImageRecord), `paths` (path -> image id),
 //! `scans` (id -> ScanRecord), `image_scans` (image id ++ scan id -> ()), `inventories`
-//! and `files` (scan id -> zstd-compressed JSON).
+//! and `files` (scan id -> zstd-compressed JSON). Feeds and advisories: see feeds.rs.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -106,7 +106,7 @@ pub struct FileHit {
 
 pub struct Catalog {
     dir: PathBuf,
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     images: sled::Tree,
     paths: sled::Tree,
     scans: sled::Tree,
@@ -114,9 +114,11 @@ pub struct Catalog {
     inventories: sled::Tree,
     files: sled::Tree,
     meta: sled::Tree,
+    pub(crate) feeds: sled::Tree,
+    pub(crate) advisories: sled::Tree,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -155,37 +157,47 @@ impl Catalog {
             inventories: tree("inventories")?,
             files: tree("files")?,
             meta: tree("meta")?,
+            feeds: tree("feeds")?,
+            advisories: tree("advisories")?,
             db,
             dir: dir.to_path_buf(),
         })
     }
 
-    fn store_err(&self, source: sled::Error) -> CatalogError {
+    pub(crate) fn store_err(&self, source: sled::Error) -> CatalogError {
         CatalogError::Store {
             dir: self.dir.clone(),
             source,
         }
     }
 
-    fn corrupt(&self, what: impl Into<String>) -> CatalogError {
+    pub(crate) fn corrupt(&self, what: impl Into<String>) -> CatalogError {
         CatalogError::Corrupt {
             dir: self.dir.clone(),
             what: what.into(),
         }
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+    pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<T> {
         serde_json::from_slice(bytes).map_err(|_| self.corrupt(what))
     }
 
-    fn packed<T: Serialize>(v: &T) -> Vec<u8> {
+    pub(crate) fn packed<T: Serialize>(v: &T) -> Vec<u8> {
         // Serializing our own plain structs cannot fail; compression of a buffer in memory
         // cannot either.
         let json = serde_json::to_vec(v).unwrap_or_default();
         zstd::bulk::compress(&json, 3).unwrap_or_default()
     }
 
-    fn unpack<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+    pub(crate) fn unpack<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<T> {
         let json = zstd::stream::decode_all(bytes).map_err(|_| self.corrupt(what))?;
         self.decode(what, &json)
     }

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 
 use util::image_dir;
 
+mod scan;
+
 fn coldpatch(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coldpatch"))
         .args(args)

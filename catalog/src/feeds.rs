@@ -1,0 +1,247 @@
+//! Stored vulnerability feeds and matching the fleet against them. Trees: `feeds` (name
+//! -> FeedRecord) and `advisories` (feed name, NUL, advisory id -> zstd JSON Advisory).
+//!
+//! A feed import replaces the feed's record set in one transaction: the records it
+//! holds are written, records it no longer holds are removed, and the feed record is
+//! updated, all or nothing. Records the file holds but that do not parse are reported
+//! and leave what is stored alone.
+
+use std::collections::HashMap;
+
+use coldpatch_vuln::distro::from_os_release;
+use coldpatch_vuln::{Advisory, FeedData, Finding, Index, Rejected, Severity};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::store::{now, Catalog, ImageRecord, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedRecord {
+    pub name: String,
+    pub format: String,
+    /// Where it was imported from.
+    pub source: String,
+    /// Seconds since the epoch.
+    pub imported_at: u64,
+    /// How current the data is: the newest record modification the feed carries, else
+    /// the source file's modification time (seconds since the epoch).
+    pub as_of: u64,
+    pub records: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub feed: String,
+    pub imported: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    pub rejected: Vec<Rejected>,
+    /// Valid records about no distribution, and withdrawn ones.
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFindings {
+    pub image: String,
+    /// `debian:11`; `None` when the OS is unknown or has no release.
+    pub distro: Option<String>,
+    pub packages: usize,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub images: Vec<ImageFindings>,
+    pub feeds: Vec<FeedRecord>,
+    pub advisories: usize,
+}
+
+fn key(feed: &str, id: &str) -> Vec<u8> {
+    let mut k = feed.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// RFC 3339 to seconds since the epoch (date and time to the second; offsets other than
+/// Z are read as Z, which is within a day, enough for a staleness check).
+fn rfc3339_secs(s: &str) -> Option<u64> {
+    let t = s.get(..19)?;
+    humantime::parse_rfc3339_weak(t)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+impl Catalog {
+    /// Stores a feed read from `source` under `name`, replacing its previous records.
+    pub fn import_feed(
+        &self,
+        name: &str,
+        source: &str,
+        source_mtime: u64,
+        data: FeedData,
+    ) -> Result<ImportReport> {
+        let mut report = ImportReport {
+            feed: name.to_string(),
+            rejected: data.rejected.clone(),
+            skipped: data.skipped + data.withdrawn.len(),
+            ..ImportReport::default()
+        };
+        let as_of = data
+            .newest_modified()
+            .and_then(rfc3339_secs)
+            .unwrap_or(source_mtime);
+        let mut old: HashMap<Vec<u8>, sled::IVec> = HashMap::new();
+        for kv in self.advisories.scan_prefix(key(name, "")) {
+            let (k, v) = kv.map_err(|e| self.store_err(e))?;
+            old.insert(k.to_vec(), v);
+        }
+        let mut batch = sled::Batch::default();
+        let mut records = 0;
+        let mut seen = std::collections::HashSet::new();
+        for a in &data.advisories {
+            let k = key(name, &a.id);
+            if !seen.insert(k.clone()) {
+                report.rejected.push(Rejected {
+                    place: format!("{source}: {}", a.id),
+                    reason: "the feed holds this id twice; the first is kept".into(),
+                });
+                continue;
+            }
+            records += 1;
+            let packed = Self::packed(a);
+            match old.remove(&k) {
+                None => {
+                    report.imported += 1;
+                    batch.insert(k, packed);
+                }
+                Some(prev) => {
+                    let same = self
+                        .unpack::<Advisory>("advisory", &prev)
+                        .is_ok_and(|p| p == *a);
+                    if same {
+                        report.unchanged += 1;
+                    } else {
+                        report.updated += 1;
+                        batch.insert(k, packed);
+                    }
+                }
+            }
+        }
+        for k in old.keys() {
+            batch.remove(k.clone());
+            report.removed += 1;
+        }
+        let rec = FeedRecord {
+            name: name.to_string(),
+            format: data
+                .format
+                .map(|f| f.as_str().to_string())
+                .unwrap_or_default(),
+            source: source.to_string(),
+            imported_at: now(),
+            as_of,
+            records,
+        };
+        let rec_json = serde_json::to_vec(&rec).unwrap_or_default();
+        let res: std::result::Result<(), TransactionError<()>> = (&self.advisories, &self.feeds)
+            .transaction(|(adv, feeds)| {
+                adv.apply_batch(&batch)?;
+                feeds.insert(name.as_bytes(), rec_json.clone())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        res.map_err(|e| match e {
+            TransactionError::Storage(s) => self.store_err(s),
+            TransactionError::Abort(()) => self.corrupt("transaction aborted"),
+        })?;
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(report)
+    }
+
+    pub fn feeds(&self) -> Result<Vec<FeedRecord>> {
+        let mut out = Vec::new();
+        for kv in &self.feeds {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(self.decode::<FeedRecord>("feed", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Every stored advisory, as one index.
+    pub fn advisory_index(&self) -> Result<Index> {
+        let mut index = Index::new();
+        for f in self.feeds()? {
+            let blobs: Vec<sled::IVec> = self
+                .advisories
+                .scan_prefix(key(&f.name, ""))
+                .values()
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| self.store_err(e))?;
+            let advisories: Vec<Advisory> = blobs
+                .par_iter()
+                .map(|b| self.unpack::<Advisory>("advisory", b))
+                .collect::<Result<_>>()?;
+            index.add_feed(&f.name, advisories);
+        }
+        Ok(index)
+    }
+
+    /// Matches the current inventory of each image (all, or the named ones) against
+    /// every stored feed.
+    pub fn scan_images(&self, only: &[String]) -> Result<ScanReport> {
+        let images: Vec<ImageRecord> = if only.is_empty() {
+            self.images()?
+        } else {
+            only.iter().map(|k| self.image(k)).collect::<Result<_>>()?
+        };
+        let index = self.advisory_index()?;
+        let results: Vec<ImageFindings> = images
+            .par_iter()
+            .filter_map(|img| img.current_scan.map(|s| (img, s)))
+            .map(|(img, scan)| {
+                let inv = self.inventory(scan, false)?;
+                let distro = inv
+                    .os
+                    .as_ref()
+                    .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename));
+                let findings = match &distro {
+                    Some(d) => index.findings(d, &inv.packages),
+                    None => Vec::new(),
+                };
+                Ok(ImageFindings {
+                    image: img.path.clone(),
+                    distro: distro.map(|d| d.to_string()),
+                    packages: inv.packages.len(),
+                    findings,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ScanReport {
+            images: results,
+            feeds: self.feeds()?,
+            advisories: index.len(),
+        })
+    }
+}
+
+/// Feeds whose data is older than `max_age_secs` at `now_secs`.
+pub fn stale(feeds: &[FeedRecord], max_age_secs: u64, now_secs: u64) -> Vec<&FeedRecord> {
+    feeds
+        .iter()
+        .filter(|f| now_secs.saturating_sub(f.as_of) > max_age_secs)
+        .collect()
+}
+
+/// Whether any finding is at or above a severity.
+pub fn any_at_least(report: &ScanReport, sev: Severity) -> bool {
+    report
+        .images
+        .iter()
+        .flat_map(|i| &i.findings)
+        .any(|f| f.severity >= sev)
+}
