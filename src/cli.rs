@@ -111,6 +111,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the software bill of materials of an image (its current inventory)
+    Sbom {
+        /// Image path or id
+        image: String,
+        /// cyclonedx (CycloneDX 1.6 JSON) or spdx (SPDX 2.3 JSON)
+        #[arg(long, default_value = "cyclonedx")]
+        format: coldpatch_sbom::SbomFormat,
+        /// Write to this file instead of standard output
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Files across the fleet
     Files {
         /// Glob on the guest path, e.g. '/etc/ssh/*' or '**/authorized_keys'
@@ -220,6 +231,11 @@ pub fn run() -> Result<ExitCode> {
             },
         ),
         Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
+        Command::Sbom {
+            image,
+            format,
+            output,
+        } => vulncmd::sbom(&catalog, &image_key(&image), format, output.as_deref()),
         Command::Images { json } => images(&catalog, json).map(|()| ExitCode::SUCCESS),
         Command::Show { image, json } => {
             show(&catalog, &image_key(&image), json).map(|()| ExitCode::SUCCESS)

@@ -1,4 +1,4 @@
-//! The vulnerability commands: feed import/list, scan, affected.
+//! The vulnerability commands: feed import/list, scan, affected, sbom.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -233,6 +233,32 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     if !json {
         let images: std::collections::BTreeSet<&str> = hits.iter().map(|h| h.image).collect();
         eprintln!("{} images affected by {id}", images.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sbom(
+    catalog: &Catalog,
+    image: &str,
+    format: coldpatch_sbom::SbomFormat,
+    output: Option<&Path>,
+) -> Result<ExitCode> {
+    let img = catalog.image(image)?;
+    let scan = img
+        .current_scan
+        .with_context(|| format!("{image} has no recorded scan"))?;
+    let inv = catalog.inventory(scan, false)?;
+    let doc = coldpatch_sbom::document(
+        format,
+        &inv,
+        &coldpatch_sbom::DocInfo::now(env!("CARGO_PKG_VERSION")),
+    );
+    match output {
+        Some(p) => {
+            let bytes = serde_json::to_vec_pretty(&doc)?;
+            std::fs::write(p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        None => output::json(&doc)?,
     }
     Ok(ExitCode::SUCCESS)
 }

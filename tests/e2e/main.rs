@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use util::image_dir;
 
+mod sbom;
 mod scan;
 
 fn coldpatch(data: &Path, args: &[&str]) -> Output {
