@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use coldpatch_catalog::feeds::{any_at_least, stale};
-use coldpatch_catalog::{Catalog, ScanReport};
+use std::io::Write;
+
+use coldpatch_catalog::feeds::stale;
+use coldpatch_catalog::{Catalog, FeedRecord, ImageFindings};
 use coldpatch_vuln::{feed, Format, Severity};
 
 use crate::outln;
@@ -92,11 +94,11 @@ pub fn feed_list(catalog: &Catalog, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn warn_feeds(report: &ScanReport, max_age: Duration) {
-    if report.feeds.is_empty() {
+fn warn_feeds(feeds: &[FeedRecord], max_age: Duration) {
+    if feeds.is_empty() {
         eprintln!("warning: no vulnerability feed imported; run `coldpatch feed import PATH`");
     }
-    for f in stale(&report.feeds, max_age.as_secs(), now_secs()) {
+    for f in stale(feeds, max_age.as_secs(), now_secs()) {
         eprintln!(
             "warning: feed {} is stale: its data is as of {} (older than {})",
             f.name,
@@ -104,13 +106,14 @@ fn warn_feeds(report: &ScanReport, max_age: Duration) {
             humantime::format_duration(max_age)
         );
     }
-    for i in &report.images {
-        if i.distro.is_none() {
-            eprintln!(
-                "warning: {}: OS release unknown, its packages were not matched",
-                i.image
-            );
-        }
+}
+
+fn warn_unmatched(i: &ImageFindings) {
+    if i.distro.is_none() {
+        eprintln!(
+            "warning: {}: OS release unknown, its packages were not matched",
+            i.image
+        );
     }
 }
 
@@ -122,31 +125,63 @@ pub struct ScanArgs {
     pub max_feed_age: Duration,
 }
 
+/// Streams: each image's findings are written (JSON) or queued as table rows as they
+/// come, so a fleet's findings are never all in memory as structures.
 pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
-    let mut report = catalog.scan_images(&a.images)?;
-    if a.only_fixable {
-        for i in &mut report.images {
+    warn_feeds(&catalog.feeds()?, a.max_feed_age);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut rows = Vec::new();
+    let (mut images, mut total, mut fixable, mut failed) = (0usize, 0usize, 0usize, false);
+    if a.json {
+        write!(out, "{{\"images\": [")?;
+    }
+    let summary = catalog.scan_each(&a.images, |mut i| {
+        warn_unmatched(&i);
+        if a.only_fixable {
             i.findings.retain(|f| f.fixed.is_some());
         }
-    }
-    warn_feeds(&report, a.max_feed_age);
-    if a.json {
-        output::json(&report)?;
-    } else {
-        let mut rows = Vec::new();
-        for i in &report.images {
+        images += 1;
+        total += i.findings.len();
+        fixable += i.findings.iter().filter(|f| f.fixed.is_some()).count();
+        failed |= a
+            .fail_on
+            .is_some_and(|s| i.findings.iter().any(|f| f.severity >= s));
+        if a.json {
+            let sep = if images > 1 { "," } else { "" };
+            let r = writeln!(out, "{sep}")
+                .map_err(serde_json::Error::io)
+                .and_then(|()| serde_json::to_writer(&mut out, &i));
+            if r.is_err() {
+                return Err(coldpatch_catalog::CatalogError::Output);
+            }
+        } else {
             for f in &i.findings {
                 rows.push(vec![
                     i.image.clone(),
-                    f.package.clone(),
-                    f.installed.clone(),
-                    f.advisory.clone(),
+                    f.package.to_string(),
+                    f.installed.to_string(),
+                    f.of.advisory.to_string(),
                     f.severity.to_string(),
-                    f.fixed.clone().unwrap_or_else(|| "(no fix yet)".into()),
-                    f.feed.clone(),
+                    f.fixed.as_deref().unwrap_or("(no fix yet)").to_string(),
+                    f.of.feed.to_string(),
                 ]);
             }
         }
+        Ok(())
+    });
+    let summary = match summary {
+        Err(coldpatch_catalog::CatalogError::Output) => {
+            return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into())
+        }
+        r => r?,
+    };
+    if a.json {
+        write!(out, "],\n\"feeds\": ")?;
+        serde_json::to_writer(&mut out, &summary.feeds)?;
+        writeln!(out, ",\n\"advisories\": {}}}", summary.advisories)?;
+        out.flush()?;
+    } else {
+        drop(out);
         table(
             &[
                 "IMAGE",
@@ -159,21 +194,13 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
             ],
             &rows,
         )?;
-        let total: usize = report.images.iter().map(|i| i.findings.len()).sum();
-        let fixable: usize = report
-            .images
-            .iter()
-            .flat_map(|i| &i.findings)
-            .filter(|f| f.fixed.is_some())
-            .count();
         eprintln!(
-            "{} images, {total} findings ({fixable} with a fix), {} advisories from {} feeds",
-            report.images.len(),
-            report.advisories,
-            report.feeds.len()
+            "{images} images, {total} findings ({fixable} with a fix), {} advisories from {} feeds",
+            summary.advisories,
+            summary.feeds.len()
         );
     }
-    if a.fail_on.is_some_and(|s| any_at_least(&report, s)) {
+    if failed {
         return Ok(ExitCode::from(EXIT_FINDINGS));
     }
     Ok(ExitCode::SUCCESS)
@@ -181,7 +208,8 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
 
 pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     let report = catalog.scan_images(&[])?;
-    warn_feeds(&report, Duration::MAX);
+    warn_feeds(&report.feeds, Duration::MAX);
+    report.images.iter().for_each(warn_unmatched);
     #[derive(serde::Serialize)]
     struct Hit<'a> {
         image: &'a str,
@@ -194,16 +222,16 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     let mut hits = Vec::new();
     for i in &report.images {
         for f in &i.findings {
-            if f.advisory.eq_ignore_ascii_case(id)
-                || f.aliases.iter().any(|a| a.eq_ignore_ascii_case(id))
+            if f.of.advisory.eq_ignore_ascii_case(id)
+                || f.of.aliases.iter().any(|a| a.eq_ignore_ascii_case(id))
             {
                 hits.push(Hit {
                     image: &i.image,
                     package: &f.package,
                     installed: &f.installed,
                     fixed: f.fixed.as_deref(),
-                    advisory: &f.advisory,
-                    feed: &f.feed,
+                    advisory: &f.of.advisory,
+                    feed: &f.of.feed,
                 });
             }
         }

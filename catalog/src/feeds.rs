@@ -1,5 +1,6 @@
 //! Stored vulnerability feeds and matching the fleet against them. Trees: `feeds` (name
-//! -> FeedRecord) and `advisories` (feed name, NUL, advisory id -> zstd JSON Advisory).
+//! -> FeedRecord) and `advisories` (feed name, NUL, advisory id -> JSON Advisory; records
+//! are small, and plain JSON loads faster than compressed: a scan reads them all).
 //!
 //! A feed import replaces the feed's record set in one transaction: the records it
 //! holds are written, records it no longer holds are removed, and the feed record is
@@ -9,7 +10,7 @@
 use std::collections::HashMap;
 
 use coldpatch_vuln::distro::from_os_release;
-use coldpatch_vuln::{Advisory, FeedData, Finding, Index, Rejected, Severity};
+use coldpatch_vuln::{Advisory, FeedData, Finding, Index, Rejected};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -50,6 +51,13 @@ pub struct ImageFindings {
     pub distro: Option<String>,
     pub packages: usize,
     pub findings: Vec<Finding>,
+}
+
+/// What a streamed scan used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    pub feeds: Vec<FeedRecord>,
+    pub advisories: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +122,7 @@ impl Catalog {
                 continue;
             }
             records += 1;
-            let packed = Self::packed(a);
+            let packed = serde_json::to_vec(a).unwrap_or_default();
             match old.remove(&k) {
                 None => {
                     report.imported += 1;
@@ -122,7 +130,7 @@ impl Catalog {
                 }
                 Some(prev) => {
                     let same = self
-                        .unpack::<Advisory>("advisory", &prev)
+                        .decode::<Advisory>("advisory", &prev)
                         .is_ok_and(|p| p == *a);
                     if same {
                         report.unchanged += 1;
@@ -184,7 +192,7 @@ impl Catalog {
                 .map_err(|e| self.store_err(e))?;
             let advisories: Vec<Advisory> = blobs
                 .par_iter()
-                .map(|b| self.unpack::<Advisory>("advisory", b))
+                .map(|b| self.decode::<Advisory>("advisory", b))
                 .collect::<Result<_>>()?;
             index.add_feed(&f.name, advisories);
         }
@@ -192,39 +200,66 @@ impl Catalog {
     }
 
     /// Matches the current inventory of each image (all, or the named ones) against
-    /// every stored feed.
+    /// every stored feed, collecting the results. For small sets; fleets go through
+    /// [`Catalog::scan_each`].
     pub fn scan_images(&self, only: &[String]) -> Result<ScanReport> {
+        let mut images = Vec::new();
+        let summary = self.scan_each(only, |i| {
+            images.push(i);
+            Ok(())
+        })?;
+        Ok(ScanReport {
+            images,
+            feeds: summary.feeds,
+            advisories: summary.advisories,
+        })
+    }
+
+    /// Matches images in parallel batches and hands each image's findings to `sink`, in
+    /// catalog order, so memory holds one batch of results, not the fleet's.
+    pub fn scan_each(
+        &self,
+        only: &[String],
+        mut sink: impl FnMut(ImageFindings) -> Result<()>,
+    ) -> Result<ScanSummary> {
+        const BATCH: usize = 256;
         let images: Vec<ImageRecord> = if only.is_empty() {
             self.images()?
         } else {
             only.iter().map(|k| self.image(k)).collect::<Result<_>>()?
         };
         let index = self.advisory_index()?;
-        let results: Vec<ImageFindings> = images
-            .par_iter()
-            .filter_map(|img| img.current_scan.map(|s| (img, s)))
-            .map(|(img, scan)| {
-                let inv = self.inventory(scan, false)?;
-                let distro = inv
-                    .os
-                    .as_ref()
-                    .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename));
-                let findings = match &distro {
-                    Some(d) => index.findings(d, &inv.packages),
-                    None => Vec::new(),
-                };
-                Ok(ImageFindings {
-                    image: img.path.clone(),
-                    distro: distro.map(|d| d.to_string()),
-                    packages: inv.packages.len(),
-                    findings,
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(ScanReport {
-            images: results,
+        for batch in images.chunks(BATCH) {
+            let results: Vec<ImageFindings> = batch
+                .par_iter()
+                .filter_map(|img| img.current_scan.map(|s| (img, s)))
+                .map(|(img, scan)| self.match_image(&index, img, scan))
+                .collect::<Result<_>>()?;
+            for r in results {
+                sink(r)?;
+            }
+        }
+        Ok(ScanSummary {
             feeds: self.feeds()?,
             advisories: index.len(),
+        })
+    }
+
+    fn match_image(&self, index: &Index, img: &ImageRecord, scan: u64) -> Result<ImageFindings> {
+        let inv = self.inventory(scan, false)?;
+        let distro = inv
+            .os
+            .as_ref()
+            .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename));
+        let findings = match &distro {
+            Some(d) => index.findings(d, &inv.packages),
+            None => Vec::new(),
+        };
+        Ok(ImageFindings {
+            image: img.path.clone(),
+            distro: distro.map(|d| d.to_string()),
+            packages: inv.packages.len(),
+            findings,
         })
     }
 }
@@ -235,13 +270,4 @@ pub fn stale(feeds: &[FeedRecord], max_age_secs: u64, now_secs: u64) -> Vec<&Fee
         .iter()
         .filter(|f| now_secs.saturating_sub(f.as_of) > max_age_secs)
         .collect()
-}
-
-/// Whether any finding is at or above a severity.
-pub fn any_at_least(report: &ScanReport, sev: Severity) -> bool {
-    report
-        .images
-        .iter()
-        .flat_map(|i| &i.findings)
-        .any(|f| f.severity >= sev)
 }

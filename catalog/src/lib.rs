@@ -10,7 +10,7 @@ pub mod feeds;
 pub mod store;
 pub use coldpatch_vuln::version;
 
-pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport};
+pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport, ScanSummary};
 pub use store::{
     Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,
 };

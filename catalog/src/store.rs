@@ -22,6 +22,9 @@ pub enum CatalogError {
     },
     #[error("catalog at {dir}: stored record {what} is unreadable")]
     Corrupt { dir: PathBuf, what: String },
+    /// A scan's consumer could not take more output (the reader went away).
+    #[error("output closed")]
+    Output,
     #[error("no image {0} in the catalog")]
     NoImage(String),
     #[error("invalid path pattern {pattern:?}")]

@@ -13,5 +13,5 @@ pub mod secdb;
 pub mod version;
 
 pub use feed::{FeedData, FeedError, Format};
-pub use matcher::{Finding, Index, Verdict};
+pub use matcher::{AdvisoryRef, Finding, Index, Verdict};
 pub use model::{Advisory, Affected, Distro, NameKind, Range, Rejected, Severity, Status};

@@ -10,6 +10,7 @@
 //! applies to packages of those.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use coldpatch_collector::{Package, PackageKind};
 use serde::{Deserialize, Serialize};
@@ -31,35 +32,119 @@ pub enum Verdict {
     NotAffected,
 }
 
+/// One vulnerable package. A fleet scan makes millions of findings out of a few
+/// thousand distinct names, versions and advisories, so those are shared: package
+/// strings within an image, advisory facts across the fleet (one reference count, the
+/// one other threads touch too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Binary package name as installed.
-    pub package: String,
-    pub source: String,
-    pub installed: String,
-    pub advisory: String,
-    pub aliases: Vec<String>,
+    pub package: Arc<str>,
+    pub source: Arc<str>,
+    pub installed: Arc<str>,
+    #[serde(flatten)]
+    pub of: Arc<AdvisoryRef>,
     pub severity: Severity,
     /// `None`: no fix yet.
     pub fixed: Option<String>,
+    pub distro: Arc<str>,
+}
+
+/// Which advisory a finding comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvisoryRef {
+    pub advisory: String,
+    pub aliases: Vec<String>,
     pub feed: String,
-    pub distro: String,
+}
+
+/// (advisory, entry, fixed version) of one vulnerable match.
+type Hit = (u32, u32, Option<String>);
+
+/// Remembered results by hash of the package identity (collisions share a bucket).
+type Memo = HashMap<u64, Vec<(MemoKey, Arc<[Hit]>)>>;
+
+/// Most package identities remembered per index (a fleet's distinct packages).
+const MEMO_LIMIT: usize = 4_000_000;
+
+/// A package's identity for matching: everything `judged` looks at.
+struct MemoKey {
+    distro: Distro,
+    kind: PackageKind,
+    name: String,
+    source: String,
+    version: String,
+    epoch: Option<u32>,
+    release: Option<String>,
+    source_version: String,
+    arch: String,
+    module: Option<String>,
+}
+
+impl MemoKey {
+    fn of(distro: &Distro, p: &Package) -> MemoKey {
+        MemoKey {
+            distro: distro.clone(),
+            kind: p.kind,
+            name: p.name.clone(),
+            source: p.source_name.clone(),
+            version: p.version.clone(),
+            epoch: p.epoch,
+            release: p.release.clone(),
+            source_version: p.source_version.clone(),
+            arch: p.arch.clone(),
+            module: p.module.clone(),
+        }
+    }
+
+    fn is(&self, distro: &Distro, p: &Package) -> bool {
+        self.kind == p.kind
+            && self.name == p.name
+            && self.source == p.source_name
+            && self.source_version == p.source_version
+            && self.arch == p.arch
+            && self.module == p.module
+            && self.distro == *distro
+            && self.version == p.version
+            && self.epoch == p.epoch
+            && self.release == p.release
+    }
+}
+
+fn memo_hash(distro: &Distro, p: &Package) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    distro.hash(&mut h);
+    p.kind.hash(&mut h);
+    p.name.hash(&mut h);
+    p.source_name.hash(&mut h);
+    p.version.hash(&mut h);
+    p.epoch.hash(&mut h);
+    p.release.hash(&mut h);
+    p.source_version.hash(&mut h);
+    p.arch.hash(&mut h);
+    p.module.hash(&mut h);
+    h.finish()
 }
 
 /// Advisories of several feeds, indexed for matching.
 pub struct Index {
     feeds: Vec<String>,
+    shared: Vec<Arc<AdvisoryRef>>,
     /// (feed number, advisory)
     advisories: Vec<(u32, Advisory)>,
     by_key: HashMap<Distro, HashMap<String, Vec<(u32, u32)>>>,
+    memo: Mutex<Memo>,
 }
 
 impl Index {
     pub fn new() -> Index {
         Index {
             feeds: Vec::new(),
+            shared: Vec::new(),
             advisories: Vec::new(),
             by_key: HashMap::new(),
+            memo: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,15 +166,27 @@ impl Index {
     }
 
     fn add(&mut self, feed: u32, a: Advisory) {
+        if let Ok(m) = self.memo.get_mut() {
+            m.clear();
+        }
         let n = self.advisories.len() as u32;
         for (i, e) in a.affected.iter().enumerate() {
-            self.by_key
-                .entry(e.distro.clone())
-                .or_default()
-                .entry(e.package.clone())
-                .or_default()
-                .push((n, i as u32));
+            let release = match self.by_key.get_mut(&e.distro) {
+                Some(r) => r,
+                None => self.by_key.entry(e.distro.clone()).or_default(),
+            };
+            match release.get_mut(e.package.as_str()) {
+                Some(list) => list.push((n, i as u32)),
+                None => {
+                    release.insert(e.package.clone(), vec![(n, i as u32)]);
+                }
+            }
         }
+        self.shared.push(Arc::new(AdvisoryRef {
+            advisory: a.id.clone(),
+            aliases: a.aliases.clone(),
+            feed: self.feeds[feed as usize].clone(),
+        }));
         self.advisories.push((feed, a));
     }
 
@@ -99,6 +196,23 @@ impl Index {
         distro: &'a Distro,
         p: &'a Package,
     ) -> impl Iterator<Item = (&'a str, &'a Advisory, &'a Affected, Verdict)> + 'a {
+        self.judged(distro, p).map(move |(ai, ei, v)| {
+            let (feed, adv) = &self.advisories[ai as usize];
+            (
+                self.feeds[*feed as usize].as_str(),
+                adv,
+                &adv.affected[ei as usize],
+                v,
+            )
+        })
+    }
+
+    /// (advisory, entry, verdict) for every entry naming the package in the release.
+    fn judged<'a>(
+        &'a self,
+        distro: &'a Distro,
+        p: &'a Package,
+    ) -> impl Iterator<Item = (u32, u32, Verdict)> + 'a {
         let kind = family_kind(&distro.family);
         let keys: [Option<(NameKind, &str)>; 2] = if kind == Some(p.kind) {
             let src = if p.source_name.is_empty() {
@@ -120,13 +234,11 @@ impl Index {
                 .into_iter()
                 .flatten()
                 .filter_map(move |&(ai, ei)| {
-                    let (feed, adv) = &self.advisories[ai as usize];
-                    let entry = &adv.affected[ei as usize];
+                    let entry = &self.advisories[ai as usize].1.affected[ei as usize];
                     if entry.name_kind != nk || !applies(entry, p) {
                         return None;
                     }
-                    let verdict = judge(entry, p);
-                    Some((self.feeds[*feed as usize].as_str(), adv, entry, verdict))
+                    Some((ai, ei, judge(entry, p)))
                 })
         })
     }
@@ -135,31 +247,70 @@ impl Index {
     /// package vulnerable. One finding per (package, advisory id), whichever feed says it.
     pub fn findings(&self, distro: &Distro, packages: &[Package]) -> Vec<Finding> {
         let mut out = Vec::new();
+        let distro_name: Arc<str> = distro.to_string().into();
         for p in packages {
-            let start = out.len();
-            for (feed, adv, entry, verdict) in self.verdicts(distro, p) {
-                let fixed = match verdict {
-                    Verdict::NotAffected => continue,
-                    Verdict::Fixed(v) => Some(v),
-                    Verdict::Unfixed => None,
-                };
-                if out[start..].iter().any(|f: &Finding| f.advisory == adv.id) {
-                    continue;
-                }
+            let hits = self.hits(distro, p);
+            if hits.is_empty() {
+                continue;
+            }
+            let package: Arc<str> = p.name.as_str().into();
+            let source: Arc<str> = p.source_name.as_str().into();
+            let installed: Arc<str> = p.full_version().into();
+            for &(ai, ei, ref fixed) in hits.iter() {
+                let adv = &self.advisories[ai as usize].1;
+                let entry = &adv.affected[ei as usize];
                 out.push(Finding {
-                    package: p.name.clone(),
-                    source: p.source_name.clone(),
-                    installed: p.full_version(),
-                    advisory: adv.id.clone(),
-                    aliases: adv.aliases.clone(),
+                    package: package.clone(),
+                    source: source.clone(),
+                    installed: installed.clone(),
+                    of: self.shared[ai as usize].clone(),
                     severity: entry.severity.unwrap_or(adv.severity),
-                    fixed,
-                    feed: feed.to_string(),
-                    distro: distro.to_string(),
+                    fixed: fixed.clone(),
+                    distro: distro_name.clone(),
                 });
             }
         }
         out
+    }
+
+    /// The advisories that leave a package vulnerable, one per advisory id: (advisory,
+    /// entry, fixed version). Fleets repeat the same package at the same version in
+    /// image after image, so results are kept per (release, package identity).
+    fn hits(&self, distro: &Distro, p: &Package) -> Arc<[Hit]> {
+        let h = memo_hash(distro, p);
+        if let Ok(memo) = self.memo.lock() {
+            if let Some(v) = memo
+                .get(&h)
+                .and_then(|b| b.iter().find(|(k, _)| k.is(distro, p)))
+            {
+                return v.1.clone();
+            }
+        }
+        let mut hits: Vec<Hit> = Vec::new();
+        for (ai, ei, verdict) in self.judged(distro, p) {
+            let fixed = match verdict {
+                Verdict::NotAffected => continue,
+                Verdict::Fixed(v) => Some(v),
+                Verdict::Unfixed => None,
+            };
+            let id = &self.advisories[ai as usize].1.id;
+            if hits
+                .iter()
+                .any(|(x, _, _)| self.advisories[*x as usize].1.id == *id)
+            {
+                continue;
+            }
+            hits.push((ai, ei, fixed));
+        }
+        let hits: Arc<[Hit]> = hits.into();
+        if let Ok(mut memo) = self.memo.lock() {
+            if memo.len() < MEMO_LIMIT {
+                memo.entry(h)
+                    .or_default()
+                    .push((MemoKey::of(distro, p), hits.clone()));
+            }
+        }
+        hits
     }
 }
 
@@ -184,11 +335,11 @@ fn applies(e: &Affected, p: &Package) -> bool {
 
 /// The version compared against an entry: source version for source-keyed entries of
 /// dpkg and apk, the full epoch:version-release for rpm.
-fn compared_version(e: &Affected, p: &Package) -> String {
+fn compared_version<'p>(e: &Affected, p: &'p Package) -> std::borrow::Cow<'p, str> {
     match (p.kind, e.name_kind) {
-        (PackageKind::Rpm, _) | (_, NameKind::Binary) => p.full_version(),
-        (_, NameKind::Source) if !p.source_version.is_empty() => p.source_version.clone(),
-        _ => p.full_version(),
+        (PackageKind::Rpm, _) => p.full_version().into(),
+        (_, NameKind::Source) if !p.source_version.is_empty() => p.source_version.as_str().into(),
+        _ => p.version.as_str().into(),
     }
 }
 

@@ -164,7 +164,13 @@ fn run_family(file: &str, os_id: &str, kind: PackageKind, name_kind: NameKind) -
         let got: BTreeSet<(String, String, String)> = index
             .findings(&distro, &packages)
             .into_iter()
-            .map(|f| (f.package, f.advisory, f.fixed.unwrap_or_default()))
+            .map(|f| {
+                (
+                    f.package.to_string(),
+                    f.of.advisory.to_string(),
+                    f.fixed.as_deref().unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let want: BTreeSet<(String, String, String)> = case["want"]
             .as_array()
@@ -281,7 +287,7 @@ fn verdicts_are_distinct_and_release_bound() {
     let f = index.findings(&Distro::new("debian", "11"), std::slice::from_ref(&libssl));
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].fixed.as_deref(), Some("1.1.1w-0+deb11u2"));
-    assert_eq!(f[0].package, "libssl1.1");
+    assert_eq!(&*f[0].package, "libssl1.1");
     assert_eq!(f[0].severity, Severity::High);
     // The same package at the fixed version, and on a release never affected: nothing.
     let patched = deb(
