@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 peers=${COLDPATCH_PEERS:-../../shared/testdata/peers}
 export RUSTC_BOOTSTRAP=1
-mkdir -p corpus/{qcow2,partitions,dpkg_status,apk_installed,rpmdb,ext4raw}
+mkdir -p corpus/{qcow2,partitions,dpkg_status,apk_installed,rpmdb,ext4raw,feeds}
 t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
 qemu-img create -q -f qcow2 "$t/a.qcow2" 1M && head -c 65536 "$t/a.qcow2" > corpus/qcow2/empty-v3
 qemu-img create -q -f qcow2 -o compat=0.10 "$t/b.qcow2" 1M && head -c 65536 "$t/b.qcow2" > corpus/qcow2/empty-v2
@@ -24,8 +24,10 @@ if [ -d "$peers" ]; then
   cp "$peers/rpmdb/go-rpmdb/libuuid/Packages" corpus/rpmdb/bdb-libuuid
   cp "$peers/rpmdb/go-rpmdb/sle15-bci/Packages.db" corpus/rpmdb/ndb-sle15
   cp "$peers/rpmdb/go-rpmdb/blob.bin" corpus/rpmdb/blob
+  find "$peers/vuln" \( -name '*.json' -o -name '*.yaml' \) -size -200k | head -60 | while read -r f; do cp "$f" "corpus/feeds/$(echo "$f" | sha1sum | cut -c1-12)"; done
 fi
-for target in qcow2 partitions dpkg_status apk_installed rpmdb ext4raw; do
+cp ../tests/data/feeds/debian-tracker.json ../tests/data/feeds/osv/*.json corpus/feeds/
+for target in qcow2 partitions dpkg_status apk_installed rpmdb ext4raw feeds; do
   echo "== $target ($secs s)"
   cargo fuzz run --sanitizer none "$target" "corpus/$target" -- -max_total_time="$secs" -rss_limit_mb=1024 -max_len=2097152 2>&1 | tail -n 3
 done

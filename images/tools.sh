@@ -30,4 +30,8 @@ PY
   touch "$dir/.done"
 fi
 ln -sfn "$dir" "$base/current"
+# Older pins are not used again.
+for old in "$base"/*/; do
+  [ "${old%/}" = "$dir" ] || rm -rf "${old%/}"
+done
 echo "$dir"

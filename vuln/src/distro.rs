@@ -134,7 +134,13 @@ pub fn from_osv_ecosystem(eco: &str) -> Option<Distro> {
         "Alpine" => ("alpine", rest.first()?.trim_start_matches('v').to_string()),
         "Rocky Linux" => ("rocky", major(rest.first()?).to_string()),
         "AlmaLinux" => ("almalinux", major(rest.first()?).to_string()),
-        "Red Hat" => return None,
+        // Red Hat:enterprise_linux:9::appstream. The EUS/AUS/E4S streams
+        // (rhel_eus:8.4 …) follow their own minor releases; an image's os-release does
+        // not say which stream it follows, so they are not matched.
+        "Red Hat" => match rest.as_slice() {
+            ["enterprise_linux", v, ..] => ("rhel", major(v).to_string()),
+            _ => return None,
+        },
         _ => return None,
     };
     if release.is_empty() {
@@ -175,6 +181,11 @@ mod tests {
         assert_eq!(e("Alpine:v3.15").as_deref(), Some("alpine:3.15"));
         assert_eq!(e("Rocky Linux:9").as_deref(), Some("rocky:9"));
         assert_eq!(e("AlmaLinux:8").as_deref(), Some("almalinux:8"));
+        assert_eq!(
+            e("Red Hat:enterprise_linux:9::appstream").as_deref(),
+            Some("rhel:9")
+        );
+        assert_eq!(e("Red Hat:rhel_eus:8.4::appstream"), None);
         assert_eq!(e("PyPI"), None);
         assert_eq!(e("Debian"), None);
     }

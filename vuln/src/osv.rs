@@ -1,6 +1,6 @@
 //! OSV records (https://ossf.github.io/osv-schema/) of distribution ecosystems: Debian,
-//! Ubuntu, Alpine, Rocky Linux, AlmaLinux. Language ecosystems are skipped: they say
-//! nothing about an image's OS packages.
+//! Ubuntu, Alpine, Rocky Linux, AlmaLinux, Red Hat Enterprise Linux. Language ecosystems
+//! are skipped: they say nothing about an image's OS packages.
 
 use std::cmp::Ordering;
 

@@ -352,3 +352,49 @@ fn osv_dev_records() {
     let u = feed::read(&p.join("osv-records/UBUNTU-CVE-2025-38094.json"), None).expect("read");
     assert_eq!(u.advisories.len(), 1);
 }
+
+/// An OSV `all.zip` as osv.dev publishes it: every record a member. A truncated member
+/// and one over the size limit are rejected by name; other files are ignored.
+#[test]
+fn osv_zip_archives() {
+    use std::io::Write;
+    let record = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/feeds/osv/DEBIAN-CVE-2025-6020.json"),
+    )
+    .expect("record");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("all.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).expect("create"));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("DEBIAN-CVE-2025-6020.json", opts)
+        .expect("member");
+    z.write_all(&record).expect("write");
+    z.start_file("broken.json", opts).expect("member");
+    z.write_all(&record[..record.len() / 3]).expect("write");
+    z.start_file("README.txt", opts).expect("member");
+    z.write_all(b"not a record").expect("write");
+    z.start_file("huge.json", opts).expect("member");
+    let pad = vec![b' '; (feed::MAX_RECORD_BYTES + 1) as usize];
+    z.write_all(&pad).expect("write");
+    z.finish().expect("finish");
+
+    let data = feed::read(&path, None).expect("read");
+    assert_eq!(data.format, Some(Format::Osv));
+    assert_eq!(data.suggested_name, "osv-debian");
+    assert_eq!(data.advisories.len(), 1);
+    assert_eq!(data.advisories[0].id, "DEBIAN-CVE-2025-6020");
+    let places: Vec<&str> = data.rejected.iter().map(|r| r.place.as_str()).collect();
+    assert_eq!(places.len(), 2, "{:?}", data.rejected);
+    assert!(places.iter().any(|p| p.ends_with("broken.json")));
+    assert!(data
+        .rejected
+        .iter()
+        .any(|r| r.place.ends_with("huge.json") && r.reason.contains("limit")));
+    // A file that only claims to be a zip archive.
+    let fake = dir.path().join("fake.zip");
+    std::fs::write(&fake, b"PK\x03\x04 and then nothing").expect("write");
+    let err = feed::read(&fake, None).expect_err("not a zip");
+    assert!(err.to_string().contains("fake.zip"), "{err}");
+}
