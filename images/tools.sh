@@ -29,9 +29,10 @@ PY
   "$dir/trivy" --version >/dev/null
   touch "$dir/.done"
 fi
-ln -sfn "$dir" "$base/current"
 # Older pins are not used again.
 for old in "$base"/*/; do
-  [ "${old%/}" = "$dir" ] || rm -rf "${old%/}"
+  old=${old%/}
+  [ "$old" = "$dir" ] || [ "$old" = "$base/current" ] || rm -rf "$old"
 done
+ln -sfn "$dir" "$base/current"
 echo "$dir"
