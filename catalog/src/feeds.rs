@@ -163,11 +163,7 @@ impl Catalog {
                 feeds.insert(name.as_bytes(), rec_json.clone())?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
-        res.map_err(|e| match e {
-            TransactionError::Storage(s) => self.store_err(s),
-            TransactionError::Abort(()) => self.corrupt("transaction aborted"),
-        })?;
-        self.db.flush().map_err(|e| self.store_err(e))?;
+        self.committed(res)?;
         Ok(report)
     }
 

@@ -109,7 +109,7 @@ pub struct FileHit {
 
 pub struct Catalog {
     dir: PathBuf,
-    pub(crate) db: sled::Db,
+    db: sled::Db,
     images: sled::Tree,
     paths: sled::Tree,
     scans: sled::Tree,
@@ -386,12 +386,21 @@ impl Catalog {
                     Ok::<(), ConflictableTransactionError<()>>(())
                 },
             );
+        self.committed(res)?;
+        Ok(scan)
+    }
+
+    /// A transaction's outcome as ours, flushed to disk when it went through.
+    pub(crate) fn committed(
+        &self,
+        res: std::result::Result<(), TransactionError<()>>,
+    ) -> Result<()> {
         res.map_err(|e| match e {
             TransactionError::Storage(s) => self.store_err(s),
             TransactionError::Abort(()) => self.corrupt("transaction aborted"),
         })?;
         self.db.flush().map_err(|e| self.store_err(e))?;
-        Ok(scan)
+        Ok(())
     }
 
     /// Current inventories of every image (or the named ones), without files.
