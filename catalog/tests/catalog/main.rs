@@ -1,3 +1,4 @@
-//! Catalog tests: the sled store on disk.
+//! Catalog tests: the sled store on disk, inventories and feeds.
 
+mod feeds;
 mod store;
