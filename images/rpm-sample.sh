@@ -2,7 +2,7 @@
 # rpm-sample: small packages built here with rpmbuild and installed with rpm --root into a
 # fresh root, giving a real rpmdb.sqlite under /var/lib/rpm; an os-release describes it.
 # The root is an unpartitioned ext4 in a qcow2. Oracles: packages.tsv (rpm -qa), files.tsv,
-# sha256.tsv. Prints the output directory.
+# sha256.tsv. The built .rpm files are kept in rpms/. Prints the output directory.
 source "$(dirname "$0")/lib.sh"
 out=$(image_dir rpm-sample "$0")
 [ -f "$out/done" ] && { echo "$out"; exit 0; }
@@ -11,7 +11,7 @@ cd "$tmp"
 top=$PWD/rpmbuild
 mkdir -p "$top"/{SPECS,SOURCES,BUILD,RPMS,SRPMS}
 
-# name epoch version release arch
+# name epoch version release arch [extra header lines]
 spec() {
   cat > "$top/SPECS/$1.spec" <<SPEC
 Name: $1
@@ -21,6 +21,7 @@ Release: $4
 Summary: coldpatch rpm test package $1
 License: MIT
 BuildArch: $5
+${6:-}
 %description
 A small package built by coldpatch's image scripts.
 %install
@@ -35,7 +36,7 @@ SPEC
 }
 spec cp-hello "" 1.0 1 noarch
 spec cp-libfoo 2 3.4.1 5.el9 x86_64
-spec cp-tools "" 0.9~rc1 1 x86_64
+spec cp-tools "" 0.9~rc1 1 x86_64 $'Requires: cp-libfoo >= 2:3.4\nProvides: cp-tool-api = 1\nConflicts: cp-oldtools < 0.5'
 spec cp-caret "" 1.0^git20260101 2 noarch
 
 mkdir -p root/etc root/var/lib/rpm
@@ -56,6 +57,8 @@ rm -f root/var/lib/rpm/.rpm.lock root/var/lib/rpm/rpmdb.sqlite-shm root/var/lib/
 fs_oracle root .
 make_ext4 root fs.img 16
 qemu-img convert -O qcow2 fs.img disk.qcow2
+# The built packages stay, as a local rpm repository for the patcher's tests.
+mkdir -p rpms && cp "$top"/RPMS/*/*.rpm rpms/
 rm -rf root fs.img rpmbuild
 touch done
 finish "$tmp" "$out"
