@@ -12,7 +12,7 @@ use coldpatch_collector::{CollectOptions, Inventory};
 use coldpatch_disk::{Disk, OpenOptions};
 
 use crate::output::{self, bytes, table};
-use crate::vulncmd;
+use crate::{repocmd, vulncmd};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +111,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Local package repositories for offline patching
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
     /// Write the software bill of materials of an image (its current inventory)
     Sbom {
         /// Image path or id
@@ -154,6 +159,30 @@ enum FeedCommand {
     },
     /// List the imported feeds
     List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Read a directory of .deb/.rpm files or a mirrored apt layout into the catalog
+    Index {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the indexed repositories
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packages an indexed repository offers
+    Packages {
+        dir: String,
+        /// Exact package name
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -231,6 +260,13 @@ pub fn run() -> Result<ExitCode> {
             },
         ),
         Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
+        Command::Repo { command } => match command {
+            RepoCommand::Index { dir, json } => repocmd::index(&catalog, &dir, json),
+            RepoCommand::List { json } => repocmd::list(&catalog, json),
+            RepoCommand::Packages { dir, name, json } => {
+                repocmd::packages(&catalog, &image_key(&dir), name.as_deref(), json)
+            }
+        },
         Command::Sbom {
             image,
             format,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod output;
+mod repocmd;
 mod vulncmd;
 
 use std::process::ExitCode;

@@ -7,10 +7,12 @@
 //! in between leaves only unreferenced blobs, never a half-recorded scan.
 
 pub mod feeds;
+pub mod repos;
 pub mod store;
 pub use coldpatch_vuln::version;
 
 pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport, ScanSummary};
+pub use repos::StoredRepo;
 pub use store::{
     Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,
 };

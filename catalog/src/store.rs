@@ -25,6 +25,8 @@ pub enum CatalogError {
     /// A scan's consumer could not take more output (the reader went away).
     #[error("output closed")]
     Output,
+    #[error("no repository {0} in the catalog; run `coldpatch repo index {0}`")]
+    NoRepo(String),
     #[error("no image {0} in the catalog")]
     NoImage(String),
     #[error("invalid path pattern {pattern:?}")]
@@ -119,6 +121,7 @@ pub struct Catalog {
     meta: sled::Tree,
     pub(crate) feeds: sled::Tree,
     pub(crate) advisories: sled::Tree,
+    pub(crate) repos: sled::Tree,
 }
 
 pub(crate) fn now() -> u64 {
@@ -162,6 +165,7 @@ impl Catalog {
             meta: tree("meta")?,
             feeds: tree("feeds")?,
             advisories: tree("advisories")?,
+            repos: tree("repos")?,
             db,
             dir: dir.to_path_buf(),
         })
@@ -390,6 +394,11 @@ impl Catalog {
         Ok(scan)
     }
 
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.store_err(e))?;
+        Ok(())
+    }
+
     /// A transaction's outcome as ours, flushed to disk when it went through.
     pub(crate) fn committed(
         &self,
@@ -399,8 +408,7 @@ impl Catalog {
             TransactionError::Storage(s) => self.store_err(s),
             TransactionError::Abort(()) => self.corrupt("transaction aborted"),
         })?;
-        self.db.flush().map_err(|e| self.store_err(e))?;
-        Ok(())
+        self.flush()
     }
 
     /// Current inventories of every image (or the named ones), without files.
