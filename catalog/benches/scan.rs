@@ -139,6 +139,8 @@ fn main() {
                     source_version: sv,
                     source_rpm: None,
                     license: None,
+                    provides: Vec::new(),
+                    depends: Vec::new(),
                     module: None,
                     db: "/var/lib/dpkg/status".into(),
                 }

@@ -272,6 +272,8 @@ mod tests {
             source_version: version.into(),
             source_rpm: None,
             license: None,
+            provides: Vec::new(),
+            depends: Vec::new(),
             module: None,
             db: String::new(),
         }

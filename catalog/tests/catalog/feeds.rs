@@ -61,6 +61,8 @@ fn reimport_replaces_and_scans_follow() {
             source_version: "3.0.11-1~deb12u2".into(),
             source_rpm: None,
             license: None,
+            provides: Vec::new(),
+            depends: Vec::new(),
             module: None,
             db: String::new(),
         }];

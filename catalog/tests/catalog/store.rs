@@ -16,6 +16,8 @@ fn pkg(name: &str, kind: PackageKind, version: &str, release: Option<&str>) -> P
         source_version: version.into(),
         source_rpm: None,
         license: None,
+        provides: Vec::new(),
+        depends: Vec::new(),
         module: None,
         db: "/var/lib/dpkg/status".into(),
     }

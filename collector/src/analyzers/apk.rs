@@ -76,6 +76,8 @@ pub fn parse_installed(data: &[u8], db: &str) -> (Vec<Package>, Vec<String>) {
             arch: p.arch.unwrap_or_default(),
             source_rpm: None,
             license: p.license,
+            provides: Vec::new(),
+            depends: Vec::new(),
             module: None,
             db: db.to_string(),
         });

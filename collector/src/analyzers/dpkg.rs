@@ -15,7 +15,8 @@ impl Analyzer for Dpkg {
         "dpkg"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: Provides and Depends are recorded.
+        2
     }
     fn patterns(&self) -> &'static [PathPattern] {
         &[
@@ -39,6 +40,18 @@ impl Analyzer for Dpkg {
         crate::analyzer::problems_to_unknowns(inv, offer.path, "dpkg", problems);
         Ok(())
     }
+}
+
+/// A relation field split into its comma-separated groups, blanks normalised.
+fn relations(field: Option<&str>) -> Vec<String> {
+    field
+        .map(|v| {
+            v.split(',')
+                .map(|g| g.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|g| !g.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Installed packages from one status file, plus a reason for every stanza left out for
@@ -97,6 +110,11 @@ pub fn parse_status(data: &[u8], db: &str, status_optional: bool) -> (Vec<Packag
             source_version,
             source_rpm: None,
             license: None,
+            provides: relations(s.get("Provides")),
+            depends: relations(s.get("Pre-Depends"))
+                .into_iter()
+                .chain(relations(s.get("Depends")))
+                .collect(),
             module: None,
             db: db.to_string(),
         });

@@ -171,3 +171,58 @@ fn distroless_status_d_matches_syft() {
     }
     assert!(checked >= 4, "only {checked} status.d cases");
 }
+
+/// Provides and (Pre-)Depends as the real dpkg-query prints them, on every peer status
+/// file dpkg-query accepts (run live here on a private copy of each file).
+#[test]
+fn relations_match_dpkg_query() {
+    let Some(peers) = peers() else { return };
+    if std::process::Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: no dpkg-query on this machine");
+        return;
+    }
+    let split = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(|g| g.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|g| !g.is_empty())
+            .collect()
+    };
+    let mut checked = 0;
+    for (status, oracle) in oracle_cases(&peers) {
+        if json(&oracle)["exit_code"].as_i64() != Some(0) {
+            continue;
+        }
+        let admin = tempfile::tempdir().expect("tmp");
+        std::fs::copy(&status, admin.path().join("status")).expect("copy");
+        let out = std::process::Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admin.path().display()))
+            .args([
+                "-W",
+                "-f=${db:Status-Status}\t${Package}\t${Provides}\t${Pre-Depends}\t${Depends}\n",
+            ])
+            .output()
+            .expect("dpkg-query");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let data = std::fs::read(&status).expect("read");
+        let (pkgs, _) = parse_status(&data, "status", false);
+        // Every package we list (installed and wanted), against dpkg-query's line.
+        for p in &pkgs {
+            let Some(f) = text
+                .lines()
+                .map(|l| l.split('\t').collect::<Vec<_>>())
+                .find(|f| f.len() == 5 && f[0] == "installed" && f[1] == p.name)
+            else {
+                panic!("{}: dpkg-query has no {}", status.display(), p.name);
+            };
+            assert_eq!(p.provides, split(f[2]), "{} {}", status.display(), p.name);
+            let deps: Vec<String> = split(f[3]).into_iter().chain(split(f[4])).collect();
+            assert_eq!(p.depends, deps, "{} {}", status.display(), p.name);
+            checked += 1;
+        }
+    }
+    assert!(checked > 500, "only {checked} packages compared");
+}

@@ -97,6 +97,8 @@ fn package(kind: PackageKind, p: &Value) -> Package {
         source_version: s(p, "SrcVersion"),
         source_rpm: None,
         license: None,
+        provides: Vec::new(),
+        depends: Vec::new(),
         module: {
             let mut it = label.split(':');
             match (it.next(), it.next()) {
@@ -232,6 +234,8 @@ fn deb(name: &str, version: &str, source: &str, source_version: &str) -> Package
         source_version: source_version.into(),
         source_rpm: None,
         license: None,
+        provides: Vec::new(),
+        depends: Vec::new(),
         module: None,
         db: String::new(),
     }

@@ -95,6 +95,8 @@ pub fn to_package(h: RpmHeader, db: &str) -> Package {
         source_version,
         source_rpm: h.sourcerpm,
         license: h.license,
+        provides: Vec::new(),
+        depends: Vec::new(),
         module: h.modularitylabel.as_deref().and_then(module_stream),
         db: db.to_string(),
     }
