@@ -139,8 +139,14 @@ fn main() {
                     source_version: sv,
                     source_rpm: None,
                     license: None,
+                    // As dpkg records them: a few relation groups per package.
                     provides: Vec::new(),
-                    depends: Vec::new(),
+                    depends: vec![
+                        "libc6 (>= 2.34)".into(),
+                        "libgcc-s1 (>= 3.0)".into(),
+                        "zlib1g (>= 1:1.1.4)".into(),
+                        "debconf (>= 0.5) | debconf-2.0".into(),
+                    ],
                     module: None,
                     db: "/var/lib/dpkg/status".into(),
                 }

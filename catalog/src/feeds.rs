@@ -242,7 +242,7 @@ impl Catalog {
     }
 
     fn match_image(&self, index: &Index, img: &ImageRecord, scan: u64) -> Result<ImageFindings> {
-        let inv = self.inventory(scan, false)?;
+        let inv = self.match_view(scan)?;
         let distro = inv
             .os
             .as_ref()
@@ -256,6 +256,64 @@ impl Catalog {
             distro: distro.map(|d| d.to_string()),
             packages: inv.packages.len(),
             findings,
+        })
+    }
+}
+
+/// The part of a stored inventory matching reads: the OS and, of each package, the
+/// fields the matcher looks at. Relations, licenses, files and facts are skipped by the
+/// decoder instead of being built and thrown away (a fleet scan decodes every image).
+#[derive(Deserialize)]
+struct MatchView {
+    os: Option<coldpatch_collector::OsInfo>,
+    packages: Vec<MatchPackage>,
+}
+
+#[derive(Deserialize)]
+struct MatchPackage {
+    kind: coldpatch_collector::PackageKind,
+    name: String,
+    version: String,
+    epoch: Option<u32>,
+    release: Option<String>,
+    arch: String,
+    source_name: String,
+    source_version: String,
+    #[serde(default)]
+    module: Option<String>,
+}
+
+impl Catalog {
+    fn match_view(&self, scan: u64) -> Result<coldpatch_collector::Inventory> {
+        let v = self
+            .inventories
+            .get(scan.to_be_bytes())
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| self.corrupt(format!("inventory {scan}")))?;
+        let view: MatchView = self.unpack("inventory", &v)?;
+        Ok(coldpatch_collector::Inventory {
+            os: view.os,
+            packages: view
+                .packages
+                .into_iter()
+                .map(|p| coldpatch_collector::Package {
+                    kind: p.kind,
+                    name: p.name,
+                    version: p.version,
+                    epoch: p.epoch,
+                    release: p.release,
+                    arch: p.arch,
+                    source_name: p.source_name,
+                    source_version: p.source_version,
+                    source_rpm: None,
+                    license: None,
+                    provides: Vec::new(),
+                    depends: Vec::new(),
+                    module: p.module,
+                    db: String::new(),
+                })
+                .collect(),
+            ..coldpatch_collector::Inventory::default()
         })
     }
 }

@@ -116,7 +116,7 @@ pub struct Catalog {
     paths: sled::Tree,
     scans: sled::Tree,
     image_scans: sled::Tree,
-    inventories: sled::Tree,
+    pub(crate) inventories: sled::Tree,
     files: sled::Tree,
     meta: sled::Tree,
     pub(crate) feeds: sled::Tree,
