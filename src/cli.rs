@@ -12,7 +12,7 @@ use coldpatch_collector::{CollectOptions, Inventory};
 use coldpatch_disk::{Disk, OpenOptions};
 
 use crate::output::{self, bytes, table};
-use crate::{repocmd, vulncmd};
+use crate::{patchcmd, repocmd, vulncmd};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +111,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Offline patching: plan an upgrade from a local repository
+    Patch {
+        #[command(subcommand)]
+        command: PatchCommand,
+    },
     /// Local package repositories for offline patching
     Repo {
         #[command(subcommand)]
@@ -159,6 +164,29 @@ enum FeedCommand {
     },
     /// List the imported feeds
     List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatchCommand {
+    /// Print what an upgrade would install, and why, without writing anything
+    Plan {
+        /// Image path or id
+        image: String,
+        /// Local repository directory (indexed now if it is not yet)
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Fix this advisory or CVE (repeatable)
+        #[arg(long = "cve", value_name = "ID")]
+        cves: Vec<String>,
+        /// Upgrade this installed package to the newest version offered (repeatable)
+        #[arg(long = "package", value_name = "NAME")]
+        packages: Vec<String>,
+        /// Fix every finding that has a fix
+        #[arg(long)]
+        all_fixable: bool,
         #[arg(long)]
         json: bool,
     },
@@ -260,6 +288,26 @@ pub fn run() -> Result<ExitCode> {
             },
         ),
         Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
+        Command::Patch { command } => match command {
+            PatchCommand::Plan {
+                image,
+                repo,
+                cves,
+                packages,
+                all_fixable,
+                json,
+            } => patchcmd::plan_cmd(
+                &catalog,
+                &image_key(&image),
+                &repo,
+                &coldpatch_patcher::Request {
+                    packages,
+                    advisories: cves,
+                    all_fixable,
+                },
+                json,
+            ),
+        },
         Command::Repo { command } => match command {
             RepoCommand::Index { dir, json } => repocmd::index(&catalog, &dir, json),
             RepoCommand::List { json } => repocmd::list(&catalog, json),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod output;
+mod patchcmd;
 mod repocmd;
 mod vulncmd;
 

@@ -11,8 +11,6 @@
 //! The readers (feature `read`, on by default) pull in `debian-packaging` and `rpm`;
 //! crates that only keep or use an index (the catalog) take the model alone.
 
-use std::path::Path;
-
 use coldpatch_collector::PackageKind;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +33,8 @@ pub enum RepoError {
     Unreadable { path: String, reason: String },
 }
 
-pub(crate) fn unreadable(path: &Path, reason: impl Into<String>) -> RepoError {
+#[cfg(feature = "read")]
+pub(crate) fn unreadable(path: &std::path::Path, reason: impl Into<String>) -> RepoError {
     RepoError::Unreadable {
         path: path.display().to_string(),
         reason: reason.into(),

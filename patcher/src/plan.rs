@@ -1,0 +1,648 @@
+//! Planning an offline upgrade: from an image's inventory, its findings and a local
+//! repository, which packages to install at which versions, or why it cannot be done.
+//!
+//! Targets come from the request (named packages, advisories, or every fixable finding).
+//! For each, the newest repository version for the package's architecture that fixes
+//! what was asked is chosen; every other installed binary of the same source package
+//! moves to that source version too, as security updates are built and shipped. Then the
+//! whole state after the upgrade is checked: each planned package's Depends and
+//! Pre-Depends, and each installed package's, must be satisfied by what will be
+//! installed (a real package or a Provides). An unsatisfied relation pulls in the newest
+//! repository package that satisfies it; if none does, the plan is refused with the
+//! relation named. Breaks and Conflicts of planned packages against what will be
+//! installed also refuse the plan. Nothing is ever downgraded.
+//!
+//! Written here: no crate resolves dpkg relations against an offline inventory;
+//! `debian-packaging` parses the relations, ordering is `vuln::version`.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use coldpatch_collector::{Package, PackageKind};
+use coldpatch_repo::{RepoIndex, RepoPackage};
+use coldpatch_vuln::version::compare;
+use coldpatch_vuln::Finding;
+use serde::{Deserialize, Serialize};
+
+/// What to fix.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub packages: Vec<String>,
+    pub advisories: Vec<String>,
+    pub all_fixable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub package: String,
+    pub arch: String,
+    /// Installed version; `None` for a package new to the image.
+    pub from: Option<String>,
+    pub to: String,
+    /// Why: "requested", an advisory id, "same source as X", "needed by X for R".
+    pub reasons: Vec<String>,
+    /// The package file, relative to the repository root.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub image: String,
+    pub repository: String,
+    pub steps: Vec<Step>,
+    /// Advisories the plan fixes, with the packages they are found in.
+    pub fixes: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("nothing to do: {0}")]
+    Nothing(String),
+    #[error("{package} is not installed in the image")]
+    NotInstalled { package: String },
+    #[error("no version of {package} ({arch}) in the repository fixes {what}: it needs {needs}, the repository has {has}")]
+    NoFix {
+        package: String,
+        arch: String,
+        what: String,
+        needs: String,
+        has: String,
+    },
+    #[error("{package} would be downgraded from {installed} to {offered}")]
+    Downgrade {
+        package: String,
+        installed: String,
+        offered: String,
+    },
+    #[error(
+        "{package} {version} needs {relation}, which neither the image nor the repository provides"
+    )]
+    Unsatisfied {
+        package: String,
+        version: String,
+        relation: String,
+    },
+    /// `other`: the package and version that would be installed.
+    #[error("{package} {version} {kind} {relation}, and {other} would be installed")]
+    Conflict {
+        package: String,
+        version: String,
+        kind: &'static str,
+        relation: String,
+        other: String,
+    },
+    #[error("the plan does not settle after {0} rounds of dependencies")]
+    TooDeep(usize),
+    #[error("only Debian packages can be planned yet; the image has {0} packages")]
+    Unsupported(String),
+}
+
+/// One alternative of a relation: name, optional (operator, version).
+struct Rel {
+    name: String,
+    op: Option<(String, String)>,
+}
+
+/// A relation group "a (>= 1) | b" as alternatives; ":any"/":native" qualifiers and
+/// architecture restrictions are dropped (one architecture per image here).
+fn parse_group(group: &str) -> Vec<Rel> {
+    group
+        .split('|')
+        .filter_map(|alt| {
+            let d = debian_packaging::dependency::SingleDependency::parse(alt.trim()).ok()?;
+            let name = d
+                .package
+                .split(':')
+                .next()
+                .unwrap_or(&d.package)
+                .to_string();
+            let op = d
+                .version_constraint
+                .map(|c| (c.relationship.to_string(), c.version.to_string()));
+            Some(Rel { name, op })
+        })
+        .collect()
+}
+
+fn holds(op: &str, have: &str, want: &str) -> bool {
+    let o = compare(PackageKind::Deb, have, want);
+    match op {
+        "<<" => o == Ordering::Less,
+        "<=" => o != Ordering::Greater,
+        "=" => o == Ordering::Equal,
+        ">=" => o != Ordering::Less,
+        ">>" => o == Ordering::Greater,
+        _ => false,
+    }
+}
+
+/// What will be installed after the plan: name -> (version, provides).
+struct State {
+    real: BTreeMap<String, (String, Vec<String>)>,
+}
+
+impl State {
+    fn satisfies(&self, r: &Rel) -> bool {
+        if let Some((v, _)) = self.real.get(&r.name) {
+            if r.op.as_ref().is_none_or(|(op, want)| holds(op, v, want)) {
+                return true;
+            }
+        }
+        // Provides: "name" or "name (= version)".
+        self.real.values().any(|(_, provides)| {
+            provides.iter().any(|p| {
+                parse_group(p).iter().any(|pr| {
+                    pr.name == r.name
+                        && match (&r.op, &pr.op) {
+                            (None, _) => true,
+                            (Some((op, want)), Some((_, have))) => holds(op, have, want),
+                            (Some(_), None) => false,
+                        }
+                })
+            })
+        })
+    }
+
+    /// Another installed package a relation names (for Breaks/Conflicts), if its version
+    /// matches.
+    fn hit(&self, r: &Rel, except: &str) -> Option<(String, String)> {
+        let (v, _) = self.real.get(&r.name)?;
+        if r.name == except {
+            return None;
+        }
+        r.op.as_ref()
+            .is_none_or(|(op, want)| holds(op, v, want))
+            .then(|| (r.name.clone(), v.clone()))
+    }
+}
+
+fn arch_ok(image_arch: &str, offered: &str) -> bool {
+    offered == image_arch || offered == "all" || image_arch == "all"
+}
+
+/// The newest installable repository version of a package for an architecture.
+fn newest<'a>(repo: &'a RepoIndex, name: &str, arch: &str) -> Option<&'a RepoPackage> {
+    repo.packages
+        .iter()
+        .filter(|p| {
+            p.name == name
+                && p.kind == PackageKind::Deb
+                && p.file.is_some()
+                && arch_ok(arch, &p.arch)
+        })
+        .max_by(|a, b| compare(PackageKind::Deb, &a.version, &b.version))
+}
+
+/// Plans the upgrade of one image.
+pub fn plan(
+    image: &str,
+    installed: &[Package],
+    findings: &[Finding],
+    repo: &RepoIndex,
+    req: &Request,
+) -> Result<Plan, Refusal> {
+    if let Some(p) = installed.iter().find(|p| p.kind != PackageKind::Deb) {
+        return Err(Refusal::Unsupported(p.kind.as_str().to_string()));
+    }
+    let by_name: BTreeMap<&str, &Package> =
+        installed.iter().map(|p| (p.name.as_str(), p)).collect();
+    // name -> (minimum version wanted (source version for advisories), reasons)
+    let mut wanted: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
+    let mut fixes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for name in &req.packages {
+        if !by_name.contains_key(name.as_str()) {
+            return Err(Refusal::NotInstalled {
+                package: name.clone(),
+            });
+        }
+        wanted
+            .entry(name.clone())
+            .or_default()
+            .1
+            .push("requested".into());
+    }
+    for f in findings {
+        let asked = req.all_fixable
+            || req.advisories.iter().any(|a| {
+                f.of.advisory.eq_ignore_ascii_case(a)
+                    || f.of.aliases.iter().any(|x| x.eq_ignore_ascii_case(a))
+            });
+        if !asked {
+            continue;
+        }
+        let Some(fixed) = &f.fixed else {
+            if !req.all_fixable {
+                return Err(Refusal::NoFix {
+                    package: f.package.to_string(),
+                    arch: by_name
+                        .get(&*f.package)
+                        .map_or(String::new(), |p| p.arch.clone()),
+                    what: f.of.advisory.clone(),
+                    needs: "a fix".into(),
+                    has: "none published".into(),
+                });
+            }
+            continue;
+        };
+        let e = wanted.entry(f.package.to_string()).or_default();
+        if e.0
+            .as_ref()
+            .is_none_or(|v| compare(PackageKind::Deb, fixed, v) == Ordering::Greater)
+        {
+            e.0 = Some(fixed.clone());
+        }
+        e.1.push(f.of.advisory.clone());
+        fixes
+            .entry(f.of.advisory.clone())
+            .or_default()
+            .push(f.package.to_string());
+    }
+    for a in &req.advisories {
+        if !fixes.keys().any(|k| k.eq_ignore_ascii_case(a))
+            && !findings.iter().any(|f| {
+                f.of.advisory.eq_ignore_ascii_case(a)
+                    || f.of.aliases.iter().any(|x| x.eq_ignore_ascii_case(a))
+            })
+        {
+            return Err(Refusal::Nothing(format!("{a} is not found in {image}")));
+        }
+    }
+    if wanted.is_empty() {
+        return Err(Refusal::Nothing(format!("no fixable finding in {image}")));
+    }
+
+    // Choose versions for the targets, then their source siblings.
+    let mut chosen: BTreeMap<String, (&RepoPackage, Vec<String>)> = BTreeMap::new();
+    for (name, (min_source, reasons)) in &wanted {
+        let inst = by_name[name.as_str()];
+        let candidates: Vec<&RepoPackage> = repo
+            .versions(name)
+            .filter(|p| p.file.is_some() && arch_ok(&inst.arch, &p.arch))
+            .collect();
+        let best = candidates
+            .iter()
+            .copied()
+            .filter(|p| {
+                min_source.as_ref().is_none_or(|m| {
+                    compare(PackageKind::Deb, &p.source_version, m) != Ordering::Less
+                })
+            })
+            .max_by(|a, b| compare(PackageKind::Deb, &a.version, &b.version));
+        let Some(best) = best else {
+            return Err(Refusal::NoFix {
+                package: name.clone(),
+                arch: inst.arch.clone(),
+                what: reasons.join(", "),
+                needs: min_source
+                    .as_ref()
+                    .map_or("any version".into(), |m| format!("source version >= {m}")),
+                has: if candidates.is_empty() {
+                    "no version".into()
+                } else {
+                    candidates
+                        .iter()
+                        .map(|c| c.version.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            });
+        };
+        if compare(PackageKind::Deb, &best.version, &inst.version) == Ordering::Less {
+            return Err(Refusal::Downgrade {
+                package: name.clone(),
+                installed: inst.version.clone(),
+                offered: best.version.clone(),
+            });
+        }
+        if best.version == inst.version {
+            continue;
+        }
+        chosen.insert(name.clone(), (best, reasons.clone()));
+    }
+    if chosen.is_empty() {
+        return Err(Refusal::Nothing(format!(
+            "{image} already has the newest versions the repository offers"
+        )));
+    }
+    let targets: Vec<(String, String, String)> = chosen
+        .iter()
+        .map(|(n, (p, _))| (n.clone(), p.source_name.clone(), p.source_version.clone()))
+        .collect();
+    for (target, source, source_version) in targets {
+        for inst in installed.iter().filter(|i| i.source_name == source) {
+            if chosen.contains_key(&inst.name) {
+                continue;
+            }
+            let sibling = repo.versions(&inst.name).find(|p| {
+                p.file.is_some()
+                    && p.source_version == source_version
+                    && arch_ok(&inst.arch, &p.arch)
+            });
+            if let Some(s) = sibling {
+                if compare(PackageKind::Deb, &s.version, &inst.version) == Ordering::Greater {
+                    chosen.insert(
+                        inst.name.clone(),
+                        (s, vec![format!("same source as {target}")]),
+                    );
+                }
+            }
+        }
+    }
+
+    // Settle dependencies: check the whole state, pull in what is missing.
+    const ROUNDS: usize = 32;
+    for _ in 0..ROUNDS {
+        let state = State {
+            real: installed
+                .iter()
+                .map(|p| (p.name.clone(), (p.version.clone(), p.provides.clone())))
+                .chain(
+                    chosen
+                        .iter()
+                        .map(|(n, (p, _))| (n.clone(), (p.version.clone(), p.provides.clone()))),
+                )
+                .collect(),
+        };
+        let mut added: Vec<(String, &RepoPackage, String)> = Vec::new();
+        let planned = chosen.iter().map(|(n, (p, _))| {
+            (
+                n.as_str(),
+                p.version.as_str(),
+                p.pre_depends.iter().chain(&p.depends),
+            )
+        });
+        let kept = installed
+            .iter()
+            .filter(|p| !chosen.contains_key(&p.name))
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.version.as_str(),
+                    p.depends.iter().chain(&[]),
+                )
+            });
+        let mut unmet: Vec<(String, String, String)> = Vec::new();
+        for (name, version, rels) in planned {
+            for g in rels {
+                let alts = parse_group(g);
+                if !alts.is_empty() && !alts.iter().any(|r| state.satisfies(r)) {
+                    unmet.push((name.to_string(), version.to_string(), g.clone()));
+                }
+            }
+        }
+        for (name, version, rels) in kept {
+            for g in rels {
+                let alts = parse_group(g);
+                if !alts.is_empty() && !alts.iter().any(|r| state.satisfies(r)) {
+                    unmet.push((name.to_string(), version.to_string(), g.clone()));
+                }
+            }
+        }
+        for (name, version, g) in &unmet {
+            let arch = by_name
+                .get(name.as_str())
+                .map(|p| p.arch.clone())
+                .or_else(|| chosen.get(name).map(|(p, _)| p.arch.clone()))
+                .unwrap_or_default();
+            // The newest repository package that satisfies one of the alternatives.
+            let pick = parse_group(g).into_iter().find_map(|r| {
+                let p = newest(repo, &r.name, &arch)?;
+                let ok =
+                    r.op.as_ref()
+                        .is_none_or(|(op, want)| holds(op, &p.version, want));
+                ok.then_some((r.name.clone(), p))
+            });
+            match pick {
+                Some((n, p)) => {
+                    if let Some(i) = by_name.get(n.as_str()) {
+                        if compare(PackageKind::Deb, &p.version, &i.version) != Ordering::Greater {
+                            return Err(Refusal::Unsatisfied {
+                                package: name.clone(),
+                                version: version.clone(),
+                                relation: g.clone(),
+                            });
+                        }
+                    }
+                    added.push((n, p, format!("needed by {name} for {g}")));
+                }
+                None => {
+                    return Err(Refusal::Unsatisfied {
+                        package: name.clone(),
+                        version: version.clone(),
+                        relation: g.clone(),
+                    })
+                }
+            }
+        }
+        if added.is_empty() {
+            // Breaks and Conflicts of what is planned, against what will be installed.
+            for (n, (p, _)) in &chosen {
+                for (kind, rels) in [("breaks", &p.breaks), ("conflicts with", &p.conflicts)] {
+                    for g in rels {
+                        for r in parse_group(g) {
+                            if let Some((other, ov)) = state.hit(&r, n) {
+                                return Err(Refusal::Conflict {
+                                    package: n.clone(),
+                                    version: p.version.clone(),
+                                    kind,
+                                    relation: g.clone(),
+                                    other: format!("{other} {ov}"),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            let steps = chosen
+                .into_iter()
+                .map(|(n, (p, reasons))| Step {
+                    from: by_name.get(n.as_str()).map(|i| i.version.clone()),
+                    arch: p.arch.clone(),
+                    to: p.version.clone(),
+                    reasons,
+                    file: p.file.clone().unwrap_or_default(),
+                    package: n,
+                })
+                .collect();
+            for v in fixes.values_mut() {
+                let set: BTreeSet<String> = v.drain(..).collect();
+                v.extend(set);
+            }
+            return Ok(Plan {
+                image: image.to_string(),
+                repository: repo.root.clone(),
+                steps,
+                fixes,
+            });
+        }
+        for (n, p, why) in added {
+            chosen.entry(n).or_insert((p, vec![why]));
+        }
+    }
+    Err(Refusal::TooDeep(ROUNDS))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The refusals real repositories rarely show, on small hand-made inventories (the
+    //! real cases are in tests/e2e/patch.rs).
+    use super::*;
+
+    fn inst(name: &str, version: &str, arch: &str, depends: &[&str]) -> Package {
+        Package {
+            kind: PackageKind::Deb,
+            name: name.into(),
+            version: version.into(),
+            epoch: None,
+            release: None,
+            arch: arch.into(),
+            source_name: name.into(),
+            source_version: version.into(),
+            source_rpm: None,
+            license: None,
+            provides: Vec::new(),
+            depends: depends.iter().map(|d| d.to_string()).collect(),
+            module: None,
+            db: String::new(),
+        }
+    }
+
+    fn offer(name: &str, version: &str, arch: &str) -> RepoPackage {
+        RepoPackage {
+            kind: PackageKind::Deb,
+            name: name.into(),
+            version: version.into(),
+            arch: arch.into(),
+            source_name: name.into(),
+            source_version: version.into(),
+            depends: Vec::new(),
+            pre_depends: Vec::new(),
+            provides: Vec::new(),
+            conflicts: Vec::new(),
+            breaks: Vec::new(),
+            file: Some(format!("{name}_{version}_{arch}.deb")),
+            size: 1,
+            sha256: None,
+            index: None,
+        }
+    }
+
+    fn repo(p: Vec<RepoPackage>) -> RepoIndex {
+        RepoIndex {
+            root: "/repo".into(),
+            packages: p,
+            rejected: Vec::new(),
+            indices: 0,
+        }
+    }
+
+    fn ask(name: &str) -> Request {
+        Request {
+            packages: vec![name.into()],
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn never_downgrades() {
+        let r = plan(
+            "img",
+            &[inst("libfoo", "2.0-1", "amd64", &[])],
+            &[],
+            &repo(vec![offer("libfoo", "1.9-1", "amd64")]),
+            &ask("libfoo"),
+        );
+        assert!(matches!(r, Err(Refusal::Downgrade { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn another_architecture_is_no_fix() {
+        let r = plan(
+            "img",
+            &[inst("libfoo", "2.0-1", "amd64", &[])],
+            &[],
+            &repo(vec![offer("libfoo", "2.0-2", "arm64")]),
+            &ask("libfoo"),
+        );
+        match r {
+            Err(Refusal::NoFix { arch, has, .. }) => {
+                assert_eq!(arch, "amd64");
+                assert_eq!(has, "no version");
+            }
+            other => panic!("{other:?}"),
+        }
+        // "all" packages fit any architecture.
+        let ok = plan(
+            "img",
+            &[inst("foo-data", "2.0-1", "all", &[])],
+            &[],
+            &repo(vec![offer("foo-data", "2.0-2", "all")]),
+            &ask("foo-data"),
+        )
+        .expect("plan");
+        assert_eq!(ok.steps[0].to, "2.0-2");
+    }
+
+    #[test]
+    fn an_installed_dependent_the_upgrade_breaks_refuses_the_plan() {
+        // app needs libfoo (<< 3); the repository's libfoo 3.0 would break it: refused,
+        // naming app's relation. (The planner does not replace a dependent to make room,
+        // as apt might.)
+        let installed = [
+            inst("libfoo", "2.0-1", "amd64", &[]),
+            inst("app", "1.0-1", "amd64", &["libfoo (<< 3)"]),
+        ];
+        let r = plan(
+            "img",
+            &installed,
+            &[],
+            &repo(vec![offer("libfoo", "3.0-1", "amd64")]),
+            &ask("libfoo"),
+        );
+        assert!(
+            matches!(&r, Err(Refusal::Unsatisfied { package, .. }) if package == "app"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn breaks_refuse() {
+        let mut new = offer("libfoo", "3.0-1", "amd64");
+        new.breaks = vec!["app (<< 2)".into()];
+        let r = plan(
+            "img",
+            &[
+                inst("libfoo", "2.0-1", "amd64", &[]),
+                inst("app", "1.0-1", "amd64", &[]),
+            ],
+            &[],
+            &repo(vec![new]),
+            &ask("libfoo"),
+        );
+        assert!(
+            matches!(&r, Err(Refusal::Conflict { other, .. }) if other == "app 1.0-1"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn new_dependencies_come_from_the_repository() {
+        let mut new = offer("libfoo", "3.0-1", "amd64");
+        new.depends = vec!["libbar (>= 1.2) | libbaz".into()];
+        let p = plan(
+            "img",
+            &[inst("libfoo", "2.0-1", "amd64", &[])],
+            &[],
+            &repo(vec![new, offer("libbar", "1.3-1", "amd64")]),
+            &ask("libfoo"),
+        )
+        .expect("plan");
+        let bar = p
+            .steps
+            .iter()
+            .find(|s| s.package == "libbar")
+            .expect("libbar");
+        assert_eq!(bar.from, None);
+        assert!(bar.reasons[0].starts_with("needed by libfoo"));
+    }
+}
