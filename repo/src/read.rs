@@ -161,16 +161,7 @@ fn sha256_of(path: &Path) -> Result<(u64, String), String> {
     Ok((n, hex::encode(h.finalize())))
 }
 
-fn list(field: Option<&str>) -> Vec<String> {
-    field
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use coldpatch_collector::analyzers::dpkg::relations as list;
 
 /// A deb package from its control paragraph (a .deb's control file or an index stanza).
 fn deb_from(c: &debian_packaging::control::ControlParagraph<'_>) -> Result<RepoPackage, String> {

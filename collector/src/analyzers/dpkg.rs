@@ -43,7 +43,7 @@ impl Analyzer for Dpkg {
 }
 
 /// A relation field split into its comma-separated groups, blanks normalised.
-fn relations(field: Option<&str>) -> Vec<String> {
+pub fn relations(field: Option<&str>) -> Vec<String> {
     field
         .map(|v| {
             v.split(',')
