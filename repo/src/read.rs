@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use coldpatch_collector::analyzers::dpkg::relations as list;
 use coldpatch_collector::PackageKind;
 use sha2::{Digest, Sha256};
 
@@ -160,8 +161,6 @@ fn sha256_of(path: &Path) -> Result<(u64, String), String> {
     }
     Ok((n, hex::encode(h.finalize())))
 }
-
-use coldpatch_collector::analyzers::dpkg::relations as list;
 
 /// A deb package from its control paragraph (a .deb's control file or an index stanza).
 fn deb_from(c: &debian_packaging::control::ControlParagraph<'_>) -> Result<RepoPackage, String> {
