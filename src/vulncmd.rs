@@ -207,35 +207,36 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
 }
 
 pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
-    let report = catalog.scan_images(&[])?;
-    warn_feeds(&report.feeds, Duration::MAX);
-    report.images.iter().for_each(warn_unmatched);
+    warn_feeds(&catalog.feeds()?, Duration::MAX);
     #[derive(serde::Serialize)]
-    struct Hit<'a> {
-        image: &'a str,
-        package: &'a str,
-        installed: &'a str,
-        fixed: Option<&'a str>,
-        advisory: &'a str,
-        feed: &'a str,
+    struct Hit {
+        image: String,
+        package: String,
+        installed: String,
+        fixed: Option<String>,
+        advisory: String,
+        feed: String,
     }
+    // Streamed: only the findings of this advisory are kept, not the fleet's.
     let mut hits = Vec::new();
-    for i in &report.images {
+    catalog.scan_each(&[], |i| {
+        warn_unmatched(&i);
         for f in &i.findings {
             if f.of.advisory.eq_ignore_ascii_case(id)
                 || f.of.aliases.iter().any(|a| a.eq_ignore_ascii_case(id))
             {
                 hits.push(Hit {
-                    image: &i.image,
-                    package: &f.package,
-                    installed: &f.installed,
-                    fixed: f.fixed.as_deref(),
-                    advisory: &f.of.advisory,
-                    feed: &f.of.feed,
+                    image: i.image.clone(),
+                    package: f.package.to_string(),
+                    installed: f.installed.to_string(),
+                    fixed: f.fixed.clone(),
+                    advisory: f.of.advisory.clone(),
+                    feed: f.of.feed.clone(),
                 });
             }
         }
-    }
+        Ok(())
+    })?;
     output::list(
         json,
         &hits,
@@ -249,17 +250,18 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
         ],
         |h| {
             vec![
-                h.image.to_string(),
-                h.package.to_string(),
-                h.installed.to_string(),
-                h.fixed.unwrap_or("(no fix yet)").to_string(),
-                h.advisory.to_string(),
-                h.feed.to_string(),
+                h.image.clone(),
+                h.package.clone(),
+                h.installed.clone(),
+                h.fixed.clone().unwrap_or_else(|| "(no fix yet)".into()),
+                h.advisory.clone(),
+                h.feed.clone(),
             ]
         },
     )?;
     if !json {
-        let images: std::collections::BTreeSet<&str> = hits.iter().map(|h| h.image).collect();
+        let images: std::collections::BTreeSet<&str> =
+            hits.iter().map(|h| h.image.as_str()).collect();
         eprintln!("{} images affected by {id}", images.len());
     }
     Ok(ExitCode::SUCCESS)

@@ -97,6 +97,8 @@ pub enum Refusal {
     Unsupported(String),
 }
 
+static NO_RELATIONS: Vec<String> = Vec::new();
+
 /// One alternative of a relation: name, optional (operator, version).
 struct Rel {
     name: String,
@@ -364,34 +366,26 @@ pub fn plan(
                 .collect(),
         };
         let mut added: Vec<(String, &RepoPackage, String)> = Vec::new();
-        let planned = chosen.iter().map(|(n, (p, _))| {
-            (
-                n.as_str(),
-                p.version.as_str(),
-                p.pre_depends.iter().chain(&p.depends),
-            )
-        });
-        let kept = installed
+        // Every relation of every package that will be installed: planned ones with
+        // their new relations, the others with what dpkg recorded.
+        let relations = chosen
             .iter()
-            .filter(|p| !chosen.contains_key(&p.name))
-            .map(|p| {
-                (
-                    p.name.as_str(),
-                    p.version.as_str(),
-                    p.depends.iter().chain(&[]),
-                )
-            });
+            .map(|(n, (p, _))| (n.as_str(), p.version.as_str(), [&p.pre_depends, &p.depends]))
+            .chain(
+                installed
+                    .iter()
+                    .filter(|p| !chosen.contains_key(&p.name))
+                    .map(|p| {
+                        (
+                            p.name.as_str(),
+                            p.version.as_str(),
+                            [&p.depends, &NO_RELATIONS],
+                        )
+                    }),
+            );
         let mut unmet: Vec<(String, String, String)> = Vec::new();
-        for (name, version, rels) in planned {
-            for g in rels {
-                let alts = parse_group(g);
-                if !alts.is_empty() && !alts.iter().any(|r| state.satisfies(r)) {
-                    unmet.push((name.to_string(), version.to_string(), g.clone()));
-                }
-            }
-        }
-        for (name, version, rels) in kept {
-            for g in rels {
+        for (name, version, lists) in relations {
+            for g in lists.into_iter().flatten() {
                 let alts = parse_group(g);
                 if !alts.is_empty() && !alts.iter().any(|r| state.satisfies(r)) {
                     unmet.push((name.to_string(), version.to_string(), g.clone()));
