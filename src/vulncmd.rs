@@ -222,9 +222,7 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     catalog.scan_each(&[], |i| {
         warn_unmatched(&i);
         for f in &i.findings {
-            if f.of.advisory.eq_ignore_ascii_case(id)
-                || f.of.aliases.iter().any(|a| a.eq_ignore_ascii_case(id))
-            {
+            if f.of.names(id) {
                 hits.push(Hit {
                     image: i.image.clone(),
                     package: f.package.to_string(),

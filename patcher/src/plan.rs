@@ -224,11 +224,7 @@ pub fn plan(
             .push("requested".into());
     }
     for f in findings {
-        let asked = req.all_fixable
-            || req.advisories.iter().any(|a| {
-                f.of.advisory.eq_ignore_ascii_case(a)
-                    || f.of.aliases.iter().any(|x| x.eq_ignore_ascii_case(a))
-            });
+        let asked = req.all_fixable || req.advisories.iter().any(|a| f.of.names(a));
         if !asked {
             continue;
         }
@@ -260,12 +256,7 @@ pub fn plan(
             .push(f.package.to_string());
     }
     for a in &req.advisories {
-        if !fixes.keys().any(|k| k.eq_ignore_ascii_case(a))
-            && !findings.iter().any(|f| {
-                f.of.advisory.eq_ignore_ascii_case(a)
-                    || f.of.aliases.iter().any(|x| x.eq_ignore_ascii_case(a))
-            })
-        {
+        if !findings.iter().any(|f| f.of.names(a)) {
             return Err(Refusal::Nothing(format!("{a} is not found in {image}")));
         }
     }

@@ -58,6 +58,14 @@ pub struct AdvisoryRef {
     pub feed: String,
 }
 
+impl AdvisoryRef {
+    /// Whether the advisory is, or aliases, the given id (case-insensitive).
+    pub fn names(&self, id: &str) -> bool {
+        self.advisory.eq_ignore_ascii_case(id)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(id))
+    }
+}
+
 /// (advisory, entry, fixed version) of one vulnerable match.
 type Hit = (u32, u32, Option<String>);
 
