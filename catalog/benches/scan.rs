@@ -129,26 +129,18 @@ fn main() {
                 };
                 let (v, sv) = (bump(version), bump(source_version));
                 Package {
-                    kind: PackageKind::Deb,
-                    name: name.clone(),
-                    version: v,
-                    epoch: None,
-                    release: None,
                     arch: "amd64".into(),
                     source_name: source.clone(),
                     source_version: sv,
-                    source_rpm: None,
-                    license: None,
                     // As dpkg records them: a few relation groups per package.
-                    provides: Vec::new(),
                     depends: vec![
                         "libc6 (>= 2.34)".into(),
                         "libgcc-s1 (>= 3.0)".into(),
                         "zlib1g (>= 1:1.1.4)".into(),
                         "debconf (>= 0.5) | debconf-2.0".into(),
                     ],
-                    module: None,
                     db: "/var/lib/dpkg/status".into(),
+                    ..Package::new(PackageKind::Deb, name, &v)
                 }
             })
             .collect();

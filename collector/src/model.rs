@@ -100,6 +100,27 @@ pub struct Package {
 }
 
 impl Package {
+    /// A package with only kind, name and version set: its own source, no arch, no
+    /// relations. For building inventories by hand (tests, generated fleets).
+    pub fn new(kind: PackageKind, name: &str, version: &str) -> Package {
+        Package {
+            kind,
+            name: name.to_string(),
+            version: version.to_string(),
+            epoch: None,
+            release: None,
+            arch: String::new(),
+            source_name: name.to_string(),
+            source_version: version.to_string(),
+            source_rpm: None,
+            license: None,
+            provides: Vec::new(),
+            depends: Vec::new(),
+            module: None,
+            db: String::new(),
+        }
+    }
+
     /// The version as users compare it: deb/apk as is, rpm `[epoch:]version-release`.
     pub fn full_version(&self) -> String {
         match (self.kind, &self.release) {

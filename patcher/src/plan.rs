@@ -475,20 +475,9 @@ mod tests {
 
     fn inst(name: &str, version: &str, arch: &str, depends: &[&str]) -> Package {
         Package {
-            kind: PackageKind::Deb,
-            name: name.into(),
-            version: version.into(),
-            epoch: None,
-            release: None,
             arch: arch.into(),
-            source_name: name.into(),
-            source_version: version.into(),
-            source_rpm: None,
-            license: None,
-            provides: Vec::new(),
             depends: depends.iter().map(|d| d.to_string()).collect(),
-            module: None,
-            db: String::new(),
+            ..Package::new(PackageKind::Deb, name, version)
         }
     }
 

@@ -262,20 +262,10 @@ mod tests {
 
     fn pkg(kind: PackageKind, name: &str, version: &str, release: Option<&str>) -> Package {
         Package {
-            kind,
-            name: name.into(),
-            version: version.into(),
-            epoch: None,
             release: release.map(String::from),
             arch: "amd64".into(),
             source_name: "openssl".into(),
-            source_version: version.into(),
-            source_rpm: None,
-            license: None,
-            provides: Vec::new(),
-            depends: Vec::new(),
-            module: None,
-            db: String::new(),
+            ..Package::new(kind, name, version)
         }
     }
 

@@ -198,23 +198,6 @@ impl Index {
         self.advisories.push((feed, a));
     }
 
-    /// Every advisory entry that names this package in this release, with its verdict.
-    pub fn verdicts<'a>(
-        &'a self,
-        distro: &'a Distro,
-        p: &'a Package,
-    ) -> impl Iterator<Item = (&'a str, &'a Advisory, &'a Affected, Verdict)> + 'a {
-        self.judged(distro, p).map(move |(ai, ei, v)| {
-            let (feed, adv) = &self.advisories[ai as usize];
-            (
-                self.feeds[*feed as usize].as_str(),
-                adv,
-                &adv.affected[ei as usize],
-                v,
-            )
-        })
-    }
-
     /// (advisory, entry, verdict) for every entry naming the package in the release.
     fn judged<'a>(
         &'a self,

@@ -51,20 +51,9 @@ fn reimport_replaces_and_scans_follow() {
             ..OsInfo::default()
         });
         inv.packages = vec![Package {
-            kind: PackageKind::Deb,
-            name: "libssl3".into(),
-            version: "3.0.11-1~deb12u2".into(),
-            epoch: None,
-            release: None,
             arch: "amd64".into(),
             source_name: "openssl".into(),
-            source_version: "3.0.11-1~deb12u2".into(),
-            source_rpm: None,
-            license: None,
-            provides: Vec::new(),
-            depends: Vec::new(),
-            module: None,
-            db: String::new(),
+            ..Package::new(PackageKind::Deb, "libssl3", "3.0.11-1~deb12u2")
         }];
         let opts = ScanOptions {
             files: false,

@@ -6,20 +6,10 @@ use coldpatch_collector::{Inventory, Package, PackageKind};
 
 fn pkg(name: &str, kind: PackageKind, version: &str, release: Option<&str>) -> Package {
     Package {
-        kind,
-        name: name.into(),
-        version: version.into(),
-        epoch: None,
         release: release.map(String::from),
         arch: "amd64".into(),
-        source_name: name.into(),
-        source_version: version.into(),
-        source_rpm: None,
-        license: None,
-        provides: Vec::new(),
-        depends: Vec::new(),
-        module: None,
         db: "/var/lib/dpkg/status".into(),
+        ..Package::new(kind, name, version)
     }
 }
 

@@ -87,18 +87,11 @@ fn package(kind: PackageKind, p: &Value) -> Package {
     let epoch = p["Epoch"].as_u64().filter(|e| *e > 0).map(|e| e as u32);
     let label = s(p, "Modularitylabel");
     Package {
-        kind,
-        name: s(p, "Name"),
-        version,
         epoch,
         release,
         arch: s(p, "Arch"),
         source_name: s(p, "SrcName"),
         source_version: s(p, "SrcVersion"),
-        source_rpm: None,
-        license: None,
-        provides: Vec::new(),
-        depends: Vec::new(),
         module: {
             let mut it = label.split(':');
             match (it.next(), it.next()) {
@@ -106,7 +99,7 @@ fn package(kind: PackageKind, p: &Value) -> Package {
                 _ => None,
             }
         },
-        db: String::new(),
+        ..Package::new(kind, &s(p, "Name"), &version)
     }
 }
 
@@ -224,20 +217,10 @@ fn trivy_alma_cases() {
 
 fn deb(name: &str, version: &str, source: &str, source_version: &str) -> Package {
     Package {
-        kind: PackageKind::Deb,
-        name: name.into(),
-        version: version.into(),
-        epoch: None,
-        release: None,
         arch: "amd64".into(),
         source_name: source.into(),
         source_version: source_version.into(),
-        source_rpm: None,
-        license: None,
-        provides: Vec::new(),
-        depends: Vec::new(),
-        module: None,
-        db: String::new(),
+        ..Package::new(PackageKind::Deb, name, version)
     }
 }
 
