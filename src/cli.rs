@@ -111,7 +111,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Offline patching: plan an upgrade from a local repository
+    /// Patch runs, newest first
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One patch run: its images, outcomes, events and logs
+    Run {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Offline patching: plan, apply, put files, roll back, flatten
     Patch {
         #[command(subcommand)]
         command: PatchCommand,
@@ -169,26 +180,72 @@ enum FeedCommand {
     },
 }
 
+/// What to fix: advisories, packages, or everything fixable.
+#[derive(clap::Args)]
+struct Fix {
+    /// Local repository directory (indexed now if it is not yet)
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// Fix this advisory or CVE (repeatable)
+    #[arg(long = "cve", value_name = "ID")]
+    cves: Vec<String>,
+    /// Upgrade this installed package to the newest version offered (repeatable)
+    #[arg(long = "package", value_name = "NAME")]
+    packages: Vec<String>,
+    /// Fix every finding that has a fix
+    #[arg(long)]
+    all_fixable: bool,
+}
+
+impl Fix {
+    fn request(&self) -> coldpatch_patcher::Request {
+        coldpatch_patcher::Request {
+            packages: self.packages.clone(),
+            advisories: self.cves.clone(),
+            all_fixable: self.all_fixable,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum PatchCommand {
     /// Print what an upgrade would install, and why, without writing anything
     Plan {
         /// Image path or id
         image: String,
-        /// Local repository directory (indexed now if it is not yet)
-        #[arg(long, value_name = "DIR")]
-        repo: PathBuf,
-        /// Fix this advisory or CVE (repeatable)
-        #[arg(long = "cve", value_name = "ID")]
-        cves: Vec<String>,
-        /// Upgrade this installed package to the newest version offered (repeatable)
-        #[arg(long = "package", value_name = "NAME")]
-        packages: Vec<String>,
-        /// Fix every finding that has a fix
-        #[arg(long)]
-        all_fixable: bool,
+        #[command(flatten)]
+        fix: Fix,
         #[arg(long)]
         json: bool,
+    },
+    /// Upgrade images offline on a qcow2 overlay (one appliance for all), verify, and
+    /// record each as the image's next version
+    Apply {
+        /// Image paths or ids
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        #[command(flatten)]
+        fix: Fix,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or replace files in images (same overlay, verify and commit path)
+    Files {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        /// A host file and the absolute guest path to write it to (repeatable)
+        #[arg(long = "put", value_name = "SRC:GUEST_PATH", required = true)]
+        puts: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the current version's parent current again
+    Rollback { image: String },
+    /// Write a standalone qcow2 image of the current version
+    Flatten {
+        image: String,
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -230,6 +287,18 @@ fn image_key(k: &str) -> String {
     Path::new(k)
         .canonicalize()
         .map_or_else(|_| k.to_string(), |p| p.display().to_string())
+}
+
+/// Image arguments as the catalog's image paths (ids resolved); unknown ones as given,
+/// for the patcher to refuse by name.
+fn keys(catalog: &Catalog, images: &[String]) -> Vec<String> {
+    images
+        .iter()
+        .map(|i| {
+            let k = image_key(i);
+            catalog.image(&k).map_or(k, |r| r.path)
+        })
+        .collect()
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -289,25 +358,40 @@ pub fn run() -> Result<ExitCode> {
         ),
         Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
         Command::Patch { command } => match command {
-            PatchCommand::Plan {
-                image,
-                repo,
-                cves,
-                packages,
-                all_fixable,
-                json,
-            } => patchcmd::plan_cmd(
+            PatchCommand::Plan { image, fix, json } => patchcmd::plan_cmd(
                 &catalog,
                 &image_key(&image),
-                &repo,
-                &coldpatch_patcher::Request {
-                    packages,
-                    advisories: cves,
-                    all_fixable,
+                &fix.repo,
+                &fix.request(),
+                json,
+            ),
+            PatchCommand::Apply { images, fix, json } => patchcmd::apply(
+                &catalog,
+                &keys(&catalog, &images),
+                &coldpatch_patcher::Ask::Packages {
+                    req: &fix.request(),
+                    repo_root: &fix.repo,
                 },
                 json,
             ),
+            PatchCommand::Files { images, puts, json } => {
+                let puts = patchcmd::parse_puts(&puts)?;
+                patchcmd::apply(
+                    &catalog,
+                    &keys(&catalog, &images),
+                    &coldpatch_patcher::Ask::Files { puts: &puts },
+                    json,
+                )
+            }
+            PatchCommand::Rollback { image } => {
+                patchcmd::rollback(&catalog, &keys(&catalog, &[image])[0])
+            }
+            PatchCommand::Flatten { image, out } => {
+                patchcmd::flatten(&catalog, &keys(&catalog, &[image])[0], &out)
+            }
         },
+        Command::Runs { json } => patchcmd::runs(&catalog, json),
+        Command::Run { id, json } => patchcmd::run(&catalog, &id, json),
         Command::Repo { command } => match command {
             RepoCommand::Index { dir, json } => repocmd::index(&catalog, &dir, json),
             RepoCommand::List { json } => repocmd::list(&catalog, json),
@@ -503,7 +587,25 @@ fn collect_one(
     let path = img
         .canonicalize()
         .with_context(|| format!("{}: cannot open", img.display()))?;
-    let disk = Disk::open(&path, &opts.open)?;
+    // A patched image is read through its current version's file, with the directories
+    // of its versions allowed as backing roots.
+    let key = path.display().to_string();
+    let mut open = opts.open.clone();
+    let file = match catalog.image(&key) {
+        Ok(rec) if rec.current_version != 0 => {
+            let f = PathBuf::from(rec.current_file());
+            open.image_roots
+                .push(path.parent().unwrap_or(&path).to_path_buf());
+            for v in &rec.versions {
+                if let Some(d) = Path::new(&v.file).parent() {
+                    open.image_roots.push(d.to_path_buf());
+                }
+            }
+            f
+        }
+        _ => path.clone(),
+    };
+    let disk = Disk::open(&file, &open)?;
     let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
     let fp = Fingerprint::of(&chain)
         .with_context(|| format!("{}: cannot stat the backing chain", path.display()))?;
@@ -512,9 +614,10 @@ fn collect_one(
             return Ok((scan, true));
         }
     }
-    let inv: Inventory = coldpatch_collector::collect_disk(&disk, opts, &mut |n, h| {
+    let mut inv: Inventory = coldpatch_collector::collect_disk(&disk, opts, &mut |n, h| {
         bar.set_message(format!("{n} entries, {} hashed", bytes(h)));
     })?;
+    inv.image.path = key;
     let scan = catalog.record(&inv, fp, want)?;
     Ok((scan, false))
 }

@@ -1,11 +1,12 @@
-//! The patch commands: plan (apply, rollback and flatten come with the rest of issue 4).
+//! The patch commands (plan, apply, files, rollback, flatten) and the run history.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use coldpatch_catalog::Catalog;
-use coldpatch_patcher::{plan, Request};
+use coldpatch_catalog::{Catalog, Outcome, RunRecord, RunState};
+use coldpatch_patcher::{plan, Ask, Put, Request};
+use sha2::Digest;
 
 use crate::outln;
 use crate::output;
@@ -73,5 +74,203 @@ pub fn plan_cmd(
             plan.fixes.keys().cloned().collect::<Vec<_>>().join(", ")
         }
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Events as they happen, one line each, on standard error (standard output carries the
+/// result).
+fn watch(e: &coldpatch_catalog::Event) {
+    let t = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms),
+    );
+    match &e.image {
+        Some(i) => eprintln!("{t} run {} {}: {}: {}", e.run, i, e.kind, e.message),
+        None => eprintln!("{t} run {}: {}: {}", e.run, e.kind, e.message),
+    }
+}
+
+/// `SRC:GUEST_PATH` pairs, with each source hashed now (the run checks the copy it uploads
+/// against this).
+pub fn parse_puts(args: &[String]) -> Result<Vec<Put>> {
+    args.iter()
+        .map(|a| {
+            let (src, guest) = a
+                .split_once(':')
+                .with_context(|| format!("--put {a}: expected SRC:GUEST_PATH"))?;
+            let guest_ok = guest.starts_with('/')
+                && !guest.ends_with('/')
+                && !guest.contains('\0')
+                && guest.split('/').all(|c| c != ".." && c != ".");
+            anyhow::ensure!(
+                guest_ok,
+                "--put {a}: the guest path must be absolute and plain (no '.', '..' or trailing '/')"
+            );
+            let source = Path::new(src)
+                .canonicalize()
+                .with_context(|| format!("--put {a}: cannot open {src}"))?;
+            anyhow::ensure!(source.is_file(), "--put {a}: {src} is not a regular file");
+            let mut f = std::fs::File::open(&source)
+                .with_context(|| format!("--put {a}: cannot open {src}"))?;
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut f, &mut h).with_context(|| format!("--put {a}: cannot read {src}"))?;
+            Ok(Put {
+                source,
+                guest: guest.to_string(),
+                sha256: hex::encode(h.finalize()),
+            })
+        })
+        .collect()
+}
+
+pub fn apply(catalog: &Catalog, images: &[String], ask: &Ask<'_>, json: bool) -> Result<ExitCode> {
+    let report = coldpatch_patcher::execute(catalog, images, ask, &mut watch)?;
+    if json {
+        output::json(&report)?;
+    } else {
+        let rows: Vec<Vec<String>> = report
+            .images
+            .iter()
+            .map(|r| {
+                let (outcome, detail) = match &r.outcome {
+                    Outcome::Committed { version } => (
+                        format!("version {version}"),
+                        format!(
+                            "findings {} -> {}{}",
+                            r.findings_before,
+                            r.findings_after.unwrap_or_default(),
+                            if r.fixed.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; fixed {}", r.fixed.join(", "))
+                            }
+                        ),
+                    ),
+                    Outcome::Failed { reason } => ("failed".into(), reason.clone()),
+                    other => (format!("{other:?}").to_lowercase(), String::new()),
+                };
+                vec![r.image.clone(), outcome, detail]
+            })
+            .collect();
+        output::table(&["IMAGE", "OUTCOME", "DETAIL"], &rows)?;
+        outln!("run {}: {}", report.run.id, report.run.state.as_str())?;
+    }
+    Ok(if report.run.state == RunState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn rollback(catalog: &Catalog, image: &str) -> Result<ExitCode> {
+    let run = coldpatch_patcher::rollback(catalog, image, &mut watch)?;
+    let img = catalog.image(image)?;
+    outln!(
+        "run {}: {image} is at version {}",
+        run.id,
+        img.current_version
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn flatten(catalog: &Catalog, image: &str, out: &Path) -> Result<ExitCode> {
+    let run = coldpatch_patcher::flatten(catalog, image, out, &mut watch)?;
+    outln!("run {}: wrote {}", run.id, out.display())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run still marked running whose process is gone was interrupted (the next run on its
+/// images records that; this shows it already).
+fn state(r: &RunRecord) -> &'static str {
+    if r.state == RunState::Running && !Path::new(&format!("/proc/{}", r.pid)).exists() {
+        "interrupted"
+    } else {
+        r.state.as_str()
+    }
+}
+
+pub fn runs(catalog: &Catalog, json: bool) -> Result<ExitCode> {
+    let runs = catalog.runs()?;
+    if json {
+        output::json(&runs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.kind.clone(),
+                state(r).to_string(),
+                output::time(r.started),
+                r.finished
+                    .map(|f| format!("{} s", f.saturating_sub(r.started)))
+                    .unwrap_or_default(),
+                r.images.join(", "),
+            ]
+        })
+        .collect();
+    output::table(
+        &["RUN", "KIND", "STATE", "STARTED", "TOOK", "IMAGES"],
+        &rows,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
+    let run = catalog.run(id)?;
+    let images = catalog.run_images(id)?;
+    let events = catalog.events(id)?;
+    if json {
+        output::json(&serde_json::json!({ "run": run, "images": images, "events": events }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "run {} ({}): {}{}",
+        run.id,
+        run.kind,
+        state(&run),
+        run.error
+            .as_ref()
+            .map(|e| format!(" — {e}"))
+            .unwrap_or_default()
+    )?;
+    for e in &events {
+        let t = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms),
+        );
+        outln!(
+            "  {t} {:<12} {}{}",
+            e.kind,
+            e.image
+                .as_ref()
+                .map(|i| format!("{i}: "))
+                .unwrap_or_default(),
+            e.message
+        )?;
+    }
+    for ri in &images {
+        let outcome = match &ri.outcome {
+            Outcome::Committed { version } => format!("committed as version {version}"),
+            Outcome::Failed { reason } => format!("failed: {reason}"),
+            Outcome::Pending => "pending".into(),
+            Outcome::Discarded => "discarded".into(),
+        };
+        outln!(
+            "image {}: {outcome} (built on version {})",
+            ri.image,
+            ri.base_version
+        )?;
+        outln!(
+            "  findings before {}, after {}",
+            ri.before.len(),
+            ri.after.len()
+        )?;
+        if !ri.log.is_empty() {
+            outln!("  log:")?;
+            for l in ri.log.lines() {
+                outln!("    {l}")?;
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

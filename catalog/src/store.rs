@@ -29,6 +29,16 @@ pub enum CatalogError {
     NoRepo(String),
     #[error("no image {0} in the catalog")]
     NoImage(String),
+    #[error("no run {0} in the catalog")]
+    NoRun(String),
+    #[error("{image}: version {base} was patched, but version {current} is current now")]
+    Moved {
+        image: String,
+        base: u32,
+        current: u32,
+    },
+    #[error("{0}: the current version has no earlier version to return to")]
+    NoParent(String),
     #[error("invalid path pattern {pattern:?}")]
     Pattern {
         pattern: String,
@@ -77,7 +87,57 @@ pub struct ImageRecord {
     pub format: String,
     pub virtual_size: u64,
     pub first_seen: u64,
+    /// The scan of the current version: every query reads this one.
     pub current_scan: Option<u64>,
+    /// Versions made by patch runs; empty until the first one, when version 0 (the image
+    /// file itself) is written down too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionRecord>,
+    #[serde(default)]
+    pub current_version: u32,
+}
+
+/// One state of an image: the original file (version 0) or a qcow2 overlay a patch run
+/// made on top of its parent's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub number: u32,
+    /// The file that holds this version.
+    pub file: String,
+    pub parent: Option<u32>,
+    pub scan: Option<u64>,
+    /// The run that made it.
+    pub run: Option<String>,
+    pub created: u64,
+    /// Set when a rollback left this version.
+    #[serde(default)]
+    pub rolled_back: bool,
+}
+
+impl ImageRecord {
+    /// Every version, version 0 included even before any patch run.
+    pub fn all_versions(&self) -> Vec<VersionRecord> {
+        if !self.versions.is_empty() {
+            return self.versions.clone();
+        }
+        vec![VersionRecord {
+            number: 0,
+            file: self.path.clone(),
+            parent: None,
+            scan: self.current_scan,
+            run: None,
+            created: self.first_seen,
+            rolled_back: false,
+        }]
+    }
+
+    /// The file that holds the current version.
+    pub fn current_file(&self) -> &str {
+        self.versions
+            .iter()
+            .find(|v| v.number == self.current_version)
+            .map_or(self.path.as_str(), |v| v.file.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +182,9 @@ pub struct Catalog {
     pub(crate) feeds: sled::Tree,
     pub(crate) advisories: sled::Tree,
     pub(crate) repos: sled::Tree,
+    pub(crate) runs: sled::Tree,
+    pub(crate) run_images: sled::Tree,
+    pub(crate) events: sled::Tree,
 }
 
 pub(crate) fn now() -> u64 {
@@ -166,6 +229,9 @@ impl Catalog {
             feeds: tree("feeds")?,
             advisories: tree("advisories")?,
             repos: tree("repos")?,
+            runs: tree("runs")?,
+            run_images: tree("run_images")?,
+            events: tree("events")?,
             db,
             dir: dir.to_path_buf(),
         })
@@ -211,7 +277,7 @@ impl Catalog {
 
     /// The next number of a named counter, starting at 1 (sled's own ids jump by large
     /// steps across restarts, which makes poor ids for people to type).
-    fn next_id(&self, counter: &str) -> Result<u64> {
+    pub(crate) fn next_id(&self, counter: &str) -> Result<u64> {
         let v = self
             .meta
             .update_and_fetch(counter, |old| {
@@ -338,10 +404,49 @@ impl Catalog {
             virtual_size: 0,
             first_seen: now(),
             current_scan: None,
+            versions: Vec::new(),
+            current_version: 0,
         });
-        image.format.clone_from(&inv.image.format);
-        image.virtual_size = inv.image.virtual_size;
+        if image.versions.is_empty() {
+            image.format.clone_from(&inv.image.format);
+            image.virtual_size = inv.image.virtual_size;
+        }
         image.current_scan = Some(scan_id);
+        // A patched image is collected through its current version's file.
+        let current = image.current_version;
+        if let Some(v) = image.versions.iter_mut().find(|v| v.number == current) {
+            v.scan = Some(scan_id);
+        }
+        let scan = self.write_scan(scan_id, image_id, inv, fp, options)?;
+        let key = scan_id.to_be_bytes();
+        let image_json = serde_json::to_vec(&image).unwrap_or_default();
+        let scan_json = serde_json::to_vec(&scan).unwrap_or_default();
+        let mut link = image_id.to_be_bytes().to_vec();
+        link.extend_from_slice(&key);
+        let res: std::result::Result<(), TransactionError<()>> =
+            (&self.images, &self.paths, &self.scans, &self.image_scans).transaction(
+                |(images, paths, scans, links)| {
+                    scans.insert(&key, scan_json.clone())?;
+                    links.insert(link.clone(), vec![])?;
+                    images.insert(&image_id.to_be_bytes(), image_json.clone())?;
+                    paths.insert(image.path.as_bytes(), &image_id.to_be_bytes())?;
+                    Ok::<(), ConflictableTransactionError<()>>(())
+                },
+            );
+        self.committed(res)?;
+        Ok(scan)
+    }
+
+    /// A scan's record, with its inventory and file list written under its id (which
+    /// nothing refers to yet: the caller's transaction makes it visible).
+    pub(crate) fn write_scan(
+        &self,
+        scan_id: u64,
+        image_id: u64,
+        inv: &Inventory,
+        fp: Fingerprint,
+        options: ScanOptions,
+    ) -> Result<ScanRecord> {
         let scan = ScanRecord {
             id: scan_id,
             image_id,
@@ -362,7 +467,6 @@ impl Catalog {
             unknowns: inv.unknowns.len(),
             bytes_read: inv.stats.bytes_read_from_image,
         };
-        // Blobs first, under the new id that nothing refers to yet.
         let key = scan_id.to_be_bytes();
         let files = Self::packed(&inv.files);
         let without_files = Inventory {
@@ -375,23 +479,16 @@ impl Catalog {
         self.files
             .insert(key, files)
             .map_err(|e| self.store_err(e))?;
-
-        let image_json = serde_json::to_vec(&image).unwrap_or_default();
-        let scan_json = serde_json::to_vec(&scan).unwrap_or_default();
-        let mut link = image_id.to_be_bytes().to_vec();
-        link.extend_from_slice(&key);
-        let res: std::result::Result<(), TransactionError<()>> =
-            (&self.images, &self.paths, &self.scans, &self.image_scans).transaction(
-                |(images, paths, scans, links)| {
-                    scans.insert(&key, scan_json.clone())?;
-                    links.insert(link.clone(), vec![])?;
-                    images.insert(&image_id.to_be_bytes(), image_json.clone())?;
-                    paths.insert(image.path.as_bytes(), &image_id.to_be_bytes())?;
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                },
-            );
-        self.committed(res)?;
         Ok(scan)
+    }
+
+    pub(crate) fn trees(&self) -> (&sled::Tree, &sled::Tree, &sled::Tree, &sled::Tree) {
+        (&self.images, &self.paths, &self.scans, &self.image_scans)
+    }
+
+    /// The catalog's directory (patch runs keep their image versions and locks beside it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(crate) fn flush(&self) -> Result<()> {

@@ -17,10 +17,13 @@ use std::ptr;
 
 use libguestfs_sys as sys;
 
-/// From guestfs.h: `GUESTFS_ADD_DRIVE_OPTS_READONLY_BITMASK` and `..._FORMAT_BITMASK`
-/// (macros bindgen cannot translate).
+/// From guestfs.h: `GUESTFS_ADD_DRIVE_OPTS_READONLY_BITMASK`, `..._FORMAT_BITMASK`,
+/// `..._CACHEMODE_BITMASK` and `GUESTFS_E2FSCK_CORRECT_BITMASK` (macros bindgen cannot
+/// translate).
 const ADD_DRIVE_READONLY: u64 = 1 << 0;
 const ADD_DRIVE_FORMAT: u64 = 1 << 1;
+const ADD_DRIVE_CACHEMODE: u64 = 1 << 9;
+const E2FSCK_CORRECT: u64 = 1 << 0;
 
 #[derive(Debug, thiserror::Error)]
 #[error("libguestfs {call}: {message}")]
@@ -190,6 +193,223 @@ impl Session {
         // in the bitmask are read.
         let r = unsafe { sys::guestfs_add_drive_opts_argv(self.g, file.as_ptr(), &opts) };
         self.check_int("add_drive", r).map(drop)
+    }
+
+    /// Adds a qcow2 overlay writable. The cache mode is "unsafe" (the guest's flushes are
+    /// not passed to the host): the overlay is thrown away if anything fails, and a
+    /// successful run ends with [`Session::shutdown`], which writes everything out, before
+    /// the caller syncs the file and verifies it.
+    pub fn add_overlay_rw(&mut self, path: &Path) -> Result<(), GuestfsError> {
+        let file = cstring("add_drive", &path.to_string_lossy())?;
+        let fmt = cstring("add_drive", "qcow2")?;
+        let cache = cstring("add_drive", "unsafe")?;
+        let opts = sys::guestfs_add_drive_opts_argv {
+            bitmask: ADD_DRIVE_FORMAT | ADD_DRIVE_CACHEMODE,
+            readonly: 0,
+            format: fmt.as_ptr(),
+            iface: ptr::null(),
+            name: ptr::null(),
+            label: ptr::null(),
+            protocol: ptr::null(),
+            server: ptr::null(),
+            username: ptr::null(),
+            secret: ptr::null(),
+            cachemode: cache.as_ptr(),
+            discard: ptr::null(),
+            copyonread: 0,
+            blocksize: 0,
+        };
+        // SAFETY: g is valid; file, fmt, cache and opts live across the call; only the
+        // fields named in the bitmask are read.
+        let r = unsafe { sys::guestfs_add_drive_opts_argv(self.g, file.as_ptr(), &opts) };
+        self.check_int("add_drive", r).map(drop)
+    }
+
+    /// Virtual CPUs of the appliance (before launch). Under TCG a second CPU lets dpkg's
+    /// decompressor and unpacker run side by side.
+    pub fn set_smp(&mut self, n: i32) -> Result<(), GuestfsError> {
+        // SAFETY: g is valid.
+        let r = unsafe { sys::guestfs_set_smp(self.g, n) };
+        self.check_int("set_smp", r).map(drop)
+    }
+
+    /// Stops the appliance and waits for qemu to write out and close every drive; the
+    /// error is reported (closing the handle would only log it).
+    pub fn shutdown(&mut self) -> Result<(), GuestfsError> {
+        // SAFETY: g is valid.
+        let r = unsafe { sys::guestfs_shutdown(self.g) };
+        self.check_int("shutdown", r).map(drop)
+    }
+
+    /// Runs an int-returning libguestfs call that takes one string argument.
+    fn with_str(
+        &mut self,
+        call: &'static str,
+        arg: &str,
+        f: unsafe extern "C" fn(*mut sys::guestfs_h, *const c_char) -> i32,
+    ) -> Result<i32, GuestfsError> {
+        let a = cstring(call, arg)?;
+        // SAFETY: g is valid; a lives across the call; f is a libguestfs function taking
+        // (handle, string) that does not keep the pointer.
+        let r = unsafe { f(self.g, a.as_ptr()) };
+        self.check_int(call, r)
+    }
+
+    /// Runs a string-returning libguestfs call that takes one string argument.
+    fn str_with_str(
+        &mut self,
+        call: &'static str,
+        arg: &str,
+        f: unsafe extern "C" fn(*mut sys::guestfs_h, *const c_char) -> *mut c_char,
+    ) -> Result<String, GuestfsError> {
+        let a = cstring(call, arg)?;
+        // SAFETY: as in with_str; the result is taken over by take_string.
+        let p = unsafe { f(self.g, a.as_ptr()) };
+        self.take_string(call, p)
+    }
+
+    pub fn mount(&mut self, device: &str, mountpoint: &str) -> Result<(), GuestfsError> {
+        let d = cstring("mount", device)?;
+        let m = cstring("mount", mountpoint)?;
+        // SAFETY: g is valid; d and m live across the call.
+        let r = unsafe { sys::guestfs_mount(self.g, d.as_ptr(), m.as_ptr()) };
+        self.check_int("mount", r).map(drop)
+    }
+
+    pub fn umount_all(&mut self) -> Result<(), GuestfsError> {
+        // SAFETY: g is valid.
+        let r = unsafe { sys::guestfs_umount_all(self.g) };
+        self.check_int("umount_all", r).map(drop)
+    }
+
+    pub fn sync(&mut self) -> Result<(), GuestfsError> {
+        // SAFETY: g is valid.
+        let r = unsafe { sys::guestfs_sync(self.g) };
+        self.check_int("sync", r).map(drop)
+    }
+
+    /// The index of the drive (in the order added) that holds a device or partition.
+    pub fn drive_of(&mut self, device: &str) -> Result<usize, GuestfsError> {
+        let whole = if self.with_str("is_whole_device", device, sys::guestfs_is_whole_device)? == 1
+        {
+            device.to_string()
+        } else {
+            self.str_with_str("part_to_dev", device, sys::guestfs_part_to_dev)?
+        };
+        let i = self.with_str("device_index", &whole, sys::guestfs_device_index)?;
+        Ok(usize::try_from(i).unwrap_or(usize::MAX))
+    }
+
+    /// The drives' block devices, in the order they were added.
+    pub fn list_devices(&mut self) -> Result<Vec<String>, GuestfsError> {
+        // SAFETY: g is valid; the list is taken over by take_list.
+        let p = unsafe { sys::guestfs_list_devices(self.g) };
+        self.take_list("list_devices", p)
+    }
+
+    /// The partition number of a partition device (`/dev/sda5` -> 5).
+    pub fn part_to_partnum(&mut self, partition: &str) -> Result<i32, GuestfsError> {
+        self.with_str("part_to_partnum", partition, sys::guestfs_part_to_partnum)
+    }
+
+    /// Renames a guest file (within the guest).
+    pub fn mv(&mut self, from: &str, to: &str) -> Result<(), GuestfsError> {
+        let f = cstring("mv", from)?;
+        let t = cstring("mv", to)?;
+        // SAFETY: g is valid; f and t live across the call.
+        let r = unsafe { sys::guestfs_mv(self.g, f.as_ptr(), t.as_ptr()) };
+        self.check_int("mv", r).map(drop)
+    }
+
+    /// The filesystem type on a device ("ext4", "xfs", "swap", …).
+    pub fn vfs_type(&mut self, device: &str) -> Result<String, GuestfsError> {
+        self.str_with_str("vfs_type", device, sys::guestfs_vfs_type)
+    }
+
+    /// `e2fsck -f -p`: a full check that repairs only what is safe without a person and
+    /// fails on anything else.
+    pub fn e2fsck(&mut self, device: &str) -> Result<(), GuestfsError> {
+        let d = cstring("e2fsck", device)?;
+        let opts = sys::guestfs_e2fsck_argv {
+            bitmask: E2FSCK_CORRECT,
+            correct: 1,
+            forceall: 0,
+        };
+        // SAFETY: g is valid; d and opts live across the call.
+        let r = unsafe { sys::guestfs_e2fsck_argv(self.g, d.as_ptr(), &opts) };
+        self.check_int("e2fsck", r).map(drop)
+    }
+
+    /// The canonical form of a guest path, resolved inside the guest (the daemon chroots
+    /// into the guest's root first).
+    pub fn realpath(&mut self, path: &str) -> Result<String, GuestfsError> {
+        self.str_with_str("realpath", path, sys::guestfs_realpath)
+    }
+
+    pub fn exists(&mut self, path: &str) -> Result<bool, GuestfsError> {
+        Ok(self.with_str("exists", path, sys::guestfs_exists)? == 1)
+    }
+
+    pub fn is_symlink(&mut self, path: &str) -> Result<bool, GuestfsError> {
+        Ok(self.with_str("is_symlink", path, sys::guestfs_is_symlink)? == 1)
+    }
+
+    pub fn is_dir(&mut self, path: &str) -> Result<bool, GuestfsError> {
+        Ok(self.with_str("is_dir", path, sys::guestfs_is_dir)? == 1)
+    }
+
+    pub fn mkdir_p(&mut self, path: &str) -> Result<(), GuestfsError> {
+        self.with_str("mkdir_p", path, sys::guestfs_mkdir_p)
+            .map(drop)
+    }
+
+    pub fn rm_rf(&mut self, path: &str) -> Result<(), GuestfsError> {
+        self.with_str("rm_rf", path, sys::guestfs_rm_rf).map(drop)
+    }
+
+    /// Copies a host file into the guest.
+    pub fn upload(&mut self, host: &Path, guest: &str) -> Result<(), GuestfsError> {
+        let h = cstring("upload", &host.to_string_lossy())?;
+        let g = cstring("upload", guest)?;
+        // SAFETY: the handle is valid; h and g live across the call.
+        let r = unsafe { sys::guestfs_upload(self.g, h.as_ptr(), g.as_ptr()) };
+        self.check_int("upload", r).map(drop)
+    }
+
+    /// Writes a guest file with the given content.
+    pub fn write(&mut self, guest: &str, content: &[u8]) -> Result<(), GuestfsError> {
+        let p = cstring("write", guest)?;
+        // SAFETY: g is valid; p and content live across the call; the length is passed.
+        let r = unsafe {
+            sys::guestfs_write(self.g, p.as_ptr(), content.as_ptr().cast(), content.len())
+        };
+        self.check_int("write", r).map(drop)
+    }
+
+    pub fn chmod(&mut self, mode: u32, path: &str) -> Result<(), GuestfsError> {
+        let p = cstring("chmod", path)?;
+        let mode = i32::try_from(mode & 0o7777).unwrap_or(0o644);
+        // SAFETY: g is valid; p lives across the call.
+        let r = unsafe { sys::guestfs_chmod(self.g, mode, p.as_ptr()) };
+        self.check_int("chmod", r).map(drop)
+    }
+
+    pub fn chown(&mut self, uid: u32, gid: u32, path: &str) -> Result<(), GuestfsError> {
+        let p = cstring("chown", path)?;
+        let (u, g) = (
+            i32::try_from(uid).unwrap_or(0),
+            i32::try_from(gid).unwrap_or(0),
+        );
+        // SAFETY: the handle is valid; p lives across the call.
+        let r = unsafe { sys::guestfs_chown(self.g, u, g, p.as_ptr()) };
+        self.check_int("chown", r).map(drop)
+    }
+
+    /// Runs a shell command line with the guest's own `/bin/sh`, chrooted into the mounted
+    /// guest (the daemon binds /dev, /proc and /sys for it). Returns standard output; a
+    /// non-zero exit is an error carrying standard error.
+    pub fn sh(&mut self, command: &str) -> Result<String, GuestfsError> {
+        self.str_with_str("sh", command, sys::guestfs_sh)
     }
 
     pub fn launch(&mut self) -> Result<(), GuestfsError> {

@@ -1,7 +1,56 @@
-//! The offline patcher (issue 4, in progress): plans package upgrades of stopped images
-//! from a local repository. Applying them on a qcow2 overlay through libguestfs, the
-//! verification and the version records are not built yet.
+//! Offline upgrades of stopped images: planning (`plan.rs`), and applying a plan or a set
+//! of files on a qcow2 overlay in one libguestfs appliance (`guest.rs`), verified by
+//! reading the result natively and committed as the image's next version (`run.rs`).
+//! Overlays and flattened copies are made by `qemu-img` (`overlay.rs`); one run per image
+//! at a time (`lock.rs`).
 
+use std::path::{Path, PathBuf};
+
+pub mod guest;
+pub mod lock;
+pub mod overlay;
 pub mod plan;
+pub mod run;
 
+pub use guest::{Change, Put};
 pub use plan::{plan, Plan, Refusal, Request, Step};
+pub use run::{execute, flatten, rollback, Ask, ImageResult, RunReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error("{image} is being patched by {holder}; try again when it has finished")]
+    Busy { image: String, holder: String },
+    #[error("{0} has no recorded scan; run `coldpatch collect` first")]
+    NotCollected(String),
+    #[error("cannot plan {0}: {1}")]
+    Plan(String, String),
+    #[error("{tool} on {file}: {message}")]
+    Tool {
+        tool: &'static str,
+        file: PathBuf,
+        message: String,
+    },
+    #[error("libguestfs appliance: {0}")]
+    Appliance(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Catalog(#[from] coldpatch_catalog::CatalogError),
+    #[error(transparent)]
+    Disk(#[from] coldpatch_disk::DiskError),
+    #[error(transparent)]
+    Repo(#[from] coldpatch_repo::RepoError),
+}
+
+impl PatchError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> PatchError {
+        PatchError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

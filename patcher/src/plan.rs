@@ -43,6 +43,13 @@ pub struct Step {
     pub reasons: Vec<String>,
     /// The package file, relative to the repository root.
     pub file: String,
+    /// Its SHA-256 as indexed; checked again when the file is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// dpkg installs stage by stage: a package whose Pre-Depends names another planned
+    /// package comes in a later stage, after that one is configured.
+    #[serde(default)]
+    pub stage: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +200,37 @@ fn newest<'a>(repo: &'a RepoIndex, name: &str, arch: &str) -> Option<&'a RepoPac
                 && arch_ok(arch, &p.arch)
         })
         .max_by(|a, b| compare(PackageKind::Deb, &a.version, &b.version))
+}
+
+/// The dpkg stage of each planned package: one more than the latest stage of any planned
+/// package its Pre-Depends names (dpkg refuses to unpack a package whose pre-dependency is
+/// not configured yet, so those must be installed by an earlier `dpkg -i`). A cycle of
+/// Pre-Depends, which Debian policy forbids, stops at the number of packages.
+fn stages(chosen: &BTreeMap<String, (&RepoPackage, Vec<String>)>) -> BTreeMap<String, u32> {
+    let mut stage: BTreeMap<String, u32> = chosen.keys().map(|n| (n.clone(), 0)).collect();
+    let limit = u32::try_from(chosen.len()).unwrap_or(u32::MAX);
+    for _ in 0..chosen.len() {
+        let mut changed = false;
+        for (n, (p, _)) in chosen {
+            let want = p
+                .pre_depends
+                .iter()
+                .flat_map(|g| parse_group(g))
+                .filter(|r| r.name != *n)
+                .filter_map(|r| stage.get(&r.name).map(|s| s + 1))
+                .max()
+                .unwrap_or(0)
+                .min(limit);
+            if stage[n] < want {
+                stage.insert(n.clone(), want);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    stage
 }
 
 /// Plans the upgrade of one image.
@@ -438,6 +476,7 @@ pub fn plan(
                     }
                 }
             }
+            let stages = stages(&chosen);
             let steps = chosen
                 .into_iter()
                 .map(|(n, (p, reasons))| Step {
@@ -446,6 +485,8 @@ pub fn plan(
                     to: p.version.clone(),
                     reasons,
                     file: p.file.clone().unwrap_or_default(),
+                    sha256: p.sha256.clone(),
+                    stage: stages.get(&n).copied().unwrap_or(0),
                     package: n,
                 })
                 .collect();
@@ -618,5 +659,37 @@ mod tests {
             .expect("libbar");
         assert_eq!(bar.from, None);
         assert!(bar.reasons[0].starts_with("needed by libfoo"));
+    }
+
+    #[test]
+    fn pre_depends_order_the_stages() {
+        // e2fsprogs pre-depends on the exact new libext2fs2, which depends on libc6:
+        // e2fsprogs must wait for a second dpkg run; a plain Depends does not delay.
+        let mut lib = offer("libext2fs2", "1.46.2-2+deb11u1", "amd64");
+        lib.depends = vec!["libc6".into()];
+        let mut tool = offer("e2fsprogs", "1.46.2-2+deb11u1", "amd64");
+        tool.pre_depends = vec!["libext2fs2 (= 1.46.2-2+deb11u1)".into()];
+        let mut user = offer("logsave", "1.46.2-2+deb11u1", "amd64");
+        user.depends = vec!["e2fsprogs".into()];
+        let p = plan(
+            "img",
+            &[
+                inst("libc6", "2.31-13", "amd64", &[]),
+                inst("libext2fs2", "1.46.2-2", "amd64", &[]),
+                inst("e2fsprogs", "1.46.2-2", "amd64", &[]),
+                inst("logsave", "1.46.2-2", "amd64", &[]),
+            ],
+            &[],
+            &repo(vec![lib, tool, user]),
+            &Request {
+                packages: vec!["libext2fs2".into(), "e2fsprogs".into(), "logsave".into()],
+                ..Request::default()
+            },
+        )
+        .expect("plan");
+        let stage = |n: &str| p.steps.iter().find(|s| s.package == n).map(|s| s.stage);
+        assert_eq!(stage("libext2fs2"), Some(0));
+        assert_eq!(stage("e2fsprogs"), Some(1));
+        assert_eq!(stage("logsave"), Some(0));
     }
 }

@@ -1,0 +1,340 @@
+//! Patch runs and image versions. Trees: `runs` (run id -> RunRecord), `run_images`
+//! (run id ++ 0 ++ image path -> zstd JSON RunImage: plan, log, findings before and after,
+//! outcome) and `events` (run id ++ 0 ++ sequence -> Event).
+//!
+//! Invariant: a version becomes visible in one transaction that adds its scan, appends it
+//! to the image's versions, makes it current and marks the run's image committed. A run
+//! killed at any point before leaves at most an event trail and an unreferenced overlay
+//! file, which the next run on the image sweeps away.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use coldpatch_collector::Inventory;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::store::{now, Catalog, CatalogError, Fingerprint, ImageRecord, Result, ScanOptions};
+use crate::store::{ScanRecord, VersionRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    /// Every image committed (or rolled back, for a rollback run).
+    Succeeded,
+    /// At least one image failed; the others may have committed.
+    Failed,
+    /// The process ended without finishing the run (found by a later run).
+    Interrupted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    /// "apply", "files", "rollback" or "flatten".
+    pub kind: String,
+    pub images: Vec<String>,
+    pub started: u64,
+    pub finished: Option<u64>,
+    pub state: RunState,
+    /// The process that ran it.
+    pub pid: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "outcome")]
+pub enum Outcome {
+    Pending,
+    Committed {
+        version: u32,
+    },
+    Failed {
+        reason: String,
+    },
+    /// The run was interrupted before this image committed; nothing was kept.
+    Discarded,
+}
+
+/// A finding, briefly: enough to show what a version fixed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FindingBrief {
+    pub advisory: String,
+    pub package: String,
+    pub installed: String,
+    pub fixed: Option<String>,
+}
+
+/// One image's part of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunImage {
+    pub run: String,
+    pub image: String,
+    /// The plan or file list, as the patcher wrote it.
+    pub change: serde_json::Value,
+    /// The overlay being built, until it is committed or discarded.
+    pub overlay: Option<String>,
+    pub base_version: u32,
+    /// Every line the guest's package tool printed, and the patcher's own notes.
+    pub log: String,
+    pub before: Vec<FindingBrief>,
+    pub after: Vec<FindingBrief>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub run: String,
+    pub seq: u32,
+    /// Milliseconds since the epoch.
+    pub time_ms: u64,
+    pub image: Option<String>,
+    /// "planned", "overlay", "appliance", "uploaded", "installed", "fsck", "verify",
+    /// "committed", "failed", "discarded", "rolled-back", "finished", …
+    pub kind: String,
+    pub message: String,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn key(run: &str, tail: &[u8]) -> Vec<u8> {
+    let mut k = run.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(tail);
+    k
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Catalog {
+    /// A new run, stored as running. Its id is the start time and a random suffix:
+    /// unique, sortable, short enough to type.
+    pub fn start_run(&self, kind: &str, images: &[String]) -> Result<RunRecord> {
+        let t = now();
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "")
+            .trim_end_matches('Z')
+            .to_string();
+        let id = format!(
+            "{stamp}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let run = RunRecord {
+            id,
+            kind: kind.to_string(),
+            images: images.to_vec(),
+            started: t,
+            finished: None,
+            state: RunState::Running,
+            pid: std::process::id(),
+            error: None,
+        };
+        self.put_run(&run)?;
+        Ok(run)
+    }
+
+    pub fn put_run(&self, run: &RunRecord) -> Result<()> {
+        self.runs
+            .insert(
+                run.id.as_bytes(),
+                serde_json::to_vec(run).unwrap_or_default(),
+            )
+            .map_err(|e| self.store_err(e))?;
+        self.flush()
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunRecord> {
+        let v = self
+            .runs
+            .get(id.as_bytes())
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| CatalogError::NoRun(id.to_string()))?;
+        self.decode("run", &v)
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for kv in self.runs.iter().rev() {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(self.decode::<RunRecord>("run", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Appends an event to a run and writes it to disk at once: the trail must survive
+    /// the process being killed.
+    pub fn event(
+        &self,
+        run: &str,
+        image: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) -> Result<Event> {
+        let e = Event {
+            run: run.to_string(),
+            seq: SEQ.fetch_add(1, Ordering::Relaxed),
+            time_ms: now_ms(),
+            image: image.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        };
+        // Sequence numbers are per process; time first keeps events of several processes
+        // of one run (a resumed sweep) in order.
+        let mut tail = e.time_ms.to_be_bytes().to_vec();
+        tail.extend_from_slice(&e.seq.to_be_bytes());
+        self.events
+            .insert(key(run, &tail), serde_json::to_vec(&e).unwrap_or_default())
+            .map_err(|e| self.store_err(e))?;
+        self.flush()?;
+        Ok(e)
+    }
+
+    pub fn events(&self, run: &str) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        for kv in self.events.scan_prefix(key(run, &[])) {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(self.decode::<Event>("event", &v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn put_run_image(&self, ri: &RunImage) -> Result<()> {
+        self.run_images
+            .insert(key(&ri.run, ri.image.as_bytes()), Self::packed(ri))
+            .map_err(|e| self.store_err(e))?;
+        self.flush()
+    }
+
+    pub fn run_images(&self, run: &str) -> Result<Vec<RunImage>> {
+        let mut out = Vec::new();
+        for kv in self.run_images.scan_prefix(key(run, &[])) {
+            let (_, v) = kv.map_err(|e| self.store_err(e))?;
+            out.push(self.unpack::<RunImage>("run image", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs still marked running that touched an image: after the caller took the
+    /// image's run lock, these can only be runs whose process died.
+    pub fn running_on(&self, image: &str) -> Result<Vec<RunRecord>> {
+        Ok(self
+            .runs()?
+            .into_iter()
+            .filter(|r| r.state == RunState::Running && r.images.iter().any(|i| i == image))
+            .collect())
+    }
+
+    /// Makes a verified overlay the image's next version, atomically: its scan, the
+    /// version (parent: the version it was built on), the image's current pointer and the
+    /// run's record of the image.
+    pub fn commit_version(
+        &self,
+        image_key: &str,
+        file: &str,
+        inv: &Inventory,
+        fp: Fingerprint,
+        options: ScanOptions,
+        mut ri: RunImage,
+    ) -> Result<(VersionRecord, ScanRecord)> {
+        let mut image = self.image(image_key)?;
+        if image.current_version != ri.base_version {
+            return Err(CatalogError::Moved {
+                image: image_key.to_string(),
+                base: ri.base_version,
+                current: image.current_version,
+            });
+        }
+        let scan_id = self.next_id("scan")?;
+        let scan = self.write_scan(scan_id, image.id, inv, fp, options)?;
+        if image.versions.is_empty() {
+            image.versions = image.all_versions();
+        }
+        let number = image.versions.iter().map(|v| v.number).max().unwrap_or(0) + 1;
+        let version = VersionRecord {
+            number,
+            file: file.to_string(),
+            parent: Some(ri.base_version),
+            scan: Some(scan_id),
+            run: Some(ri.run.clone()),
+            created: now(),
+            rolled_back: false,
+        };
+        image.versions.push(version.clone());
+        image.current_version = number;
+        image.current_scan = Some(scan_id);
+        ri.outcome = Outcome::Committed { version: number };
+        ri.overlay = None;
+        let key_scan = scan_id.to_be_bytes();
+        let mut link = image.id.to_be_bytes().to_vec();
+        link.extend_from_slice(&key_scan);
+        let image_json = serde_json::to_vec(&image).unwrap_or_default();
+        let scan_json = serde_json::to_vec(&scan).unwrap_or_default();
+        let ri_key = key(&ri.run, ri.image.as_bytes());
+        let ri_blob = Self::packed(&ri);
+        let (images, _, scans, links) = self.trees();
+        let res: std::result::Result<(), TransactionError<()>> =
+            (images, scans, links, &self.run_images).transaction(|(images, scans, links, ris)| {
+                scans.insert(&key_scan, scan_json.clone())?;
+                links.insert(link.clone(), vec![])?;
+                images.insert(&image.id.to_be_bytes(), image_json.clone())?;
+                ris.insert(ri_key.clone(), ri_blob.clone())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        self.committed(res)?;
+        Ok((version, scan))
+    }
+
+    /// Makes the current version's parent current again; the left version is kept, marked
+    /// rolled back. Returns (left, now current).
+    pub fn rollback(&self, image_key: &str) -> Result<(VersionRecord, VersionRecord)> {
+        let mut image = self.image(image_key)?;
+        let cur = image.current_version;
+        let Some(left) = image.versions.iter().find(|v| v.number == cur).cloned() else {
+            return Err(CatalogError::NoParent(image_key.to_string()));
+        };
+        let Some(parent) = left
+            .parent
+            .and_then(|p| image.versions.iter().find(|v| v.number == p).cloned())
+        else {
+            return Err(CatalogError::NoParent(image_key.to_string()));
+        };
+        for v in &mut image.versions {
+            if v.number == cur {
+                v.rolled_back = true;
+            }
+        }
+        image.current_version = parent.number;
+        image.current_scan = parent.scan;
+        self.put_image(&image)?;
+        Ok((left, parent))
+    }
+
+    fn put_image(&self, image: &ImageRecord) -> Result<()> {
+        let (images, _, _, _) = self.trees();
+        images
+            .insert(
+                image.id.to_be_bytes(),
+                serde_json::to_vec(image).unwrap_or_default(),
+            )
+            .map_err(|e| self.store_err(e))?;
+        self.flush()
+    }
+}

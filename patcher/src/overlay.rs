@@ -1,0 +1,91 @@
+//! Image files for versions, made with `qemu-img` (the tool that defines the format, and
+//! the one qemu, libguestfs and every consumer of these files agree with): a qcow2
+//! overlay on top of the current version, and a standalone copy of a version.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::PatchError;
+
+fn qemu_img(args: &[&str], what: &Path) -> Result<(), PatchError> {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .output()
+        .map_err(|e| PatchError::Tool {
+            tool: "qemu-img",
+            file: what.to_path_buf(),
+            message: format!("cannot run: {e} (is qemu-utils installed?)"),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(PatchError::Tool {
+            tool: "qemu-img",
+            file: what.to_path_buf(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Where a run's overlay for an image lives: `<catalog>/versions/<image id>/<run>.qcow2`.
+pub fn overlay_path(catalog_dir: &Path, image_id: u64, run: &str) -> PathBuf {
+    catalog_dir
+        .join("versions")
+        .join(image_id.to_string())
+        .join(format!("{run}.qcow2"))
+}
+
+/// A new qcow2 file whose backing file is `base` (by absolute path, with its format named
+/// so nothing ever probes it). `base` is opened read-only and never written.
+pub fn create(overlay: &Path, base: &Path, base_format: &str) -> Result<(), PatchError> {
+    if let Some(dir) = overlay.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| PatchError::io(dir, e))?;
+    }
+    let base_s = base.to_string_lossy();
+    let over_s = overlay.to_string_lossy();
+    qemu_img(
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            &base_s,
+            "-F",
+            base_format,
+            &over_s,
+        ],
+        overlay,
+    )
+}
+
+/// A standalone qcow2 copy of `top` and everything under it, written to a temporary name
+/// beside `out` and renamed into place when complete.
+pub fn flatten(top: &Path, top_format: &str, out: &Path) -> Result<(), PatchError> {
+    let tmp = out.with_extension("coldpatch-partial");
+    let top_s = top.to_string_lossy();
+    let tmp_s = tmp.to_string_lossy();
+    let r = qemu_img(
+        &[
+            "convert", "-q", "-f", top_format, "-O", "qcow2", &top_s, &tmp_s,
+        ],
+        out,
+    )
+    .and_then(|()| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| PatchError::io(&tmp, e))
+    })
+    .and_then(|()| std::fs::rename(&tmp, out).map_err(|e| PatchError::io(out, e)));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Writes an overlay's data to stable storage before it is recorded.
+pub fn sync(file: &Path) -> Result<(), PatchError> {
+    std::fs::File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| PatchError::io(file, e))
+}

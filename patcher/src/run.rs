@@ -1,0 +1,638 @@
+//! A patch run, start to end: lock each image, sweep what a killed run left, plan, make
+//! overlays, change them in one appliance (`guest.rs`), read each overlay back natively
+//! and verify it, then commit it as the image's next version or throw it away.
+//!
+//! The original file and every earlier version are only ever backing files: opened
+//! read-only by qemu-img and the appliance, never written. Until the commit transaction
+//! the catalog holds nothing of the new version but events; an overlay of a run that died
+//! is deleted by the next run on the image.
+
+use std::path::{Path, PathBuf};
+
+use coldpatch_catalog::{
+    Catalog, Event, FindingBrief, Fingerprint, ImageRecord, Outcome, RunImage, RunRecord, RunState,
+    ScanOptions,
+};
+use coldpatch_collector::{CollectOptions, Inventory};
+use coldpatch_disk::{Disk, OpenOptions};
+use coldpatch_vuln::distro::from_os_release;
+use coldpatch_vuln::{Finding, Index};
+
+use crate::guest::{self, Change, Job, Put};
+use crate::lock::ImageLock;
+use crate::overlay;
+use crate::plan::{plan, Request};
+use crate::PatchError;
+
+/// What one image came to in a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageResult {
+    pub image: String,
+    pub outcome: Outcome,
+    /// Findings of the targeted advisories before, and all findings before and after.
+    pub fixed: Vec<String>,
+    pub findings_before: usize,
+    pub findings_after: Option<usize>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub run: RunRecord,
+    pub images: Vec<ImageResult>,
+}
+
+/// Receives every event as it is stored (for progress output).
+pub type Watch<'a> = dyn FnMut(&Event) + 'a;
+
+struct Ctx<'a, 'w> {
+    catalog: &'a Catalog,
+    run: RunRecord,
+    watch: &'w mut Watch<'w>,
+}
+
+impl Ctx<'_, '_> {
+    fn event(&mut self, image: Option<&str>, kind: &str, message: &str) -> Result<(), PatchError> {
+        let e = self.catalog.event(&self.run.id, image, kind, message)?;
+        (self.watch)(&e);
+        Ok(())
+    }
+}
+
+fn briefs(findings: &[Finding]) -> Vec<FindingBrief> {
+    let mut v: Vec<FindingBrief> = findings
+        .iter()
+        .map(|f| FindingBrief {
+            advisory: f.of.advisory.clone(),
+            package: f.package.to_string(),
+            installed: f.installed.to_string(),
+            fixed: f.fixed.clone(),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn findings_of(index: &Index, inv: &Inventory) -> Vec<Finding> {
+    inv.os
+        .as_ref()
+        .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename))
+        .map(|d| index.findings(&d, &inv.packages))
+        .unwrap_or_default()
+}
+
+/// Directories the files of an image's versions may be backed from: those of its
+/// recorded chain and its versions directory.
+fn roots(catalog: &Catalog, img: &ImageRecord, inv: &Inventory) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = inv
+        .image
+        .chain
+        .iter()
+        .filter_map(|(p, _, _)| Path::new(p).parent().map(Path::to_path_buf))
+        .collect();
+    if let Some(d) = Path::new(&img.path).parent() {
+        v.push(d.to_path_buf());
+    }
+    v.push(catalog.dir().join("versions").join(img.id.to_string()));
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Marks runs on `image` that died as interrupted and deletes their overlays. Only
+/// called with the image's lock held, so no live run can be among them.
+fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
+    for mut dead in ctx.catalog.running_on(image)? {
+        if dead.id == ctx.run.id {
+            continue;
+        }
+        for mut ri in ctx.catalog.run_images(&dead.id)? {
+            if ri.image != image || ri.outcome != Outcome::Pending {
+                continue;
+            }
+            if let Some(o) = ri.overlay.take() {
+                let _ = std::fs::remove_file(&o);
+            }
+            ri.outcome = Outcome::Discarded;
+            ctx.catalog.put_run_image(&ri)?;
+        }
+        dead.state = RunState::Interrupted;
+        dead.error = Some(format!("interrupted; cleaned up by run {}", ctx.run.id));
+        ctx.catalog.put_run(&dead)?;
+        ctx.catalog.event(
+            &dead.id,
+            Some(image),
+            "interrupted",
+            &format!("found by run {}", ctx.run.id),
+        )?;
+        ctx.event(
+            Some(image),
+            "swept",
+            &format!("run {} had died; its overlay was deleted", dead.id),
+        )?;
+    }
+    Ok(())
+}
+
+/// What the caller asks of each image.
+pub enum Ask<'a> {
+    Packages {
+        req: &'a Request,
+        repo_root: &'a Path,
+    },
+    Files {
+        puts: &'a [Put],
+    },
+}
+
+struct Prepared {
+    image: ImageRecord,
+    ri: RunImage,
+    overlay: PathBuf,
+    roots: Vec<PathBuf>,
+    before: Vec<Finding>,
+    _lock: ImageLock,
+}
+
+fn prepare(
+    ctx: &mut Ctx<'_, '_>,
+    key: &str,
+    ask: &Ask<'_>,
+    index: &Index,
+    repo: Option<&coldpatch_repo::RepoIndex>,
+) -> Result<Prepared, PatchError> {
+    let lock = ImageLock::acquire(ctx.catalog.dir(), key, &ctx.run.id)?;
+    sweep(ctx, key)?;
+    let img = ctx.catalog.image(key)?;
+    let scan = img
+        .current_scan
+        .ok_or_else(|| PatchError::NotCollected(key.into()))?;
+    let inv = ctx.catalog.inventory(scan, false)?;
+    let versions_dir = ctx.catalog.dir().join("versions").join(img.id.to_string());
+    std::fs::create_dir_all(&versions_dir).map_err(|e| PatchError::io(&versions_dir, e))?;
+    let roots = roots(ctx.catalog, &img, &inv);
+    let current = PathBuf::from(img.current_file());
+    // Opening checks the format, the backing chain and qemu's locks: an image a running
+    // VM writes is refused here.
+    let disk = Disk::open(
+        &current,
+        &OpenOptions {
+            image_roots: roots.clone(),
+            ..OpenOptions::default()
+        },
+    )?;
+    let before = findings_of(index, &inv);
+    let change = match ask {
+        Ask::Packages { req, .. } => {
+            let repo = repo.ok_or_else(|| PatchError::Plan(key.into(), "no repository".into()))?;
+            let p = plan(key, &inv.packages, &before, repo, req)
+                .map_err(|e| PatchError::Plan(key.into(), e.to_string()))?;
+            Change::Packages { plan: p }
+        }
+        Ask::Files { puts } => Change::Files {
+            puts: puts.to_vec(),
+        },
+    };
+    let summary = match &change {
+        Change::Packages { plan } => format!(
+            "{} package(s) in {} stage(s); fixes {}",
+            plan.steps.len(),
+            plan.steps
+                .iter()
+                .map(|s| s.stage)
+                .max()
+                .map_or(0, |m| m + 1),
+            if plan.fixes.is_empty() {
+                "no advisory".to_string()
+            } else {
+                plan.fixes.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        ),
+        Change::Files { puts } => format!("{} file(s)", puts.len()),
+    };
+    let overlay = overlay::overlay_path(ctx.catalog.dir(), img.id, &ctx.run.id);
+    let mut ri = RunImage {
+        run: ctx.run.id.clone(),
+        image: key.to_string(),
+        change: serde_json::to_value(&change).unwrap_or_default(),
+        overlay: Some(overlay.display().to_string()),
+        base_version: img.current_version,
+        log: String::new(),
+        before: briefs(&before),
+        after: Vec::new(),
+        outcome: Outcome::Pending,
+    };
+    // Recorded before the file exists, so a sweep always knows what to delete.
+    ctx.catalog.put_run_image(&ri)?;
+    ctx.event(Some(key), "planned", &summary)?;
+    if let Err(e) = overlay::create(&overlay, &current, disk.format.as_str()) {
+        ri.overlay = None;
+        let _ = std::fs::remove_file(&overlay);
+        ctx.catalog.put_run_image(&ri)?;
+        return Err(e);
+    }
+    ctx.event(
+        Some(key),
+        "overlay",
+        &format!(
+            "{} on version {} ({})",
+            overlay.display(),
+            img.current_version,
+            current.display()
+        ),
+    )?;
+    Ok(Prepared {
+        image: img,
+        ri,
+        overlay,
+        roots,
+        before,
+        _lock: lock,
+    })
+}
+
+/// Reads the overlay natively and checks the change took: planned packages at their
+/// planned versions, targeted advisories gone, files with their content.
+fn verify(
+    p: &Prepared,
+    index: &Index,
+    change: &Change,
+) -> Result<(Inventory, Fingerprint, Vec<Finding>), String> {
+    let opts = CollectOptions {
+        open: OpenOptions {
+            image_roots: p.roots.clone(),
+            ..OpenOptions::default()
+        },
+        guestfs: true,
+        ..CollectOptions::default()
+    };
+    let disk = Disk::open(&p.overlay, &opts.open).map_err(|e| e.to_string())?;
+    let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
+    let fp = Fingerprint::of(&chain).map_err(|e| e.to_string())?;
+    let mut inv = coldpatch_collector::collect_disk(&disk, &opts, &mut |_, _| {})
+        .map_err(|e| format!("the patched version cannot be read: {e}"))?;
+    inv.image.path.clone_from(&p.image.path);
+    let after = findings_of(index, &inv);
+    let mut wrong = Vec::new();
+    match change {
+        Change::Packages { plan } => {
+            for s in &plan.steps {
+                let have = inv
+                    .packages
+                    .iter()
+                    .find(|q| q.name == s.package && (q.arch == s.arch || s.arch == "all"))
+                    .map(|q| q.version.clone());
+                if have.as_deref() != Some(s.to.as_str()) {
+                    wrong.push(format!(
+                        "{} is at {} instead of {}",
+                        s.package,
+                        have.as_deref().unwrap_or("(not installed)"),
+                        s.to
+                    ));
+                }
+            }
+            for f in &after {
+                if plan.fixes.contains_key(&f.of.advisory) {
+                    wrong.push(format!(
+                        "{} still matches {} {}",
+                        f.of.advisory, f.package, f.installed
+                    ));
+                }
+            }
+        }
+        Change::Files { puts } => {
+            for put in puts {
+                let have = inv
+                    .files
+                    .iter()
+                    .find(|f| f.path == put.guest)
+                    .and_then(|f| f.sha256.clone());
+                if have.as_deref() != Some(put.sha256.as_str()) {
+                    wrong.push(format!(
+                        "{} has SHA-256 {} instead of {}",
+                        put.guest,
+                        have.as_deref().unwrap_or("(missing)"),
+                        put.sha256
+                    ));
+                }
+            }
+        }
+    }
+    if wrong.is_empty() {
+        Ok((inv, fp, after))
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// Runs a patch or files change on images. Images that cannot be prepared fail alone;
+/// the others share one appliance.
+pub fn execute(
+    catalog: &Catalog,
+    images: &[String],
+    ask: &Ask<'_>,
+    watch: &mut Watch<'_>,
+) -> Result<RunReport, PatchError> {
+    let kind = match ask {
+        Ask::Packages { .. } => "apply",
+        Ask::Files { .. } => "files",
+    };
+    let run = catalog.start_run(kind, images)?;
+    let mut ctx = Ctx {
+        catalog,
+        run,
+        watch,
+    };
+    ctx.event(
+        None,
+        "started",
+        &format!("{kind} on {} image(s)", images.len()),
+    )?;
+    let index = catalog.advisory_index()?;
+    let (repo, repo_root) = match ask {
+        Ask::Packages { repo_root, .. } => {
+            let root = repo_root
+                .canonicalize()
+                .map_err(|e| PatchError::io(repo_root, e))?;
+            let repo = match catalog.repo(&root.display().to_string()) {
+                Ok(r) => r.index,
+                Err(coldpatch_catalog::CatalogError::NoRepo(_)) => {
+                    let index = coldpatch_repo::index(&root)?;
+                    catalog.store_repo(&index)?;
+                    index
+                }
+                Err(e) => return Err(e.into()),
+            };
+            (Some(repo), Some(root))
+        }
+        Ask::Files { .. } => (None, None),
+    };
+    let mut results: Vec<ImageResult> = Vec::new();
+    let mut ready: Vec<(Prepared, Change)> = Vec::new();
+    for key in images {
+        match prepare(&mut ctx, key, ask, &index, repo.as_ref()) {
+            Ok(p) => {
+                let change: Change = serde_json::from_value(p.ri.change.clone())
+                    .map_err(|e| PatchError::Plan(key.clone(), e.to_string()))?;
+                ready.push((p, change));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                ctx.event(Some(key), "failed", &reason)?;
+                results.push(ImageResult {
+                    image: key.clone(),
+                    outcome: Outcome::Failed { reason },
+                    fixed: Vec::new(),
+                    findings_before: 0,
+                    findings_after: None,
+                });
+            }
+        }
+    }
+    if !ready.is_empty() {
+        let jobs: Vec<Job<'_>> = ready
+            .iter()
+            .map(|(p, c)| Job {
+                image: &p.image.path,
+                overlay: &p.overlay,
+                change: c,
+            })
+            .collect();
+        let catalog_ref = ctx.catalog;
+        let run_id = ctx.run.id.clone();
+        let mut store_err = None;
+        let outcomes = {
+            let watch = &mut *ctx.watch;
+            let mut notify = |image: Option<&str>, kind: &str, msg: &str| match catalog_ref
+                .event(&run_id, image, kind, msg)
+            {
+                Ok(e) => watch(&e),
+                Err(e) => store_err = Some(e),
+            };
+            guest::run_all(&jobs, &run_id, repo_root.as_deref(), &mut notify)
+        };
+        if let Some(e) = store_err {
+            return Err(e.into());
+        }
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = e.to_string();
+                ready
+                    .iter()
+                    .map(|_| (Err(msg.clone()), String::new()))
+                    .collect()
+            }
+        };
+        for ((p, change), (res, log)) in ready.into_iter().zip(outcomes) {
+            results.push(finish_image(&mut ctx, p, &change, res, log, &index)?);
+        }
+    }
+    let ok = results
+        .iter()
+        .all(|r| matches!(r.outcome, Outcome::Committed { .. }));
+    ctx.run.state = if ok {
+        RunState::Succeeded
+    } else {
+        RunState::Failed
+    };
+    ctx.run.finished = Some(now());
+    if !ok {
+        ctx.run.error = Some(format!(
+            "{} of {} image(s) failed",
+            results
+                .iter()
+                .filter(|r| !matches!(r.outcome, Outcome::Committed { .. }))
+                .count(),
+            results.len()
+        ));
+    }
+    catalog.put_run(&ctx.run)?;
+    ctx.event(None, "finished", ctx.run.state.as_str())?;
+    results.sort_by(|a, b| a.image.cmp(&b.image));
+    Ok(RunReport {
+        run: ctx.run,
+        images: results,
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn finish_image(
+    ctx: &mut Ctx<'_, '_>,
+    p: Prepared,
+    change: &Change,
+    res: Result<(), String>,
+    log: String,
+    index: &Index,
+) -> Result<ImageResult, PatchError> {
+    let key = p.image.path.clone();
+    let mut ri = p.ri.clone();
+    ri.log = log;
+    let checked = res.and_then(|()| {
+        overlay::sync(&p.overlay).map_err(|e| e.to_string())?;
+        verify(&p, index, change)
+    });
+    let targeted: Vec<String> = match change {
+        Change::Packages { plan } => plan.fixes.keys().cloned().collect(),
+        Change::Files { .. } => Vec::new(),
+    };
+    match checked {
+        Ok((inv, fp, after)) => {
+            ctx.event(
+                Some(&key),
+                "verified",
+                &format!(
+                    "read back natively: {}; findings {} -> {}",
+                    match change {
+                        Change::Packages { plan } => format!(
+                            "{} package(s) at their planned versions, targeted advisories gone",
+                            plan.steps.len()
+                        ),
+                        Change::Files { puts } =>
+                            format!("{} file(s) with the planned content", puts.len()),
+                    },
+                    p.before.len(),
+                    after.len()
+                ),
+            )?;
+            guest::fault("commit");
+            ri.after = briefs(&after);
+            let file = p.overlay.display().to_string();
+            let options = ScanOptions {
+                files: true,
+                hash: true,
+            };
+            match ctx
+                .catalog
+                .commit_version(&key, &file, &inv, fp, options, ri.clone())
+            {
+                Ok((v, _)) => {
+                    ctx.event(
+                        Some(&key),
+                        "committed",
+                        &format!("version {} (parent {})", v.number, ri.base_version),
+                    )?;
+                    Ok(ImageResult {
+                        image: key,
+                        outcome: Outcome::Committed { version: v.number },
+                        fixed: targeted,
+                        findings_before: p.before.len(),
+                        findings_after: Some(after.len()),
+                    })
+                }
+                Err(e) => discard(ctx, &p, ri, e.to_string()),
+            }
+        }
+        Err(reason) => discard(ctx, &p, ri, reason),
+    }
+}
+
+fn discard(
+    ctx: &mut Ctx<'_, '_>,
+    p: &Prepared,
+    mut ri: RunImage,
+    reason: String,
+) -> Result<ImageResult, PatchError> {
+    let key = p.image.path.clone();
+    let _ = std::fs::remove_file(&p.overlay);
+    ri.overlay = None;
+    ri.outcome = Outcome::Failed {
+        reason: reason.clone(),
+    };
+    ctx.catalog.put_run_image(&ri)?;
+    ctx.event(
+        Some(&key),
+        "discarded",
+        &format!(
+            "{reason}; the overlay was deleted, version {} stays current",
+            ri.base_version
+        ),
+    )?;
+    Ok(ImageResult {
+        image: key,
+        outcome: ri.outcome,
+        fixed: Vec::new(),
+        findings_before: p.before.len(),
+        findings_after: None,
+    })
+}
+
+/// Returns an image to the version its current one was made from.
+pub fn rollback(
+    catalog: &Catalog,
+    image: &str,
+    watch: &mut Watch<'_>,
+) -> Result<RunRecord, PatchError> {
+    let mut run = catalog.start_run("rollback", &[image.to_string()])?;
+    let _lock = ImageLock::acquire(catalog.dir(), image, &run.id)?;
+    let r = catalog.rollback(image);
+    let e = match &r {
+        Ok((left, now)) => catalog.event(
+            &run.id,
+            Some(image),
+            "rolled-back",
+            &format!(
+                "version {} left; version {} is current",
+                left.number, now.number
+            ),
+        )?,
+        Err(err) => catalog.event(&run.id, Some(image), "failed", &err.to_string())?,
+    };
+    watch(&e);
+    run.state = if r.is_ok() {
+        RunState::Succeeded
+    } else {
+        RunState::Failed
+    };
+    run.error = r.as_ref().err().map(ToString::to_string);
+    run.finished = Some(now());
+    catalog.put_run(&run)?;
+    r?;
+    Ok(run)
+}
+
+/// Writes a standalone qcow2 image of the current version.
+pub fn flatten(
+    catalog: &Catalog,
+    image: &str,
+    out: &Path,
+    watch: &mut Watch<'_>,
+) -> Result<RunRecord, PatchError> {
+    let mut run = catalog.start_run("flatten", &[image.to_string()])?;
+    let _lock = ImageLock::acquire(catalog.dir(), image, &run.id)?;
+    let img = catalog.image(image)?;
+    let fmt = if img.current_version == 0 {
+        img.format.clone()
+    } else {
+        "qcow2".to_string()
+    };
+    let r = overlay::flatten(Path::new(img.current_file()), &fmt, out);
+    let e = match &r {
+        Ok(()) => catalog.event(
+            &run.id,
+            Some(image),
+            "flattened",
+            &format!(
+                "version {} written to {}",
+                img.current_version,
+                out.display()
+            ),
+        )?,
+        Err(err) => catalog.event(&run.id, Some(image), "failed", &err.to_string())?,
+    };
+    watch(&e);
+    run.state = if r.is_ok() {
+        RunState::Succeeded
+    } else {
+        RunState::Failed
+    };
+    run.error = r.as_ref().err().map(ToString::to_string);
+    run.finished = Some(now());
+    catalog.put_run(&run)?;
+    r?;
+    Ok(run)
+}
