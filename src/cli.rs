@@ -78,6 +78,9 @@ enum Command {
         /// Only this image (path or id)
         #[arg(long)]
         image: Option<String>,
+        /// Every version of each image, not only the current one
+        #[arg(long)]
+        all_versions: bool,
         #[arg(long)]
         json: bool,
     },
@@ -101,6 +104,9 @@ enum Command {
         /// Warn when a feed's data is older than this
         #[arg(long, env = "COLDPATCH_MAX_FEED_AGE", default_value = "7days", value_parser = humantime::parse_duration)]
         max_feed_age: Duration,
+        /// Every version of each image, not only the current one
+        #[arg(long)]
+        all_versions: bool,
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +160,9 @@ enum Command {
         /// Only this image (path or id)
         #[arg(long)]
         image: Option<String>,
+        /// Every version of each image, not only the current one
+        #[arg(long)]
+        all_versions: bool,
         #[arg(long)]
         json: bool,
     },
@@ -291,6 +300,23 @@ fn image_key(k: &str) -> String {
 
 /// Image arguments as the catalog's image paths (ids resolved); unknown ones as given,
 /// for the patcher to refuse by name.
+fn versions(all: bool) -> coldpatch_catalog::Versions {
+    if all {
+        coldpatch_catalog::Versions::All
+    } else {
+        coldpatch_catalog::Versions::Current
+    }
+}
+
+/// An image in a table: with `@vN` when rows of several versions are shown.
+pub(crate) fn shown(image: &str, version: u32, all: bool) -> String {
+    if all {
+        format!("{image}@v{version}")
+    } else {
+        image.to_string()
+    }
+}
+
 fn keys(catalog: &Catalog, images: &[String]) -> Vec<String> {
     images
         .iter()
@@ -345,6 +371,7 @@ pub fn run() -> Result<ExitCode> {
             fail_on,
             only_fixable,
             max_feed_age,
+            all_versions,
             json,
         } => vulncmd::scan(
             &catalog,
@@ -354,6 +381,7 @@ pub fn run() -> Result<ExitCode> {
                 only_fixable,
                 fail_on,
                 max_feed_age,
+                versions: versions(all_versions),
             },
         ),
         Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
@@ -412,10 +440,12 @@ pub fn run() -> Result<ExitCode> {
             name,
             older_than,
             image,
+            all_versions,
             json,
         } => {
             let hits = catalog.packages(
                 image.as_deref().map(image_key).as_deref(),
+                versions(all_versions),
                 name.as_deref(),
                 older_than.as_deref(),
             )?;
@@ -426,7 +456,7 @@ pub fn run() -> Result<ExitCode> {
                 |h| {
                     let p = &h.package;
                     vec![
-                        h.image.clone(),
+                        shown(&h.image, h.version, all_versions),
                         p.name.clone(),
                         p.full_version(),
                         p.arch.clone(),
@@ -441,10 +471,12 @@ pub fn run() -> Result<ExitCode> {
             path,
             sha256,
             image,
+            all_versions,
             json,
         } => {
             let hits = catalog.files(
                 image.as_deref().map(image_key).as_deref(),
+                versions(all_versions),
                 path.as_deref(),
                 sha256.as_deref(),
             )?;
@@ -463,7 +495,7 @@ pub fn run() -> Result<ExitCode> {
                 |h| {
                     let f = &h.file;
                     vec![
-                        h.image.clone(),
+                        shown(&h.image, h.version, all_versions),
                         f.path.clone(),
                         f.kind.as_str().into(),
                         format!("{:04o}", f.mode),
@@ -749,6 +781,32 @@ fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
     for u in inv.unknowns.iter().take(20) {
         crate::outln!("  {} ({}): {}", u.path, u.analyzer, u.reason)?;
     }
+    crate::outln!("versions")?;
+    let rows: Vec<Vec<String>> = img
+        .all_versions()
+        .iter()
+        .map(|v| {
+            let mut state = Vec::new();
+            if v.number == img.current_version {
+                state.push("current");
+            }
+            if v.rolled_back {
+                state.push("rolled back");
+            }
+            vec![
+                format!("  {}", v.number),
+                v.parent.map_or("-".into(), |p| p.to_string()),
+                output::time(v.created),
+                v.run.clone().unwrap_or_else(|| "-".into()),
+                state.join(", "),
+                v.file.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["  VERSION", "PARENT", "CREATED", "RUN", "STATE", "FILE"],
+        &rows,
+    )?;
     crate::outln!("scans")?;
     let rows: Vec<Vec<String>> = scans
         .iter()

@@ -180,16 +180,15 @@ pub fn flatten(catalog: &Catalog, image: &str, out: &Path) -> Result<ExitCode> {
 
 /// A run still marked running whose process is gone was interrupted (the next run on its
 /// images records that; this shows it already).
-fn state(r: &RunRecord) -> &'static str {
+fn effective(mut r: RunRecord) -> RunRecord {
     if r.state == RunState::Running && !Path::new(&format!("/proc/{}", r.pid)).exists() {
-        "interrupted"
-    } else {
-        r.state.as_str()
+        r.state = RunState::Interrupted;
     }
+    r
 }
 
 pub fn runs(catalog: &Catalog, json: bool) -> Result<ExitCode> {
-    let runs = catalog.runs()?;
+    let runs: Vec<RunRecord> = catalog.runs()?.into_iter().map(effective).collect();
     if json {
         output::json(&runs)?;
         return Ok(ExitCode::SUCCESS);
@@ -200,7 +199,7 @@ pub fn runs(catalog: &Catalog, json: bool) -> Result<ExitCode> {
             vec![
                 r.id.clone(),
                 r.kind.clone(),
-                state(r).to_string(),
+                r.state.as_str().to_string(),
                 output::time(r.started),
                 r.finished
                     .map(|f| format!("{} s", f.saturating_sub(r.started)))
@@ -217,7 +216,7 @@ pub fn runs(catalog: &Catalog, json: bool) -> Result<ExitCode> {
 }
 
 pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
-    let run = catalog.run(id)?;
+    let run = effective(catalog.run(id)?);
     let images = catalog.run_images(id)?;
     let events = catalog.events(id)?;
     if json {
@@ -228,7 +227,7 @@ pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
         "run {} ({}): {}{}",
         run.id,
         run.kind,
-        state(&run),
+        run.state.as_str(),
         run.error
             .as_ref()
             .map(|e| format!(" — {e}"))

@@ -123,6 +123,7 @@ pub struct ScanArgs {
     pub only_fixable: bool,
     pub fail_on: Option<Severity>,
     pub max_feed_age: Duration,
+    pub versions: coldpatch_catalog::Versions,
 }
 
 /// Streams: each image's findings are written (JSON) or queued as table rows as they
@@ -135,7 +136,8 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
     if a.json {
         write!(out, "{{\"images\": [")?;
     }
-    let summary = catalog.scan_each(&a.images, |mut i| {
+    let all = a.versions == coldpatch_catalog::Versions::All;
+    let summary = catalog.scan_each(&a.images, a.versions, |mut i| {
         warn_unmatched(&i);
         if a.only_fixable {
             i.findings.retain(|f| f.fixed.is_some());
@@ -157,7 +159,7 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
         } else {
             for f in &i.findings {
                 rows.push(vec![
-                    i.image.clone(),
+                    crate::cli::shown(&i.image, i.version, all),
                     f.package.to_string(),
                     f.installed.to_string(),
                     f.of.advisory.to_string(),
@@ -219,7 +221,7 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     }
     // Streamed: only the findings of this advisory are kept, not the fleet's.
     let mut hits = Vec::new();
-    catalog.scan_each(&[], |i| {
+    catalog.scan_each(&[], coldpatch_catalog::Versions::Current, |i| {
         warn_unmatched(&i);
         for f in &i.findings {
             if f.of.names(id) {

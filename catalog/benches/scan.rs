@@ -249,7 +249,7 @@ fn measure(dir: &std::path::Path) {
     let catalog = Catalog::open(dir).expect("catalog");
     let (mut images, mut findings) = (0usize, 0usize);
     let summary = catalog
-        .scan_each(&[], |i| {
+        .scan_each(&[], coldpatch_catalog::Versions::Current, |i| {
             images += 1;
             findings += i.findings.len();
             Ok(())

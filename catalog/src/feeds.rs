@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::store::{now, Catalog, ImageRecord, Result};
+use crate::store::{now, Catalog, ImageRecord, Result, Versions};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedRecord {
@@ -47,6 +47,9 @@ pub struct ImportReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageFindings {
     pub image: String,
+    /// The image version matched.
+    #[serde(default)]
+    pub version: u32,
     /// `debian:11`; `None` when the OS is unknown or has no release.
     pub distro: Option<String>,
     pub packages: usize,
@@ -200,7 +203,7 @@ impl Catalog {
     /// [`Catalog::scan_each`].
     pub fn scan_images(&self, only: &[String]) -> Result<ScanReport> {
         let mut images = Vec::new();
-        let summary = self.scan_each(only, |i| {
+        let summary = self.scan_each(only, Versions::Current, |i| {
             images.push(i);
             Ok(())
         })?;
@@ -216,20 +219,24 @@ impl Catalog {
     pub fn scan_each(
         &self,
         only: &[String],
+        versions: Versions,
         mut sink: impl FnMut(ImageFindings) -> Result<()>,
     ) -> Result<ScanSummary> {
         const BATCH: usize = 256;
-        let images: Vec<ImageRecord> = if only.is_empty() {
-            self.images()?
+        let selected: Vec<(ImageRecord, u32, u64)> = if only.is_empty() {
+            self.selection(None, versions)?
         } else {
-            only.iter().map(|k| self.image(k)).collect::<Result<_>>()?
+            let mut v = Vec::new();
+            for k in only {
+                v.extend(self.selection(Some(k), versions)?);
+            }
+            v
         };
         let index = self.advisory_index()?;
-        for batch in images.chunks(BATCH) {
+        for batch in selected.chunks(BATCH) {
             let results: Vec<ImageFindings> = batch
                 .par_iter()
-                .filter_map(|img| img.current_scan.map(|s| (img, s)))
-                .map(|(img, scan)| self.match_image(&index, img, scan))
+                .map(|(img, version, scan)| self.match_image(&index, img, *version, *scan))
                 .collect::<Result<_>>()?;
             for r in results {
                 sink(r)?;
@@ -241,7 +248,13 @@ impl Catalog {
         })
     }
 
-    fn match_image(&self, index: &Index, img: &ImageRecord, scan: u64) -> Result<ImageFindings> {
+    fn match_image(
+        &self,
+        index: &Index,
+        img: &ImageRecord,
+        version: u32,
+        scan: u64,
+    ) -> Result<ImageFindings> {
         let inv = self.match_view(scan)?;
         let distro = inv
             .os
@@ -253,6 +266,7 @@ impl Catalog {
         };
         Ok(ImageFindings {
             image: img.path.clone(),
+            version,
             distro: distro.map(|d| d.to_string()),
             packages: inv.packages.len(),
             findings,

@@ -17,5 +17,5 @@ pub use repos::StoredRepo;
 pub use runs::{Event, FindingBrief, Outcome, RunImage, RunRecord, RunState};
 pub use store::{
     Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,
-    VersionRecord,
+    VersionRecord, Versions,
 };

@@ -160,13 +160,28 @@ pub struct ScanRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageHit {
     pub image: String,
+    /// The image version the package is in.
+    #[serde(default)]
+    pub version: u32,
     pub package: Package,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileHit {
     pub image: String,
+    #[serde(default)]
+    pub version: u32,
     pub file: FileRecord,
+}
+
+/// Which versions of each image a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Versions {
+    /// The current version: what the image is now.
+    #[default]
+    Current,
+    /// Every version that has a scan, oldest first.
+    All,
 }
 
 pub struct Catalog {
@@ -508,17 +523,33 @@ impl Catalog {
         self.flush()
     }
 
-    /// Current inventories of every image (or the named ones), without files.
-    fn current(&self, only: Option<&str>) -> Result<Vec<(ImageRecord, Inventory)>> {
+    /// The (image, version, scan) triples a query reads: every image or the named one,
+    /// at its current version or at all of them.
+    pub fn selection(
+        &self,
+        only: Option<&str>,
+        versions: Versions,
+    ) -> Result<Vec<(ImageRecord, u32, u64)>> {
         let images = match only {
             Some(k) => vec![self.image(k)?],
             None => self.images()?,
         };
         let mut out = Vec::new();
         for img in images {
-            if let Some(s) = img.current_scan {
-                let inv = self.inventory(s, false)?;
-                out.push((img, inv));
+            match versions {
+                Versions::Current => {
+                    if let Some(s) = img.current_scan {
+                        let v = img.current_version;
+                        out.push((img, v, s));
+                    }
+                }
+                Versions::All => {
+                    for v in img.all_versions() {
+                        if let Some(s) = v.scan {
+                            out.push((img.clone(), v.number, s));
+                        }
+                    }
+                }
             }
         }
         Ok(out)
@@ -529,11 +560,13 @@ impl Catalog {
     pub fn packages(
         &self,
         image: Option<&str>,
+        versions: Versions,
         name: Option<&str>,
         older_than: Option<&str>,
     ) -> Result<Vec<PackageHit>> {
         let mut out = Vec::new();
-        for (img, inv) in self.current(image)? {
+        for (img, version, scan) in self.selection(image, versions)? {
+            let inv = self.inventory(scan, false)?;
             for p in inv.packages {
                 if name.is_some_and(|n| n != p.name) {
                     continue;
@@ -547,11 +580,14 @@ impl Catalog {
                 }
                 out.push(PackageHit {
                     image: img.path.clone(),
+                    version,
                     package: p,
                 });
             }
         }
-        out.sort_by(|a, b| (&a.image, &a.package).cmp(&(&b.image, &b.package)));
+        out.sort_by(|a, b| {
+            (&a.image, a.version, &a.package).cmp(&(&b.image, b.version, &b.package))
+        });
         Ok(out)
     }
 
@@ -559,6 +595,7 @@ impl Catalog {
     pub fn files(
         &self,
         image: Option<&str>,
+        versions: Versions,
         path_glob: Option<&str>,
         sha256: Option<&str>,
     ) -> Result<Vec<FileHit>> {
@@ -576,13 +613,8 @@ impl Catalog {
             None => None,
         };
         let sha = sha256.map(str::to_ascii_lowercase);
-        let images = match image {
-            Some(k) => vec![self.image(k)?],
-            None => self.images()?,
-        };
         let mut out = Vec::new();
-        for img in images {
-            let Some(s) = img.current_scan else { continue };
+        for (img, version, s) in self.selection(image, versions)? {
             let Some(blob) = self
                 .files
                 .get(s.to_be_bytes())
@@ -603,6 +635,7 @@ impl Catalog {
                 }
                 out.push(FileHit {
                     image: img.path.clone(),
+                    version,
                     file: f,
                 });
             }

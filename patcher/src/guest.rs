@@ -55,23 +55,39 @@ fn g(e: GuestfsError) -> String {
     e.to_string()
 }
 
+fn fault_set(point: &str) -> bool {
+    std::env::var("COLDPATCH_FAULT").as_deref() == Ok(point)
+}
+
+fn die(point: &str) -> ! {
+    eprintln!("coldpatch: fault injection: killed {point}");
+    std::process::abort();
+}
+
 /// Test hook for fault injection: `COLDPATCH_FAULT=<point>` ends the process abruptly
-/// (no destructors, no cleanup: as a kill would) at that point. `dpkg` ends it a few
-/// seconds after the guest's dpkg has started, while it runs.
+/// (no destructors, no cleanup: as a kill would) at that point: `upload` after the first
+/// file is in the guest, `commit` after verification, before the commit. For `dpkg` see
+/// [`fault_during_dpkg`].
 pub fn fault(point: &str) {
-    if std::env::var("COLDPATCH_FAULT").as_deref() != Ok(point) {
+    if fault_set(point) {
+        die(&format!("at {point}"));
+    }
+}
+
+/// `COLDPATCH_FAULT=dpkg`: ends the process one second into the guest's first dpkg run,
+/// from another thread (the caller is blocked in libguestfs); `done` is called when dpkg
+/// returned, and ends it then if it was quicker.
+fn fault_during_dpkg(done: bool) {
+    if !fault_set("dpkg") {
         return;
     }
-    if point == "dpkg" {
-        std::thread::spawn(|| {
-            std::thread::sleep(std::time::Duration::from_secs(4));
-            eprintln!("coldpatch: fault injection: killed during dpkg");
-            std::process::abort();
-        });
-    } else {
-        eprintln!("coldpatch: fault injection: killed at {point}");
-        std::process::abort();
+    if done {
+        die("as dpkg returned");
     }
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        die("during dpkg");
+    });
 }
 
 /// Launches one appliance for all jobs and runs them in order. The outer error is for
@@ -332,8 +348,9 @@ fn install(
             "dpkg",
             &format!("stage {stage}: dpkg -i {} package(s)", files.len()),
         );
-        fault("dpkg");
+        fault_during_dpkg(false);
         let out = s.sh(&cmd).map_err(g)?;
+        fault_during_dpkg(true);
         push_log(log, &out);
         let status = out
             .lines()

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use util::image_dir;
 
+mod apply;
 mod patch;
 mod repo;
 mod sbom;

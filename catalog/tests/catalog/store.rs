@@ -1,7 +1,7 @@
 //! The sled store on a real directory: scans are recorded atomically, survive reopening,
 //! and answer fleet queries.
 
-use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions};
+use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions, Versions};
 use coldpatch_collector::{Inventory, Package, PackageKind};
 
 fn pkg(name: &str, kind: PackageKind, version: &str, release: Option<&str>) -> Package {
@@ -62,16 +62,26 @@ fn scans_survive_reopening_and_answer_fleet_queries() {
     let c = Catalog::open(dir.path()).expect("reopen");
     assert_eq!(c.images().expect("images").len(), 2);
     let old = c
-        .packages(None, Some("openssl"), Some("3.0.13-1~deb12u1"))
+        .packages(
+            None,
+            Versions::Current,
+            Some("openssl"),
+            Some("3.0.13-1~deb12u1"),
+        )
         .expect("query");
     assert_eq!(old.len(), 1);
     assert_eq!(old[0].image, "/img/a.qcow2");
     let hits = c
-        .files(None, Some("/etc/host*"), Some(&"AB".repeat(32)))
+        .files(
+            None,
+            Versions::Current,
+            Some("/etc/host*"),
+            Some(&"AB".repeat(32)),
+        )
         .expect("files");
     assert_eq!(hits.len(), 2);
     assert!(c
-        .files(None, Some("/usr/**"), None)
+        .files(None, Versions::Current, Some("/usr/**"), None)
         .expect("files")
         .is_empty());
 }
