@@ -15,8 +15,8 @@ command -v virt-customize >/dev/null || { echo "bench: needs virt-customize (lib
 n=${1:-8}
 cargo build --release --locked -q
 bin=$PWD/target/release/coldpatch
-img=$(bash images/build.sh debian-11-old | tail -n1)/disk.qcow2
-repo=$(bash images/build.sh repo-bullseye-security | tail -n1)/repo
+img=$(bash images/build.sh debian-11-old | cut -d" " -f2)/disk.qcow2
+repo=$(bash images/build.sh repo-bullseye-security | cut -d" " -f2)/repo
 work=$(mktemp -d /var/tmp/coldpatch-bench.XXXXXX); trap 'rm -rf "$work"' EXIT
 export COLDPATCH_DATA_DIR=$work/data
 

@@ -23,18 +23,7 @@ pub fn plan_cmd(
         .current_scan
         .with_context(|| format!("{image} has no recorded scan"))?;
     let inv = catalog.inventory(scan, false)?;
-    let root = repo_dir
-        .canonicalize()
-        .with_context(|| format!("repository {}", repo_dir.display()))?;
-    let repo = match catalog.repo(&root.display().to_string()) {
-        Ok(r) => r.index,
-        Err(coldpatch_catalog::CatalogError::NoRepo(_)) => {
-            let index = coldpatch_repo::index(&root)?;
-            catalog.store_repo(&index)?;
-            index
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (_, repo) = coldpatch_patcher::repository(catalog, repo_dir)?;
     let findings = catalog
         .scan_images(std::slice::from_ref(&img.path))?
         .images

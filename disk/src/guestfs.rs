@@ -169,43 +169,23 @@ impl Session {
         Ok(out)
     }
 
-    /// Adds an image read-only, with its format named so qemu never probes it.
-    pub fn add_drive_ro(&mut self, path: &Path, format: &str) -> Result<(), GuestfsError> {
+    fn add_drive(
+        &mut self,
+        path: &Path,
+        readonly: bool,
+        format: &str,
+        cachemode: Option<&str>,
+    ) -> Result<(), GuestfsError> {
         let file = cstring("add_drive", &path.to_string_lossy())?;
         let fmt = cstring("add_drive", format)?;
+        let cache = cstring("add_drive", cachemode.unwrap_or(""))?;
+        let mut bitmask = ADD_DRIVE_READONLY | ADD_DRIVE_FORMAT;
+        if cachemode.is_some() {
+            bitmask |= ADD_DRIVE_CACHEMODE;
+        }
         let opts = sys::guestfs_add_drive_opts_argv {
-            bitmask: ADD_DRIVE_READONLY | ADD_DRIVE_FORMAT,
-            readonly: 1,
-            format: fmt.as_ptr(),
-            iface: ptr::null(),
-            name: ptr::null(),
-            label: ptr::null(),
-            protocol: ptr::null(),
-            server: ptr::null(),
-            username: ptr::null(),
-            secret: ptr::null(),
-            cachemode: ptr::null(),
-            discard: ptr::null(),
-            copyonread: 0,
-            blocksize: 0,
-        };
-        // SAFETY: g is valid; file, fmt and opts live across the call; only the fields named
-        // in the bitmask are read.
-        let r = unsafe { sys::guestfs_add_drive_opts_argv(self.g, file.as_ptr(), &opts) };
-        self.check_int("add_drive", r).map(drop)
-    }
-
-    /// Adds a qcow2 overlay writable. The cache mode is "unsafe" (the guest's flushes are
-    /// not passed to the host): the overlay is thrown away if anything fails, and a
-    /// successful run ends with [`Session::shutdown`], which writes everything out, before
-    /// the caller syncs the file and verifies it.
-    pub fn add_overlay_rw(&mut self, path: &Path) -> Result<(), GuestfsError> {
-        let file = cstring("add_drive", &path.to_string_lossy())?;
-        let fmt = cstring("add_drive", "qcow2")?;
-        let cache = cstring("add_drive", "unsafe")?;
-        let opts = sys::guestfs_add_drive_opts_argv {
-            bitmask: ADD_DRIVE_FORMAT | ADD_DRIVE_CACHEMODE,
-            readonly: 0,
+            bitmask,
+            readonly: i32::from(readonly),
             format: fmt.as_ptr(),
             iface: ptr::null(),
             name: ptr::null(),
@@ -223,6 +203,19 @@ impl Session {
         // fields named in the bitmask are read.
         let r = unsafe { sys::guestfs_add_drive_opts_argv(self.g, file.as_ptr(), &opts) };
         self.check_int("add_drive", r).map(drop)
+    }
+
+    /// Adds an image read-only, with its format named so qemu never probes it.
+    pub fn add_drive_ro(&mut self, path: &Path, format: &str) -> Result<(), GuestfsError> {
+        self.add_drive(path, true, format, None)
+    }
+
+    /// Adds a qcow2 overlay writable. The cache mode is "unsafe" (the guest's flushes are
+    /// not passed to the host): the overlay is thrown away if anything fails, and a
+    /// successful run ends with [`Session::shutdown`], which writes everything out, before
+    /// the caller syncs the file and verifies it.
+    pub fn add_overlay_rw(&mut self, path: &Path) -> Result<(), GuestfsError> {
+        self.add_drive(path, false, "qcow2", Some("unsafe"))
     }
 
     /// Virtual CPUs of the appliance (before launch). Under TCG a second CPU lets dpkg's
@@ -305,6 +298,23 @@ impl Session {
         // SAFETY: g is valid; the list is taken over by take_list.
         let p = unsafe { sys::guestfs_list_devices(self.g) };
         self.take_list("list_devices", p)
+    }
+
+    /// Every partition of every drive.
+    pub fn list_partitions(&mut self) -> Result<Vec<String>, GuestfsError> {
+        // SAFETY: g is valid; the list is taken over by take_list.
+        let p = unsafe { sys::guestfs_list_partitions(self.g) };
+        self.take_list("list_partitions", p)
+    }
+
+    /// The filesystem UUID on a device ("" if none).
+    pub fn vfs_uuid(&mut self, device: &str) -> Result<String, GuestfsError> {
+        self.str_with_str("vfs_uuid", device, sys::guestfs_vfs_uuid)
+    }
+
+    /// The filesystem label on a device ("" if none).
+    pub fn vfs_label(&mut self, device: &str) -> Result<String, GuestfsError> {
+        self.str_with_str("vfs_label", device, sys::guestfs_vfs_label)
     }
 
     /// The partition number of a partition device (`/dev/sda5` -> 5).

@@ -37,6 +37,10 @@ pub struct Job<'a> {
     pub image: &'a str,
     pub overlay: &'a Path,
     pub change: &'a Change,
+    /// The partition holding the root filesystem, when the collector found it natively
+    /// (0: the whole disk). `None` asks libguestfs' inspection, which costs about ten
+    /// seconds per drive under TCG.
+    pub root_partition: Option<u32>,
 }
 
 /// Progress reports: (image, kind, message).
@@ -118,7 +122,11 @@ pub fn run_all(
         ),
     );
     let devices = s.list_devices().map_err(appliance)?;
-    let roots = s.inspect_os().map_err(appliance)?;
+    let roots = if jobs.iter().any(|j| j.root_partition.is_none()) {
+        s.inspect_os().map_err(appliance)?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for (i, j) in jobs.iter().enumerate() {
         let mut log = String::new();
@@ -167,26 +175,10 @@ fn one(
     notify: &mut Notify<'_>,
 ) -> Result<(), String> {
     let image = j.image;
-    let mut mine = Vec::new();
-    for r in roots {
-        if s.drive_of(r).map_err(g)? == i {
-            mine.push(r.clone());
-        }
-    }
-    let root = match mine.as_slice() {
-        [r] => r.clone(),
-        [] => return Err("libguestfs finds no operating system on this image".into()),
-        _ => return Err(format!("several operating systems on this image: {mine:?}")),
+    let (root, devs) = match j.root_partition {
+        Some(part) => mount_native(s, i, devices, part)?,
+        None => mount_inspected(s, i, devices, roots)?,
     };
-    let mut mounts = s.inspect_get_mountpoints(&root).map_err(g)?;
-    mounts.sort_by_key(|(mp, _)| mp.len());
-    let mut devs = Vec::new();
-    for (mp, dev) in &mounts {
-        let dev = on_drive(s, i, devices, dev)?;
-        s.mount(&dev, mp)
-            .map_err(|e| format!("cannot mount {dev} on {mp}: {e}"))?;
-        devs.push(dev);
-    }
     notify(
         Some(image),
         "mounted",
@@ -216,6 +208,172 @@ fn one(
         }
     }
     Ok(())
+}
+
+/// Mounts an inspected root and the filesystems inspection found in its fstab.
+fn mount_inspected(
+    s: &mut Session,
+    i: usize,
+    devices: &[String],
+    roots: &[String],
+) -> Result<(String, Vec<String>), String> {
+    let mut mine = Vec::new();
+    for r in roots {
+        if s.drive_of(r).map_err(g)? == i {
+            mine.push(r.clone());
+        }
+    }
+    let root = match mine.as_slice() {
+        [r] => r.clone(),
+        [] => return Err("libguestfs finds no operating system on this image".into()),
+        _ => return Err(format!("several operating systems on this image: {mine:?}")),
+    };
+    let mut mounts = s.inspect_get_mountpoints(&root).map_err(g)?;
+    mounts.sort_by_key(|(mp, _)| mp.len());
+    let mut devs = Vec::new();
+    for (mp, dev) in &mounts {
+        let dev = on_drive(s, i, devices, dev)?;
+        s.mount(&dev, mp)
+            .map_err(|e| format!("cannot mount {dev} on {mp}: {e}"))?;
+        devs.push(dev);
+    }
+    Ok((root, devs))
+}
+
+/// Filesystems an fstab may name that hold no package files.
+const NOT_LOCAL: &[&str] = &[
+    "swap",
+    "none",
+    "tmpfs",
+    "proc",
+    "sysfs",
+    "devpts",
+    "devtmpfs",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smbfs",
+    "9p",
+    "fuse",
+    "sshfs",
+    "cgroup",
+    "cgroup2",
+    "efivarfs",
+    "securityfs",
+];
+
+/// Mounts the root the collector found (partition `part` of drive `i`), then each local
+/// filesystem the guest's /etc/fstab names that lives on the same drive, found by UUID,
+/// label or partition number. An entry that cannot be placed is an error when it would
+/// hold package files (/usr, /var, /boot, /opt, /etc, /lib*), skipped otherwise.
+fn mount_native(
+    s: &mut Session,
+    i: usize,
+    devices: &[String],
+    part: u32,
+) -> Result<(String, Vec<String>), String> {
+    let base = devices
+        .get(i)
+        .ok_or_else(|| format!("drive {i} has no device"))?;
+    let root = if part == 0 {
+        base.clone()
+    } else {
+        format!("{base}{part}")
+    };
+    s.mount(&root, "/")
+        .map_err(|e| format!("cannot mount the root {root}: {e}"))?;
+    let mut devs = vec![root.clone()];
+    let fstab = if s.exists("/etc/fstab").map_err(g)? && !s.is_symlink("/etc/fstab").map_err(g)? {
+        String::from_utf8_lossy(&s.pread("/etc/fstab", 1 << 20, 0).map_err(g)?).into_owned()
+    } else {
+        String::new()
+    };
+    let mut wanted = Vec::new();
+    for line in fstab.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 || f[0].starts_with('#') {
+            continue;
+        }
+        let (spec, mp, fstype) = (f[0], f[1], f[2]);
+        let opts = f.get(3).copied().unwrap_or("");
+        if mp == "/"
+            || !mp.starts_with('/')
+            || NOT_LOCAL.contains(&fstype)
+            || opts.split(',').any(|o| o == "bind" || o == "noauto")
+        {
+            continue;
+        }
+        wanted.push((spec.to_string(), mp.to_string()));
+    }
+    if wanted.is_empty() {
+        return Ok((root, devs));
+    }
+    // This drive's partitions with their UUIDs and labels.
+    let mut parts = Vec::new();
+    for p in s.list_partitions().map_err(g)? {
+        if s.drive_of(&p).map_err(g)? == i {
+            let uuid = s.vfs_uuid(&p).unwrap_or_default();
+            let label = s.vfs_label(&p).unwrap_or_default();
+            let num = s.part_to_partnum(&p).unwrap_or(-1);
+            parts.push((p, uuid, label, num));
+        }
+    }
+    let mut mounts = Vec::new();
+    for (spec, mp) in wanted {
+        let found = if let Some(u) = spec
+            .strip_prefix("UUID=")
+            .or_else(|| spec.strip_prefix("/dev/disk/by-uuid/"))
+        {
+            parts
+                .iter()
+                .find(|p| p.1.eq_ignore_ascii_case(u.trim_matches('"')))
+        } else if let Some(l) = spec
+            .strip_prefix("LABEL=")
+            .or_else(|| spec.strip_prefix("/dev/disk/by-label/"))
+        {
+            parts.iter().find(|p| p.2 == l.trim_matches('"'))
+        } else if let Some(dev) = spec.strip_prefix("/dev/") {
+            let digits: String = dev.chars().rev().take_while(char::is_ascii_digit).collect();
+            let n: i32 = digits
+                .chars()
+                .rev()
+                .collect::<String>()
+                .parse()
+                .unwrap_or(-1);
+            let disk_name = &dev[..dev.len() - digits.len()];
+            let plain = ["sd", "vd", "hd", "xvd"]
+                .iter()
+                .any(|p| disk_name.starts_with(p) && disk_name.len() == p.len() + 1);
+            if plain {
+                parts.iter().find(|p| p.3 == n)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        match found {
+            Some(p) => mounts.push((mp, p.0.clone())),
+            None => {
+                let holds_packages = ["/usr", "/var", "/boot", "/opt", "/etc", "/lib"]
+                    .iter()
+                    .any(|d| mp.starts_with(d));
+                if holds_packages {
+                    return Err(format!(
+                        "the guest's fstab mounts {spec} on {mp}, which is not a partition of this image found by UUID, label or number (LVM?); patch it in a run of its own"
+                    ));
+                }
+            }
+        }
+    }
+    mounts.sort_by_key(|(mp, _)| mp.matches('/').count());
+    for (mp, dev) in mounts {
+        plain_dir(s, &mp)?;
+        s.mount(&dev, &mp)
+            .map_err(|e| format!("cannot mount {dev} on {mp}: {e}"))?;
+        devs.push(dev);
+    }
+    Ok((root, devs))
 }
 
 /// A guest directory we may write into: it exists and resolves to itself.

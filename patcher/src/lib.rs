@@ -14,7 +14,7 @@ pub mod run;
 
 pub use guest::{Change, Put};
 pub use plan::{plan, Plan, Refusal, Request, Step};
-pub use run::{execute, flatten, rollback, Ask, ImageResult, RunReport};
+pub use run::{execute, flatten, repository, rollback, Ask, ImageResult, RunReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {

@@ -150,6 +150,8 @@ struct Prepared {
     overlay: PathBuf,
     roots: Vec<PathBuf>,
     before: Vec<Finding>,
+    /// The root partition, when the collector read the root natively (an ext volume).
+    root_partition: Option<u32>,
     _lock: ImageLock,
 }
 
@@ -240,12 +242,19 @@ fn prepare(
             current.display()
         ),
     )?;
+    let root_partition = inv
+        .image
+        .volumes
+        .iter()
+        .find(|v| v.number == inv.image.root_volume && v.fs.starts_with("ext"))
+        .map(|v| v.number);
     Ok(Prepared {
         image: img,
         ri,
         overlay,
         roots,
         before,
+        root_partition,
         _lock: lock,
     })
 }
@@ -324,6 +333,24 @@ fn verify(
     }
 }
 
+/// A repository's stored index, indexing the directory first if it is not yet.
+pub fn repository(
+    catalog: &Catalog,
+    dir: &Path,
+) -> Result<(PathBuf, coldpatch_repo::RepoIndex), PatchError> {
+    let root = dir.canonicalize().map_err(|e| PatchError::io(dir, e))?;
+    let repo = match catalog.repo(&root.display().to_string()) {
+        Ok(r) => r.index,
+        Err(coldpatch_catalog::CatalogError::NoRepo(_)) => {
+            let index = coldpatch_repo::index(&root)?;
+            catalog.store_repo(&index)?;
+            index
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((root, repo))
+}
+
 /// Runs a patch or files change on images. Images that cannot be prepared fail alone;
 /// the others share one appliance.
 pub fn execute(
@@ -350,18 +377,7 @@ pub fn execute(
     let index = catalog.advisory_index()?;
     let (repo, repo_root) = match ask {
         Ask::Packages { repo_root, .. } => {
-            let root = repo_root
-                .canonicalize()
-                .map_err(|e| PatchError::io(repo_root, e))?;
-            let repo = match catalog.repo(&root.display().to_string()) {
-                Ok(r) => r.index,
-                Err(coldpatch_catalog::CatalogError::NoRepo(_)) => {
-                    let index = coldpatch_repo::index(&root)?;
-                    catalog.store_repo(&index)?;
-                    index
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let (root, repo) = repository(catalog, repo_root)?;
             (Some(repo), Some(root))
         }
         Ask::Files { .. } => (None, None),
@@ -395,6 +411,7 @@ pub fn execute(
                 image: &p.image.path,
                 overlay: &p.overlay,
                 change: c,
+                root_partition: p.root_partition,
             })
             .collect();
         let catalog_ref = ctx.catalog;
@@ -561,25 +578,19 @@ fn discard(
     })
 }
 
-/// Returns an image to the version its current one was made from.
-pub fn rollback(
+/// A run of one quick step on one image (rollback, flatten), under the image's lock:
+/// `step` returns the event's kind and message.
+fn one_step(
     catalog: &Catalog,
+    kind: &str,
     image: &str,
     watch: &mut Watch<'_>,
+    step: impl FnOnce() -> Result<(&'static str, String), PatchError>,
 ) -> Result<RunRecord, PatchError> {
-    let mut run = catalog.start_run("rollback", &[image.to_string()])?;
-    let _lock = ImageLock::acquire(catalog.dir(), image, &run.id)?;
-    let r = catalog.rollback(image);
+    let mut run = catalog.start_run(kind, &[image.to_string()])?;
+    let r = ImageLock::acquire(catalog.dir(), image, &run.id).and_then(|_lock| step());
     let e = match &r {
-        Ok((left, now)) => catalog.event(
-            &run.id,
-            Some(image),
-            "rolled-back",
-            &format!(
-                "version {} left; version {} is current",
-                left.number, now.number
-            ),
-        )?,
+        Ok((what, msg)) => catalog.event(&run.id, Some(image), what, msg)?,
         Err(err) => catalog.event(&run.id, Some(image), "failed", &err.to_string())?,
     };
     watch(&e);
@@ -595,6 +606,24 @@ pub fn rollback(
     Ok(run)
 }
 
+/// Returns an image to the version its current one was made from.
+pub fn rollback(
+    catalog: &Catalog,
+    image: &str,
+    watch: &mut Watch<'_>,
+) -> Result<RunRecord, PatchError> {
+    one_step(catalog, "rollback", image, watch, || {
+        let (left, now) = catalog.rollback(image)?;
+        Ok((
+            "rolled-back",
+            format!(
+                "version {} left; version {} is current",
+                left.number, now.number
+            ),
+        ))
+    })
+}
+
 /// Writes a standalone qcow2 image of the current version.
 pub fn flatten(
     catalog: &Catalog,
@@ -602,37 +631,21 @@ pub fn flatten(
     out: &Path,
     watch: &mut Watch<'_>,
 ) -> Result<RunRecord, PatchError> {
-    let mut run = catalog.start_run("flatten", &[image.to_string()])?;
-    let _lock = ImageLock::acquire(catalog.dir(), image, &run.id)?;
-    let img = catalog.image(image)?;
-    let fmt = if img.current_version == 0 {
-        img.format.clone()
-    } else {
-        "qcow2".to_string()
-    };
-    let r = overlay::flatten(Path::new(img.current_file()), &fmt, out);
-    let e = match &r {
-        Ok(()) => catalog.event(
-            &run.id,
-            Some(image),
+    one_step(catalog, "flatten", image, watch, || {
+        let img = catalog.image(image)?;
+        let fmt = if img.current_version == 0 {
+            img.format.clone()
+        } else {
+            "qcow2".to_string()
+        };
+        overlay::flatten(Path::new(img.current_file()), &fmt, out)?;
+        Ok((
             "flattened",
-            &format!(
+            format!(
                 "version {} written to {}",
                 img.current_version,
                 out.display()
             ),
-        )?,
-        Err(err) => catalog.event(&run.id, Some(image), "failed", &err.to_string())?,
-    };
-    watch(&e);
-    run.state = if r.is_ok() {
-        RunState::Succeeded
-    } else {
-        RunState::Failed
-    };
-    run.error = r.as_ref().err().map(ToString::to_string);
-    run.finished = Some(now());
-    catalog.put_run(&run)?;
-    r?;
-    Ok(run)
+        ))
+    })
 }

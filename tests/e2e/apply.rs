@@ -434,3 +434,77 @@ fn a_run_on_an_image_being_patched_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path();
+    let img = d.join("min.raw");
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(image_dir("debian-12-min").join("disk.raw"))
+        .arg(&img)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let img_s = img.to_str().expect("utf8");
+    let out = coldpatch(d, &["collect", "--no-files", img_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let original = sha256(&img);
+    let conf = d.join("issue");
+    std::fs::write(&conf, "patched offline\n").expect("write");
+    let put = format!("{}:/etc/issue", conf.display());
+
+    // A real qemu serving the image read-write, as a running VM would: refused before
+    // any overlay is made.
+    let sock = d.join("nbd.sock");
+    let mut nbd = Command::new("qemu-nbd")
+        .args(["-f", "raw", "-k"])
+        .arg(&sock)
+        .arg(&img)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("qemu-nbd");
+    let start = std::time::Instant::now();
+    while !sock.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let busy = coldpatch(d, &["patch", "files", img_s, "--put", &put]);
+    let _ = nbd.kill();
+    let _ = nbd.wait();
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(
+        stdout(&busy).contains("in use by a running VM"),
+        "{}",
+        stdout(&busy)
+    );
+    let show = json(&coldpatch(d, &["show", img_s, "--json"]));
+    assert_eq!(show["image"]["current_version"], 0);
+    assert!(
+        std::fs::read_dir(d.join("versions/1")).map_or(0, Iterator::count) == 0,
+        "no overlay was made"
+    );
+
+    // Free again: the overlay rests on the raw file, named as raw.
+    let out = coldpatch(d, &["patch", "files", img_s, "--put", &put, "--json"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let show = json(&coldpatch(d, &["show", img_s, "--json"]));
+    let v1 = show["image"]["versions"][1]["file"].as_str().expect("file");
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json", "-U", v1])
+        .output()
+        .expect("qemu-img");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(info["backing-filename"], img_s);
+    assert_eq!(info["backing-filename-format"], "raw");
+    let out = coldpatch(
+        d,
+        &["files", "--image", img_s, "--path", "/etc/issue", "--json"],
+    );
+    assert_eq!(
+        json(&out)[0]["file"]["sha256"].as_str(),
+        Some(sha256(&conf).as_str())
+    );
+    assert_eq!(sha256(&img), original);
+}
