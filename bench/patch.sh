@@ -3,6 +3,8 @@
 # update, side by side:
 #   - coldpatch patch apply on all copies in one run (one appliance; planning, upload,
 #     dpkg, fsck, native re-collect, verification and commit included);
+#   - the same with --appliances P (P = the number of CPUs, when above 1), each its own
+#     copies;
 #   - virt-customize driven one image at a time with the same .deb files and the same
 #     dpkg stages (--copy-in, --run-command 'dpkg -i …' per stage, --delete), each
 #     on its own copy.
@@ -20,12 +22,15 @@ repo=$(bash images/build.sh repo-bullseye-security | cut -d" " -f2)/repo
 work=$(mktemp -d /var/tmp/coldpatch-bench.XXXXXX); trap 'rm -rf "$work"' EXIT
 export COLDPATCH_DATA_DIR=$work/data
 
-mkdir -p "$work/cp" "$work/vc" "$work/debs"
+cpus=$(nproc)
+mkdir -p "$work/cp" "$work/cpp" "$work/vc" "$work/debs"
 for i in $(seq 1 "$n"); do
   cp "$img" "$work/cp/copy-$i.qcow2"
   cp "$img" "$work/vc/copy-$i.qcow2"
+  [ "$cpus" -gt 1 ] && cp "$img" "$work/cpp/copy-$i.qcow2"
 done
 "$bin" collect --no-files "$work"/cp/*.qcow2 >/dev/null
+[ "$cpus" -gt 1 ] && "$bin" collect --no-files "$work"/cpp/*.qcow2 >/dev/null
 for f in tests/data/feeds/debian-tracker.json tests/data/feeds/osv; do "$bin" feed import "$f" >/dev/null; done
 
 # The plan of one copy gives virt-customize the same files and stages.
@@ -50,6 +55,13 @@ t0=$(date +%s.%N)
   || { cat "$work/cp.out" "$work/cp.err"; exit 1; }
 t1=$(date +%s.%N)
 committed=$(grep -c 'version 1' "$work/cp.out" || true)
+tp0=$t1; tp1=$t1
+if [ "$cpus" -gt 1 ]; then
+  tp0=$(date +%s.%N)
+  "$bin" patch apply "$work"/cpp/*.qcow2 --repo "$repo" --all-fixable --appliances "$cpus" > "$work/cpp.out" 2> "$work/cpp.err" \
+    || { cat "$work/cpp.out" "$work/cpp.err"; exit 1; }
+  tp1=$(date +%s.%N)
+fi
 
 run_cmds=()
 for f in "$work"/stage-*; do
@@ -62,13 +74,18 @@ for i in $(seq 1 "$n"); do
 done
 t3=$(date +%s.%N)
 
-python3 - "$t0" "$t1" "$t2" "$t3" "$n" "$committed" <<'EOF'
+python3 - "$t0" "$t1" "$t2" "$t3" "$tp0" "$tp1" "$n" "$committed" "$cpus" <<'EOF'
 import sys
-t0, t1, t2, t3 = map(float, sys.argv[1:5])
-n, committed = int(sys.argv[5]), int(sys.argv[6])
-cp, vc = t1 - t0, t3 - t2
-print(f"coldpatch patch apply, {n} images, one run:  {cp:7.1f} s  ({cp / n:.1f} s per image; {committed} committed)")
-print(f"virt-customize, one image at a time:        {vc:7.1f} s  ({vc / n:.1f} s per image)")
-print(f"ratio virt-customize / coldpatch:           {vc / cp:7.2f}x  (target >= 4x)")
+t0, t1, t2, t3, tp0, tp1 = map(float, sys.argv[1:7])
+n, committed, cpus = int(sys.argv[7]), int(sys.argv[8]), int(sys.argv[9])
+cp, vc, cpp = t1 - t0, t3 - t2, tp1 - tp0
+print(f"coldpatch patch apply, {n} images, one appliance:   {cp:7.1f} s  ({cp / n:.1f} s per image; {committed} committed)")
+if cpus > 1:
+    print(f"coldpatch patch apply, {n} images, {cpus} appliances:   {cpp:7.1f} s  ({cpp / n:.1f} s per image)")
+print(f"virt-customize, one image at a time:               {vc:7.1f} s  ({vc / n:.1f} s per image)")
+print(f"ratio virt-customize / coldpatch, one appliance:   {vc / cp:7.2f}x  (target >= 4x)")
+if cpus > 1:
+    print(f"ratio virt-customize / coldpatch, {cpus} appliances:    {vc / cpp:7.2f}x")
+print(f"machine: {cpus} CPUs, appliances under TCG")
 EOF
 grep 'appliance' "$work/cp.err" | head -n1 | sed 's/^/coldpatch: /'

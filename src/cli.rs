@@ -216,6 +216,14 @@ impl Fix {
     }
 }
 
+#[derive(clap::Args)]
+struct Batch {
+    /// Split the images over this many libguestfs appliances run side by side (each pays
+    /// one launch, 20-60 s under TCG, and gets its share of the CPUs)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    appliances: u16,
+}
+
 #[derive(Subcommand)]
 enum PatchCommand {
     /// Print what an upgrade would install, and why, without writing anything
@@ -235,6 +243,8 @@ enum PatchCommand {
         images: Vec<String>,
         #[command(flatten)]
         fix: Fix,
+        #[command(flatten)]
+        batch: Batch,
         #[arg(long)]
         json: bool,
     },
@@ -245,6 +255,8 @@ enum PatchCommand {
         /// A host file and the absolute guest path to write it to (repeatable)
         #[arg(long = "put", value_name = "SRC:GUEST_PATH", required = true)]
         puts: Vec<String>,
+        #[command(flatten)]
+        batch: Batch,
         #[arg(long)]
         json: bool,
     },
@@ -393,21 +405,33 @@ pub fn run() -> Result<ExitCode> {
                 &fix.request(),
                 json,
             ),
-            PatchCommand::Apply { images, fix, json } => patchcmd::apply(
+            PatchCommand::Apply {
+                images,
+                fix,
+                batch,
+                json,
+            } => patchcmd::apply(
                 &catalog,
                 &keys(&catalog, &images),
                 &coldpatch_patcher::Ask::Packages {
                     req: &fix.request(),
                     repo_root: &fix.repo,
                 },
+                usize::from(batch.appliances),
                 json,
             ),
-            PatchCommand::Files { images, puts, json } => {
+            PatchCommand::Files {
+                images,
+                puts,
+                batch,
+                json,
+            } => {
                 let puts = patchcmd::parse_puts(&puts)?;
                 patchcmd::apply(
                     &catalog,
                     &keys(&catalog, &images),
                     &coldpatch_patcher::Ask::Files { puts: &puts },
+                    usize::from(batch.appliances),
                     json,
                 )
             }

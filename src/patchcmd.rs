@@ -111,8 +111,14 @@ pub fn parse_puts(args: &[String]) -> Result<Vec<Put>> {
         .collect()
 }
 
-pub fn apply(catalog: &Catalog, images: &[String], ask: &Ask<'_>, json: bool) -> Result<ExitCode> {
-    let report = coldpatch_patcher::execute(catalog, images, ask, &mut watch)?;
+pub fn apply(
+    catalog: &Catalog,
+    images: &[String],
+    ask: &Ask<'_>,
+    appliances: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    let report = coldpatch_patcher::execute(catalog, images, ask, appliances, &mut watch)?;
     if json {
         output::json(&report)?;
     } else {

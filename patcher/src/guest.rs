@@ -100,12 +100,12 @@ pub fn run_all(
     jobs: &[Job<'_>],
     run: &str,
     repo_root: Option<&Path>,
+    smp: usize,
     notify: &mut Notify<'_>,
 ) -> Result<Vec<JobOutcome>, PatchError> {
     let appliance = |e: GuestfsError| PatchError::Appliance(e.to_string());
     let mut s = Session::new().map_err(appliance)?;
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    s.set_smp(i32::try_from(cpus.min(4)).unwrap_or(1))
+    s.set_smp(i32::try_from(smp).unwrap_or(1))
         .map_err(appliance)?;
     for j in jobs {
         s.add_overlay_rw(j.overlay).map_err(appliance)?;

@@ -42,7 +42,7 @@ pub struct RunReport {
 }
 
 /// Receives every event as it is stored (for progress output).
-pub type Watch<'a> = dyn FnMut(&Event) + 'a;
+pub type Watch<'a> = dyn FnMut(&Event) + Send + 'a;
 
 struct Ctx<'a, 'w> {
     catalog: &'a Catalog,
@@ -333,6 +333,68 @@ fn verify(
     }
 }
 
+/// Runs the jobs in `appliances` libguestfs appliances side by side (one by default: the
+/// launch is paid once), splitting the machine's CPUs between them; outcomes come back in
+/// job order. Every appliance reports its events into the run as they happen.
+fn in_appliances(
+    catalog: &Catalog,
+    run_id: &str,
+    jobs: &[Job<'_>],
+    appliances: usize,
+    repo_root: Option<&Path>,
+    watch: &mut Watch<'_>,
+) -> Result<Vec<guest::JobOutcome>, PatchError> {
+    let n = appliances.clamp(1, jobs.len().max(1));
+    let per = jobs.len().div_ceil(n).max(1);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let smp = (cpus / n).clamp(1, 4);
+    let watch = std::sync::Mutex::new(watch);
+    let store_err = std::sync::Mutex::new(None);
+    let failed = |part: &[Job<'_>], msg: String| -> Vec<guest::JobOutcome> {
+        part.iter()
+            .map(|_| (Err(msg.clone()), String::new()))
+            .collect()
+    };
+    let outcomes = std::thread::scope(|sc| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|part| {
+                let (watch, store_err) = (&watch, &store_err);
+                let h = sc.spawn(move || {
+                    let mut notify = |image: Option<&str>, kind: &str, msg: &str| match catalog
+                        .event(run_id, image, kind, msg)
+                    {
+                        Ok(e) => {
+                            if let Ok(mut w) = watch.lock() {
+                                (*w)(&e);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut s) = store_err.lock() {
+                                *s = Some(e);
+                            }
+                        }
+                    };
+                    guest::run_all(part, run_id, repo_root, smp, &mut notify)
+                        .unwrap_or_else(|e| failed(part, e.to_string()))
+                });
+                (part, h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(part, h)| {
+                h.join()
+                    .unwrap_or_else(|_| failed(part, "the appliance thread panicked".into()))
+            })
+            .collect::<Vec<_>>()
+    });
+    if let Some(e) = store_err.into_inner().ok().flatten() {
+        return Err(e.into());
+    }
+    Ok(outcomes)
+}
+
 /// A repository's stored index, indexing the directory first if it is not yet.
 pub fn repository(
     catalog: &Catalog,
@@ -357,6 +419,7 @@ pub fn execute(
     catalog: &Catalog,
     images: &[String],
     ask: &Ask<'_>,
+    appliances: usize,
     watch: &mut Watch<'_>,
 ) -> Result<RunReport, PatchError> {
     let kind = match ask {
@@ -414,32 +477,14 @@ pub fn execute(
                 root_partition: p.root_partition,
             })
             .collect();
-        let catalog_ref = ctx.catalog;
-        let run_id = ctx.run.id.clone();
-        let mut store_err = None;
-        let outcomes = {
-            let watch = &mut *ctx.watch;
-            let mut notify = |image: Option<&str>, kind: &str, msg: &str| match catalog_ref
-                .event(&run_id, image, kind, msg)
-            {
-                Ok(e) => watch(&e),
-                Err(e) => store_err = Some(e),
-            };
-            guest::run_all(&jobs, &run_id, repo_root.as_deref(), &mut notify)
-        };
-        if let Some(e) = store_err {
-            return Err(e.into());
-        }
-        let outcomes = match outcomes {
-            Ok(o) => o,
-            Err(e) => {
-                let msg = e.to_string();
-                ready
-                    .iter()
-                    .map(|_| (Err(msg.clone()), String::new()))
-                    .collect()
-            }
-        };
+        let outcomes = in_appliances(
+            ctx.catalog,
+            &ctx.run.id,
+            &jobs,
+            appliances,
+            repo_root.as_deref(),
+            &mut *ctx.watch,
+        )?;
         for ((p, change), (res, log)) in ready.into_iter().zip(outcomes) {
             results.push(finish_image(&mut ctx, p, &change, res, log, &index)?);
         }

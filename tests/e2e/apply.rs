@@ -402,6 +402,7 @@ fn a_run_on_an_image_being_patched_is_refused() {
             req: &req,
             repo_root: Path::new(&repo),
         },
+        1,
         &mut |_| {},
     )
     .expect("run");
@@ -486,9 +487,55 @@ fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
         "no overlay was made"
     );
 
-    // Free again: the overlay rests on the raw file, named as raw.
-    let out = coldpatch(d, &["patch", "files", img_s, "--put", &put, "--json"]);
+    // Free again: the overlay rests on the raw file, named as raw. With a second copy
+    // and two appliances side by side, each reporting into the same run.
+    let twin = d.join("twin.raw");
+    assert!(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&img)
+        .arg(&twin)
+        .status()
+        .expect("cp")
+        .success());
+    let twin_s = twin.to_str().expect("utf8");
+    assert!(coldpatch(d, &["collect", "--no-files", twin_s])
+        .status
+        .success());
+    let out = coldpatch(
+        d,
+        &[
+            "patch",
+            "files",
+            img_s,
+            twin_s,
+            "--put",
+            &put,
+            "--appliances",
+            "2",
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let report = json(&out);
+    for i in 0..2 {
+        assert_eq!(report["images"][i]["outcome"]["version"], 1, "{report}");
+    }
+    let run = json(&coldpatch(
+        d,
+        &["run", report["run"]["id"].as_str().expect("id"), "--json"],
+    ));
+    let launches = run["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| {
+            e["kind"] == "appliance"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("started with 1 drive"))
+        })
+        .count();
+    assert_eq!(launches, 2, "{}", run["events"]);
     let show = json(&coldpatch(d, &["show", img_s, "--json"]));
     let v1 = show["image"]["versions"][1]["file"].as_str().expect("file");
     let info = Command::new("qemu-img")
@@ -507,4 +554,46 @@ fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
         Some(sha256(&conf).as_str())
     );
     assert_eq!(sha256(&img), original);
+}
+
+#[test]
+fn an_image_replaced_by_a_format_that_takes_no_overlay_is_refused() {
+    // Collected as raw; then the file becomes a vmdk (which coldpatch neither reads nor
+    // builds overlays on). The run refuses it with the conversion hint, before any
+    // appliance, and stores nothing.
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path();
+    let img = d.join("min.img");
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(image_dir("debian-12-min").join("disk.raw"))
+        .arg(&img)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let img_s = img.to_str().expect("utf8");
+    assert!(coldpatch(d, &["collect", "--no-files", img_s])
+        .status
+        .success());
+    let vmdk = d.join("min.vmdk");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", "vmdk", img_s])
+        .arg(&vmdk)
+        .status()
+        .expect("qemu-img");
+    assert!(status.success());
+    std::fs::rename(&vmdk, &img).expect("rename");
+    let conf = d.join("issue");
+    std::fs::write(&conf, "x\n").expect("write");
+    let put = format!("{}:/etc/issue", conf.display());
+    let out = coldpatch(d, &["patch", "files", img_s, "--put", &put]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("qemu-img convert -O qcow2"),
+        "{}",
+        stdout(&out)
+    );
+    let show = json(&coldpatch(d, &["show", img_s, "--json"]));
+    assert_eq!(show["image"]["current_version"], 0);
+    assert!(show["image"]["versions"].is_null());
 }
