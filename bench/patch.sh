@@ -3,8 +3,8 @@
 # update, side by side:
 #   - coldpatch patch apply on all copies in one run (one appliance; planning, upload,
 #     dpkg, fsck, native re-collect, verification and commit included);
-#   - the same with --appliances P (P = the number of CPUs, when above 1), each its own
-#     copies;
+#   - the same with --appliances P (P = the number of CPUs, when above 1) on copies of
+#     its own;
 #   - virt-customize driven one image at a time with the same .deb files and the same
 #     dpkg stages (--copy-in, --run-command 'dpkg -i …' per stage, --delete), each
 #     on its own copy.

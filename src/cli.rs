@@ -219,7 +219,7 @@ impl Fix {
 #[derive(clap::Args)]
 struct Batch {
     /// Split the images over this many libguestfs appliances run side by side (each pays
-    /// one launch, 20-60 s under TCG, and gets its share of the CPUs)
+    /// one launch, 20-60 s under TCG; worth it with CPUs to spare)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     appliances: u16,
 }

@@ -104,14 +104,14 @@ pub fn run_all(
     notify: &mut Notify<'_>,
 ) -> Result<Vec<JobOutcome>, PatchError> {
     let appliance = |e: GuestfsError| PatchError::Appliance(e.to_string());
-    let mut s = Session::new().map_err(appliance)?;
-    s.set_smp(i32::try_from(smp).unwrap_or(1))
-        .map_err(appliance)?;
-    for j in jobs {
-        s.add_overlay_rw(j.overlay).map_err(appliance)?;
-    }
     let t = std::time::Instant::now();
-    s.launch().map_err(appliance)?;
+    let mut s = match launch(jobs, smp) {
+        Err(e) if e.hung => {
+            notify(None, "appliance", &format!("{}; launching again", e.error));
+            launch(jobs, smp).map_err(|e| appliance(e.error))?
+        }
+        r => r.map_err(|e| appliance(e.error))?,
+    };
     notify(
         None,
         "appliance",
@@ -143,6 +143,86 @@ pub fn run_all(
     s.shutdown().map_err(appliance)?;
     notify(None, "appliance", "stopped; every drive written out");
     Ok(out)
+}
+
+/// An appliance that has not come up in this time is taken as hung and killed (a normal
+/// launch takes 15-60 s under TCG; a stuck one waits forever for its daemon).
+const LAUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+struct LaunchError {
+    error: GuestfsError,
+    /// The watchdog killed it.
+    hung: bool,
+}
+
+/// A session with every overlay attached, launched under a watchdog: if the launch has
+/// not returned in [`LAUNCH_TIMEOUT`], the qemu this process started for these overlays
+/// (found in /proc by parent and command line) is killed, which makes the launch fail.
+fn launch(jobs: &[Job<'_>], smp: usize) -> Result<Session, LaunchError> {
+    let plain = |error| LaunchError { error, hung: false };
+    let mut s = Session::new().map_err(plain)?;
+    s.set_smp(i32::try_from(smp).unwrap_or(1)).map_err(plain)?;
+    for j in jobs {
+        s.add_overlay_rw(j.overlay).map_err(plain)?;
+    }
+    let marker = jobs
+        .first()
+        .map(|j| j.overlay.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if wait.recv_timeout(LAUNCH_TIMEOUT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            kill_hypervisor(&marker)
+        } else {
+            false
+        }
+    });
+    let r = s.launch();
+    drop(done);
+    let hung = watchdog.join().unwrap_or(false);
+    match r {
+        Ok(()) => Ok(s),
+        Err(mut error) => {
+            if hung {
+                error.message = format!(
+                    "the appliance did not come up in {} s and was killed ({})",
+                    LAUNCH_TIMEOUT.as_secs(),
+                    error.message
+                );
+            }
+            Err(LaunchError { error, hung })
+        }
+    }
+}
+
+/// Kills this process's qemu whose command line names `marker` (an overlay path).
+fn kill_hypervisor(marker: &str) -> bool {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let mut killed = false;
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // "pid (comm) state ppid ...": the comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .unwrap_or("");
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if ppid == me && cmd.contains("qemu") && cmd.contains(marker) {
+            killed |= nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok();
+        }
+    }
+    killed
 }
 
 /// The device on drive `i` that stands for `dev`: inspection resolves a guest's fstab
@@ -515,10 +595,16 @@ fn install(
             .rev()
             .find_map(|l| l.strip_prefix("coldpatch-exit="))
             .and_then(|v| v.trim().parse::<i32>().ok());
+        // One event per package dpkg configured (its own words: "Setting up name (v)").
+        for l in out.lines() {
+            if let Some(p) = l.strip_prefix("Setting up ") {
+                notify(Some(image), "installed", p.trim_end_matches(" ...").trim());
+            }
+        }
         match status {
             Some(0) => notify(
                 Some(image),
-                "installed",
+                "dpkg",
                 &format!("stage {stage}: dpkg finished"),
             ),
             other => {

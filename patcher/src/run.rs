@@ -334,8 +334,7 @@ fn verify(
 }
 
 /// Runs the jobs in `appliances` libguestfs appliances side by side (one by default: the
-/// launch is paid once), splitting the machine's CPUs between them; outcomes come back in
-/// job order. Every appliance reports its events into the run as they happen.
+/// launch is paid once); outcomes come back in job order. Every appliance reports its events into the run as they happen.
 fn in_appliances(
     catalog: &Catalog,
     run_id: &str,
@@ -346,8 +345,10 @@ fn in_appliances(
 ) -> Result<Vec<guest::JobOutcome>, PatchError> {
     let n = appliances.clamp(1, jobs.len().max(1));
     let per = jobs.len().div_ceil(n).max(1);
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let smp = (cpus / n).clamp(1, 4);
+    // One virtual CPU per appliance: TCG gained about 10% from a second one for dpkg,
+    // and an appliance with two TCG CPUs on a busy host was once seen hanging at boot
+    // (cause not established; the launch watchdog in guest.rs is for such hangs).
+    let smp = 1;
     let watch = std::sync::Mutex::new(watch);
     let store_err = std::sync::Mutex::new(None);
     let failed = |part: &[Job<'_>], msg: String| -> Vec<guest::JobOutcome> {
@@ -534,10 +535,18 @@ fn finish_image(
     let key = p.image.path.clone();
     let mut ri = p.ri.clone();
     ri.log = log;
-    let checked = res.and_then(|()| {
-        overlay::sync(&p.overlay).map_err(|e| e.to_string())?;
-        verify(&p, index, change)
-    });
+    let checked = match res {
+        Ok(()) => {
+            let v = overlay::sync(&p.overlay)
+                .map_err(|e| e.to_string())
+                .and_then(|()| verify(&p, index, change));
+            if let Err(why) = &v {
+                ctx.event(Some(&p.image.path), "verify-failed", why)?;
+            }
+            v
+        }
+        Err(e) => Err(e),
+    };
     let targeted: Vec<String> = match change {
         Change::Packages { plan } => plan.fixes.keys().cloned().collect(),
         Change::Files { .. } => Vec::new(),

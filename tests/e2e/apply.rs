@@ -22,32 +22,11 @@ fn sha256(p: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-/// The image (collected with files), the sample feeds, the repository and its oracle of
-/// newest versions.
+/// The image (collected, packages only), the sample feeds, the repository and its
+/// oracle of newest versions (shared with the planning tests).
 fn setup(data: &Path) -> (String, String, BTreeMap<String, String>) {
-    let img = image_dir("debian-11-old").join("disk.qcow2");
-    let img = img.to_str().expect("utf8").to_string();
-    let repo_dir = image_dir("repo-bullseye-security");
-    let out = coldpatch(data, &["collect", &img]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let feeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/feeds");
-    for f in ["debian-tracker.json", "osv"] {
-        let out = coldpatch(
-            data,
-            &["feed", "import", feeds.join(f).to_str().expect("utf8")],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-    let updates = std::fs::read_to_string(repo_dir.join("updates.tsv")).expect("updates");
-    let newest = updates
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[0].to_string(), f[2].to_string())
-        })
-        .collect();
-    let repo = repo_dir.join("repo").to_str().expect("utf8").to_string();
-    (img, repo, newest)
+    let (img, repo, newest) = crate::patch::setup(data);
+    (img, repo.to_str().expect("utf8").to_string(), newest)
 }
 
 fn versions_of(data: &Path, img: &str, all: bool) -> BTreeMap<(u64, String), String> {
@@ -436,11 +415,9 @@ fn a_run_on_an_image_being_patched_is_refused() {
     );
 }
 
-#[test]
-fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let d = data.path();
-    let img = d.join("min.raw");
+/// A private copy of the raw debian-12-min image, collected (packages only).
+fn raw_copy(d: &Path, name: &str) -> std::path::PathBuf {
+    let img = d.join(name);
     let status = Command::new("cp")
         .arg("--sparse=always")
         .arg(image_dir("debian-12-min").join("disk.raw"))
@@ -448,9 +425,17 @@ fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
         .status()
         .expect("cp");
     assert!(status.success());
-    let img_s = img.to_str().expect("utf8");
-    let out = coldpatch(d, &["collect", "--no-files", img_s]);
+    let out = coldpatch(d, &["collect", "--no-files", img.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr(&out));
+    img
+}
+
+#[test]
+fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path();
+    let img = raw_copy(d, "min.raw");
+    let img_s = img.to_str().expect("utf8");
     let original = sha256(&img);
     let conf = d.join("issue");
     std::fs::write(&conf, "patched offline\n").expect("write");
@@ -489,18 +474,8 @@ fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
 
     // Free again: the overlay rests on the raw file, named as raw. With a second copy
     // and two appliances side by side, each reporting into the same run.
-    let twin = d.join("twin.raw");
-    assert!(Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&img)
-        .arg(&twin)
-        .status()
-        .expect("cp")
-        .success());
+    let twin = raw_copy(d, "twin.raw");
     let twin_s = twin.to_str().expect("utf8");
-    assert!(coldpatch(d, &["collect", "--no-files", twin_s])
-        .status
-        .success());
     let out = coldpatch(
         d,
         &[
@@ -563,18 +538,8 @@ fn an_image_replaced_by_a_format_that_takes_no_overlay_is_refused() {
     // appliance, and stores nothing.
     let data = tempfile::tempdir().expect("tempdir");
     let d = data.path();
-    let img = d.join("min.img");
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(image_dir("debian-12-min").join("disk.raw"))
-        .arg(&img)
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    let img = raw_copy(d, "min.img");
     let img_s = img.to_str().expect("utf8");
-    assert!(coldpatch(d, &["collect", "--no-files", img_s])
-        .status
-        .success());
     let vmdk = d.join("min.vmdk");
     let status = Command::new("qemu-img")
         .args(["convert", "-q", "-f", "raw", "-O", "vmdk", img_s])
@@ -596,4 +561,65 @@ fn an_image_replaced_by_a_format_that_takes_no_overlay_is_refused() {
     let show = json(&coldpatch(d, &["show", img_s, "--json"]));
     assert_eq!(show["image"]["current_version"], 0);
     assert!(show["image"]["versions"].is_null());
+}
+
+#[test]
+fn a_guest_whose_dpkg_lies_is_caught_by_the_native_read_back() {
+    // A hostile image: its /usr/bin/dpkg claims success and installs nothing (put in with
+    // coldpatch itself, as version 1). The run believes nothing the guest prints: the
+    // overlay read back natively still has the old libssl1.1, so it is discarded and
+    // version 1 stays current.
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path();
+    let (img, repo, _) = setup(d);
+    let fake = d.join("dpkg");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'Setting up libssl1.1:amd64 (1.1.1w-0+deb11u8) ...'\nexit 0\n",
+    )
+    .expect("write");
+    let put = format!("{}:/usr/bin/dpkg", fake.display());
+    let out = coldpatch(d, &["patch", "files", &img, "--put", &put]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+
+    let out = coldpatch(
+        d,
+        &[
+            "patch",
+            "apply",
+            &img,
+            "--repo",
+            &repo,
+            "--cve",
+            "CVE-2025-69418",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["run"]["state"], "failed");
+    let reason = report["images"][0]["outcome"]["reason"]
+        .as_str()
+        .expect("reason");
+    assert!(
+        reason.contains("libssl1.1 is at 1.1.1w-0+deb11u1 instead of 1.1.1w-0+deb11u8"),
+        "{reason}"
+    );
+    let run = json(&coldpatch(
+        d,
+        &["run", report["run"]["id"].as_str().expect("id"), "--json"],
+    ));
+    let kinds: Vec<&str> = run["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"verify-failed"), "{kinds:?}");
+    assert!(kinds.contains(&"discarded"), "{kinds:?}");
+    assert!(!kinds.contains(&"committed"), "{kinds:?}");
+    let show = json(&coldpatch(d, &["show", &img, "--json"]));
+    assert_eq!(show["image"]["current_version"], 1);
+    assert_eq!(show["image"]["versions"].as_array().map(Vec::len), Some(2));
+    assert!(findings(d) > 0);
 }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use crate::util::image_dir;
 use crate::{coldpatch, json, stderr};
 
-fn setup(data: &std::path::Path) -> (String, std::path::PathBuf, BTreeMap<String, String>) {
+pub(crate) fn setup(
+    data: &std::path::Path,
+) -> (String, std::path::PathBuf, BTreeMap<String, String>) {
     let img = image_dir("debian-11-old").join("disk.qcow2");
     let img = img.to_str().expect("utf8").to_string();
     let repo_dir = image_dir("repo-bullseye-security");

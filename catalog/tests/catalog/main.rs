@@ -1,4 +1,5 @@
 //! Catalog tests: the sled store on disk, inventories and feeds.
 
 mod feeds;
+mod runs;
 mod store;

@@ -1,0 +1,157 @@
+//! Versions and runs in the sled store on disk: a version appears with its scan in one
+//! step, a stale base is refused, rollback walks the parent links, and a run's events
+//! survive reopening in order.
+
+use coldpatch_catalog::{
+    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, ScanOptions, Versions,
+};
+use coldpatch_collector::{Inventory, Package, PackageKind};
+
+fn inv(path: &str, openssl: &str) -> Inventory {
+    let mut inv = Inventory::default();
+    inv.image.path = path.into();
+    inv.image.format = "qcow2".into();
+    inv.packages = vec![Package {
+        arch: "amd64".into(),
+        ..Package::new(PackageKind::Deb, "openssl", openssl)
+    }];
+    inv
+}
+
+const OPTS: ScanOptions = ScanOptions {
+    files: false,
+    hash: false,
+};
+
+fn part(run: &str, image: &str, base: u32) -> RunImage {
+    RunImage {
+        run: run.into(),
+        image: image.into(),
+        change: serde_json::json!({"kind": "files", "puts": []}),
+        overlay: Some(format!("/versions/{run}.qcow2")),
+        base_version: base,
+        log: "Setting up openssl".into(),
+        before: Vec::new(),
+        after: Vec::new(),
+        outcome: Outcome::Pending,
+    }
+}
+
+fn openssl(c: &Catalog, versions: Versions) -> Vec<(u32, String)> {
+    c.packages(Some("/img/a.qcow2"), versions, Some("openssl"), None)
+        .expect("packages")
+        .into_iter()
+        .map(|h| (h.version, h.package.version))
+        .collect()
+}
+
+#[test]
+fn versions_commit_whole_refuse_a_moved_base_and_roll_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
+    let img = "/img/a.qcow2";
+    let c = Catalog::open(dir.path()).expect("open");
+    c.record(&inv(img, "1.1.1w-0+deb11u1"), fp.clone(), OPTS)
+        .expect("record");
+    assert_eq!(c.image(img).expect("image").all_versions().len(), 1);
+
+    let run = c.start_run("apply", &[img.to_string()]).expect("run");
+    c.put_run_image(&part(&run.id, img, 0)).expect("part");
+    let (v1, _) = c
+        .commit_version(
+            img,
+            "/versions/r1.qcow2",
+            &inv(img, "1.1.1w-0+deb11u8"),
+            fp.clone(),
+            OPTS,
+            part(&run.id, img, 0),
+        )
+        .expect("commit");
+    assert_eq!((v1.number, v1.parent), (1, Some(0)));
+    let rec = c.image(img).expect("image");
+    assert_eq!(rec.current_version, 1);
+    assert_eq!(rec.current_file(), "/versions/r1.qcow2");
+    assert_eq!(
+        openssl(&c, Versions::Current),
+        [(1, "1.1.1w-0+deb11u8".into())]
+    );
+    assert_eq!(
+        openssl(&c, Versions::All),
+        [
+            (0, "1.1.1w-0+deb11u1".into()),
+            (1, "1.1.1w-0+deb11u8".into())
+        ]
+    );
+    let parts = c.run_images(&run.id).expect("parts");
+    assert_eq!(parts[0].outcome, Outcome::Committed { version: 1 });
+    assert_eq!(parts[0].overlay, None);
+
+    // A run that planned on version 0 cannot commit over version 1.
+    let late = c
+        .commit_version(
+            img,
+            "/versions/r2.qcow2",
+            &inv(img, "1.1.1w-0+deb11u9"),
+            fp.clone(),
+            OPTS,
+            part("r2", img, 0),
+        )
+        .expect_err("moved");
+    assert!(
+        matches!(
+            late,
+            CatalogError::Moved {
+                base: 0,
+                current: 1,
+                ..
+            }
+        ),
+        "{late}"
+    );
+    assert_eq!(c.image(img).expect("image").versions.len(), 2);
+
+    let (left, now) = c.rollback(img).expect("rollback");
+    assert_eq!((left.number, now.number), (1, 0));
+    assert_eq!(
+        openssl(&c, Versions::Current),
+        [(0, "1.1.1w-0+deb11u1".into())]
+    );
+    assert!(c.image(img).expect("image").versions[1].rolled_back);
+    assert!(matches!(c.rollback(img), Err(CatalogError::NoParent(_))));
+}
+
+#[test]
+fn runs_and_their_events_survive_reopening_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = {
+        let c = Catalog::open(dir.path()).expect("open");
+        let mut run = c.start_run("apply", &["/img/a.qcow2".into()]).expect("run");
+        for (i, k) in ["planned", "overlay", "appliance", "committed"]
+            .iter()
+            .enumerate()
+        {
+            c.event(&run.id, Some("/img/a.qcow2"), k, &format!("step {i}"))
+                .expect("event");
+        }
+        run.state = RunState::Succeeded;
+        c.put_run(&run).expect("put");
+        assert_eq!(c.running_on("/img/a.qcow2").expect("running"), []);
+        let other = c.start_run("files", &["/img/a.qcow2".into()]).expect("run");
+        assert_eq!(c.running_on("/img/a.qcow2").expect("running"), [other]);
+        run.id
+    };
+    let c = Catalog::open(dir.path()).expect("reopen");
+    let kinds: Vec<String> = c
+        .events(&id)
+        .expect("events")
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.run, id);
+            e.kind
+        })
+        .collect();
+    assert_eq!(kinds, ["planned", "overlay", "appliance", "committed"]);
+    assert_eq!(c.run(&id).expect("run").state, RunState::Succeeded);
+    assert_eq!(c.runs().expect("runs").len(), 2);
+    assert!(matches!(c.run("nope"), Err(CatalogError::NoRun(_))));
+}
