@@ -29,6 +29,13 @@ fn setup(data: &Path) -> (String, String, BTreeMap<String, String>) {
     (img, repo.to_str().expect("utf8").to_string(), newest)
 }
 
+/// `coldpatch patch apply IMAGE --repo REPO ARGS…`
+fn apply(d: &Path, img: &str, repo: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["patch", "apply", img, "--repo", repo];
+    all.extend_from_slice(args);
+    coldpatch(d, &all)
+}
+
 fn versions_of(data: &Path, img: &str, all: bool) -> BTreeMap<(u64, String), String> {
     let mut args = vec!["packages", "--image", img, "--json"];
     if all {
@@ -115,18 +122,7 @@ fn apply_verifies_commits_and_rolls_back_without_touching_the_original() {
         .collect();
     assert!(!planned.is_empty());
 
-    let out = coldpatch(
-        d,
-        &[
-            "patch",
-            "apply",
-            &img,
-            "--repo",
-            &repo,
-            "--all-fixable",
-            "--json",
-        ],
-    );
+    let out = apply(d, &img, &repo, &["--all-fixable", "--json"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let report = json(&out);
     assert_eq!(report["run"]["state"], "succeeded");
@@ -403,10 +399,7 @@ fn a_run_on_an_image_being_patched_is_refused() {
     drop(catalog);
     // And a second process meets the catalog held by the first.
     let _c = coldpatch_catalog::Catalog::open(d).expect("catalog");
-    let out = coldpatch(
-        d,
-        &["patch", "apply", &img, "--repo", &repo, "--all-fixable"],
-    );
+    let out = apply(d, &img, &repo, &["--all-fixable"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("in use by another coldpatch process"),
@@ -582,19 +575,7 @@ fn a_guest_whose_dpkg_lies_is_caught_by_the_native_read_back() {
     let out = coldpatch(d, &["patch", "files", &img, "--put", &put]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
 
-    let out = coldpatch(
-        d,
-        &[
-            "patch",
-            "apply",
-            &img,
-            "--repo",
-            &repo,
-            "--cve",
-            "CVE-2025-69418",
-            "--json",
-        ],
-    );
+    let out = apply(d, &img, &repo, &["--cve", "CVE-2025-69418", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report = json(&out);
     assert_eq!(report["run"]["state"], "failed");
