@@ -714,12 +714,8 @@ fn images(catalog: &Catalog, json: bool) -> Result<()> {
 }
 
 fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
-    let img = catalog.image(key)?;
+    let (img, inv) = catalog.current_inventory(key)?;
     let scans = catalog.scans_of(img.id)?;
-    let Some(current) = img.current_scan else {
-        anyhow::bail!("{key} has no scan yet");
-    };
-    let inv = catalog.inventory(current, false)?;
     if json {
         return output::json(
             &serde_json::json!({ "image": img, "scans": scans, "inventory": inv }),

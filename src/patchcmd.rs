@@ -18,11 +18,7 @@ pub fn plan_cmd(
     req: &Request,
     json: bool,
 ) -> Result<ExitCode> {
-    let img = catalog.image(image)?;
-    let scan = img
-        .current_scan
-        .with_context(|| format!("{image} has no recorded scan"))?;
-    let inv = catalog.inventory(scan, false)?;
+    let (img, inv) = catalog.current_inventory(image)?;
     let (_, repo) = coldpatch_patcher::repository(catalog, repo_dir)?;
     let findings = catalog
         .scan_images(std::slice::from_ref(&img.path))?
@@ -141,7 +137,9 @@ pub fn apply(
                         ),
                     ),
                     Outcome::Failed { reason } => ("failed".into(), reason.clone()),
-                    other => (format!("{other:?}").to_lowercase(), String::new()),
+                    Outcome::Unchanged { reason } => ("unchanged".into(), reason.clone()),
+                    Outcome::Pending => ("pending".into(), String::new()),
+                    Outcome::Discarded => ("discarded".into(), String::new()),
                 };
                 vec![r.image.clone(), outcome, detail]
             })
@@ -248,6 +246,7 @@ pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
             Outcome::Failed { reason } => format!("failed: {reason}"),
             Outcome::Pending => "pending".into(),
             Outcome::Discarded => "discarded".into(),
+            Outcome::Unchanged { reason } => format!("unchanged: {reason}"),
         };
         outln!(
             "image {}: {outcome} (built on version {})",

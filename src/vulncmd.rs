@@ -273,11 +273,7 @@ pub fn sbom(
     format: coldpatch_sbom::SbomFormat,
     output: Option<&Path>,
 ) -> Result<ExitCode> {
-    let img = catalog.image(image)?;
-    let scan = img
-        .current_scan
-        .with_context(|| format!("{image} has no recorded scan"))?;
-    let inv = catalog.inventory(scan, false)?;
+    let (_, inv) = catalog.current_inventory(image)?;
     let doc = coldpatch_sbom::document(
         format,
         &inv,

@@ -66,6 +66,17 @@ pub enum Outcome {
     },
     /// The run was interrupted before this image committed; nothing was kept.
     Discarded,
+    /// Nothing to do (already fixed, or nothing asked applies); no version was made.
+    Unchanged {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// Committed, or nothing to do: what a successful run leaves.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Committed { .. } | Outcome::Unchanged { .. })
+    }
 }
 
 /// A finding, briefly: enough to show what a version fixed.

@@ -29,6 +29,8 @@ pub enum CatalogError {
     NoRepo(String),
     #[error("no image {0} in the catalog")]
     NoImage(String),
+    #[error("{0} has no recorded scan; run `coldpatch collect` first")]
+    NotCollected(String),
     #[error("no run {0} in the catalog")]
     NoRun(String),
     #[error("{image}: version {base} was patched, but version {current} is current now")]
@@ -380,6 +382,16 @@ impl Catalog {
             (scan.fingerprint == *fp && scan.analyzers == analyzers && scan.options.covers(want))
                 .then_some(scan),
         )
+    }
+
+    /// An image's record and the inventory of its current version (without files).
+    pub fn current_inventory(&self, key: &str) -> Result<(ImageRecord, Inventory)> {
+        let img = self.image(key)?;
+        let scan = img
+            .current_scan
+            .ok_or_else(|| CatalogError::NotCollected(key.to_string()))?;
+        let inv = self.inventory(scan, false)?;
+        Ok((img, inv))
     }
 
     /// The inventory of a scan; files are loaded only when asked for.

@@ -20,10 +20,11 @@ pub use run::{execute, flatten, repository, rollback, Ask, ImageResult, RunRepor
 pub enum PatchError {
     #[error("{image} is being patched by {holder}; try again when it has finished")]
     Busy { image: String, holder: String },
-    #[error("{0} has no recorded scan; run `coldpatch collect` first")]
-    NotCollected(String),
     #[error("cannot plan {0}: {1}")]
     Plan(String, String),
+    /// The plan found nothing to do: not a failure of the run.
+    #[error("{1}")]
+    Nothing(String, String),
     #[error("{tool} on {file}: {message}")]
     Tool {
         tool: &'static str,

@@ -146,6 +146,7 @@ pub enum Ask<'a> {
 
 struct Prepared {
     image: ImageRecord,
+    change: Change,
     ri: RunImage,
     overlay: PathBuf,
     roots: Vec<PathBuf>,
@@ -164,11 +165,7 @@ fn prepare(
 ) -> Result<Prepared, PatchError> {
     let lock = ImageLock::acquire(ctx.catalog.dir(), key, &ctx.run.id)?;
     sweep(ctx, key)?;
-    let img = ctx.catalog.image(key)?;
-    let scan = img
-        .current_scan
-        .ok_or_else(|| PatchError::NotCollected(key.into()))?;
-    let inv = ctx.catalog.inventory(scan, false)?;
+    let (img, inv) = ctx.catalog.current_inventory(key)?;
     let versions_dir = ctx.catalog.dir().join("versions").join(img.id.to_string());
     std::fs::create_dir_all(&versions_dir).map_err(|e| PatchError::io(&versions_dir, e))?;
     let roots = roots(ctx.catalog, &img, &inv);
@@ -186,8 +183,10 @@ fn prepare(
     let change = match ask {
         Ask::Packages { req, .. } => {
             let repo = repo.ok_or_else(|| PatchError::Plan(key.into(), "no repository".into()))?;
-            let p = plan(key, &inv.packages, &before, repo, req)
-                .map_err(|e| PatchError::Plan(key.into(), e.to_string()))?;
+            let p = plan(key, &inv.packages, &before, repo, req).map_err(|e| match e {
+                crate::Refusal::Nothing(why) => PatchError::Nothing(key.into(), why),
+                e => PatchError::Plan(key.into(), e.to_string()),
+            })?;
             Change::Packages { plan: p }
         }
         Ask::Files { puts } => Change::Files {
@@ -250,6 +249,7 @@ fn prepare(
         .map(|v| v.number);
     Ok(Prepared {
         image: img,
+        change,
         ri,
         overlay,
         roots,
@@ -447,20 +447,22 @@ pub fn execute(
         Ask::Files { .. } => (None, None),
     };
     let mut results: Vec<ImageResult> = Vec::new();
-    let mut ready: Vec<(Prepared, Change)> = Vec::new();
+    let mut ready: Vec<Prepared> = Vec::new();
     for key in images {
         match prepare(&mut ctx, key, ask, &index, repo.as_ref()) {
-            Ok(p) => {
-                let change: Change = serde_json::from_value(p.ri.change.clone())
-                    .map_err(|e| PatchError::Plan(key.clone(), e.to_string()))?;
-                ready.push((p, change));
-            }
+            Ok(p) => ready.push(p),
             Err(e) => {
                 let reason = e.to_string();
-                ctx.event(Some(key), "failed", &reason)?;
+                let outcome = if matches!(e, PatchError::Nothing(..)) {
+                    ctx.event(Some(key), "unchanged", &reason)?;
+                    Outcome::Unchanged { reason }
+                } else {
+                    ctx.event(Some(key), "failed", &reason)?;
+                    Outcome::Failed { reason }
+                };
                 results.push(ImageResult {
                     image: key.clone(),
-                    outcome: Outcome::Failed { reason },
+                    outcome,
                     fixed: Vec::new(),
                     findings_before: 0,
                     findings_after: None,
@@ -471,10 +473,10 @@ pub fn execute(
     if !ready.is_empty() {
         let jobs: Vec<Job<'_>> = ready
             .iter()
-            .map(|(p, c)| Job {
+            .map(|p| Job {
                 image: &p.image.path,
                 overlay: &p.overlay,
-                change: c,
+                change: &p.change,
                 root_partition: p.root_partition,
             })
             .collect();
@@ -486,13 +488,11 @@ pub fn execute(
             repo_root.as_deref(),
             &mut *ctx.watch,
         )?;
-        for ((p, change), (res, log)) in ready.into_iter().zip(outcomes) {
-            results.push(finish_image(&mut ctx, p, &change, res, log, &index)?);
+        for (p, (res, log)) in ready.into_iter().zip(outcomes) {
+            results.push(finish_image(&mut ctx, p, res, log, &index)?);
         }
     }
-    let ok = results
-        .iter()
-        .all(|r| matches!(r.outcome, Outcome::Committed { .. }));
+    let ok = results.iter().all(|r| r.outcome.is_ok());
     ctx.run.state = if ok {
         RunState::Succeeded
     } else {
@@ -502,10 +502,7 @@ pub fn execute(
     if !ok {
         ctx.run.error = Some(format!(
             "{} of {} image(s) failed",
-            results
-                .iter()
-                .filter(|r| !matches!(r.outcome, Outcome::Committed { .. }))
-                .count(),
+            results.iter().filter(|r| !r.outcome.is_ok()).count(),
             results.len()
         ));
     }
@@ -527,11 +524,11 @@ fn now() -> u64 {
 fn finish_image(
     ctx: &mut Ctx<'_, '_>,
     p: Prepared,
-    change: &Change,
     res: Result<(), String>,
     log: String,
     index: &Index,
 ) -> Result<ImageResult, PatchError> {
+    let change = &p.change;
     let key = p.image.path.clone();
     let mut ri = p.ri.clone();
     ri.log = log;

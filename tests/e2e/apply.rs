@@ -109,17 +109,7 @@ fn apply_verifies_commits_and_rolls_back_without_touching_the_original() {
             "--json",
         ],
     ));
-    let planned: BTreeMap<String, String> = plan["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .map(|s| {
-            (
-                s["package"].as_str().expect("p").to_string(),
-                s["to"].as_str().expect("to").to_string(),
-            )
-        })
-        .collect();
+    let planned = crate::patch::planned(&plan);
     assert!(!planned.is_empty());
 
     let out = apply(d, &img, &repo, &["--all-fixable", "--json"]);
@@ -155,6 +145,15 @@ fn apply_verifies_commits_and_rolls_back_without_touching_the_original() {
         }
     }
     assert_eq!(findings(d), 0, "every fixable finding is gone");
+    // Asked again: nothing to do, which is not a failure, and no version is made.
+    let again = apply(d, &img, &repo, &["--all-fixable", "--json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let again = json(&again);
+    assert_eq!(
+        again["images"][0]["outcome"]["outcome"], "unchanged",
+        "{again}"
+    );
+    assert_eq!(again["run"]["state"], "succeeded");
     // Both versions stay queryable.
     let all = versions_of(d, &img, true);
     assert_eq!(all.len(), before.len() * 2);

@@ -35,6 +35,21 @@ pub(crate) fn setup(
     (img, repo_dir.join("repo"), newest)
 }
 
+/// A plan's steps as package -> planned version.
+pub(crate) fn planned(plan: &serde_json::Value) -> BTreeMap<String, String> {
+    plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["package"].as_str().expect("p").to_string(),
+                s["to"].as_str().expect("to").to_string(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn plans_fix_exactly_the_findings_from_the_real_repository() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -89,18 +104,7 @@ fn plans_fix_exactly_the_findings_from_the_real_repository() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let got: BTreeMap<String, String> = json(&out)["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .map(|s| {
-            (
-                s["package"].as_str().expect("p").to_string(),
-                s["to"].as_str().expect("to").to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(planned(&json(&out)), want);
 
     // A bookworm-only advisory is nothing to do for this image.
     let out = coldpatch(
