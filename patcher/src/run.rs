@@ -427,6 +427,16 @@ pub fn execute(
         Ask::Packages { .. } => "apply",
         Ask::Files { .. } => "files",
     };
+    // What the whole run needs is loaded before it starts: a bad repository is a bad
+    // request, not a run that stays "running".
+    let index = catalog.advisory_index()?;
+    let (repo, repo_root) = match ask {
+        Ask::Packages { repo_root, .. } => {
+            let (root, repo) = repository(catalog, repo_root)?;
+            (Some(repo), Some(root))
+        }
+        Ask::Files { .. } => (None, None),
+    };
     let run = catalog.start_run(kind, images)?;
     let mut ctx = Ctx {
         catalog,
@@ -438,14 +448,6 @@ pub fn execute(
         "started",
         &format!("{kind} on {} image(s)", images.len()),
     )?;
-    let index = catalog.advisory_index()?;
-    let (repo, repo_root) = match ask {
-        Ask::Packages { repo_root, .. } => {
-            let (root, repo) = repository(catalog, repo_root)?;
-            (Some(repo), Some(root))
-        }
-        Ask::Files { .. } => (None, None),
-    };
     let mut results: Vec<ImageResult> = Vec::new();
     let mut ready: Vec<Prepared> = Vec::new();
     for key in images {

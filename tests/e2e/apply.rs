@@ -390,6 +390,20 @@ fn a_run_on_an_image_being_patched_is_refused() {
         other => panic!("{other:?}"),
     }
     assert_eq!(catalog.image(&img).expect("image").current_version, 0);
+    // A repository that does not exist is a bad request: refused before a run starts.
+    let runs = catalog.runs().expect("runs").len();
+    let bad = coldpatch_patcher::execute(
+        &catalog,
+        std::slice::from_ref(&img),
+        &coldpatch_patcher::Ask::Packages {
+            req: &req,
+            repo_root: &d.join("no-such-repo"),
+        },
+        1,
+        &mut |_| {},
+    );
+    assert!(bad.is_err());
+    assert_eq!(catalog.runs().expect("runs").len(), runs);
     let made = d
         .join("versions/1")
         .read_dir()
