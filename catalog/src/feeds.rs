@@ -171,12 +171,7 @@ impl Catalog {
     }
 
     pub fn feeds(&self) -> Result<Vec<FeedRecord>> {
-        let mut out = Vec::new();
-        for kv in &self.feeds {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(self.decode::<FeedRecord>("feed", &v)?);
-        }
-        Ok(out)
+        self.decoded("feed", &self.feeds)
     }
 
     /// Every stored advisory, as one index.

@@ -37,11 +37,6 @@ impl Catalog {
     }
 
     pub fn repos(&self) -> Result<Vec<StoredRepo>> {
-        let mut out = Vec::new();
-        for kv in &self.repos {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(self.unpack("repo", &v)?);
-        }
-        Ok(out)
+        self.unpacked("repo", &self.repos)
     }
 }

@@ -182,12 +182,7 @@ impl Catalog {
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
-        let mut out = Vec::new();
-        for kv in self.runs.iter().rev() {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(self.decode::<RunRecord>("run", &v)?);
-        }
-        Ok(out)
+        self.decoded("run", self.runs.iter().rev())
     }
 
     /// Appends an event to a run and writes it to disk at once: the trail must survive
@@ -219,12 +214,7 @@ impl Catalog {
     }
 
     pub fn events(&self, run: &str) -> Result<Vec<Event>> {
-        let mut out = Vec::new();
-        for kv in self.events.scan_prefix(key(run, &[])) {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(self.decode::<Event>("event", &v)?);
-        }
-        Ok(out)
+        self.decoded("event", self.events.scan_prefix(key(run, &[])))
     }
 
     pub fn put_run_image(&self, ri: &RunImage) -> Result<()> {
@@ -235,12 +225,7 @@ impl Catalog {
     }
 
     pub fn run_images(&self, run: &str) -> Result<Vec<RunImage>> {
-        let mut out = Vec::new();
-        for kv in self.run_images.scan_prefix(key(run, &[])) {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(self.unpack::<RunImage>("run image", &v)?);
-        }
-        Ok(out)
+        self.unpacked("run image", self.run_images.scan_prefix(key(run, &[])))
     }
 
     /// Runs still marked running that touched an image: after the caller took the

@@ -292,6 +292,34 @@ impl Catalog {
         self.decode(what, &json)
     }
 
+    /// Every value of a key range, JSON-decoded.
+    pub(crate) fn decoded<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<T>> {
+        kvs.into_iter()
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| self.store_err(e))?;
+                self.decode(what, &v)
+            })
+            .collect()
+    }
+
+    /// Every value of a key range, zstd-unpacked and JSON-decoded.
+    pub(crate) fn unpacked<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<T>> {
+        kvs.into_iter()
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| self.store_err(e))?;
+                self.unpack(what, &v)
+            })
+            .collect()
+    }
+
     /// The next number of a named counter, starting at 1 (sled's own ids jump by large
     /// steps across restarts, which makes poor ids for people to type).
     pub(crate) fn next_id(&self, counter: &str) -> Result<u64> {
@@ -329,11 +357,7 @@ impl Catalog {
     }
 
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let mut out = Vec::new();
-        for kv in &self.images {
-            let (_, v) = kv.map_err(|e| self.store_err(e))?;
-            out.push(self.decode::<ImageRecord>("image", &v)?);
-        }
+        let mut out: Vec<ImageRecord> = self.decoded("image", &self.images)?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }

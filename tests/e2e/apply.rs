@@ -97,17 +97,11 @@ fn apply_verifies_commits_and_rolls_back_without_touching_the_original() {
         "the sample feeds find the image's old packages"
     );
 
-    let plan = json(&coldpatch(
+    let plan = json(&crate::patch::patch_plan(
         d,
-        &[
-            "patch",
-            "plan",
-            &img,
-            "--repo",
-            &repo,
-            "--all-fixable",
-            "--json",
-        ],
+        &img,
+        &repo,
+        &["--all-fixable", "--json"],
     ));
     let planned = crate::patch::planned(&plan);
     assert!(!planned.is_empty());

@@ -35,6 +35,18 @@ pub(crate) fn setup(
     (img, repo_dir.join("repo"), newest)
 }
 
+/// `coldpatch patch plan IMAGE --repo REPO ARGS…`
+pub(crate) fn patch_plan(
+    d: &std::path::Path,
+    img: &str,
+    repo: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut all = vec!["patch", "plan", img, "--repo", repo];
+    all.extend_from_slice(args);
+    coldpatch(d, &all)
+}
+
 /// A plan's steps as package -> planned version.
 pub(crate) fn planned(plan: &serde_json::Value) -> BTreeMap<String, String> {
     plan["steps"]
@@ -56,18 +68,11 @@ fn plans_fix_exactly_the_findings_from_the_real_repository() {
     let (img, repo, newest) = setup(data.path());
     let repo = repo.to_str().expect("utf8");
 
-    let out = coldpatch(
+    let out = patch_plan(
         data.path(),
-        &[
-            "patch",
-            "plan",
-            &img,
-            "--repo",
-            repo,
-            "--cve",
-            "CVE-2025-69418",
-            "--json",
-        ],
+        &img,
+        repo,
+        &["--cve", "CVE-2025-69418", "--json"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = json(&out);
@@ -91,34 +96,12 @@ fn plans_fix_exactly_the_findings_from_the_real_repository() {
             .clone();
         want.insert(p, to);
     }
-    let out = coldpatch(
-        data.path(),
-        &[
-            "patch",
-            "plan",
-            &img,
-            "--repo",
-            repo,
-            "--all-fixable",
-            "--json",
-        ],
-    );
+    let out = patch_plan(data.path(), &img, repo, &["--all-fixable", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(planned(&json(&out)), want);
 
     // A bookworm-only advisory is nothing to do for this image.
-    let out = coldpatch(
-        data.path(),
-        &[
-            "patch",
-            "plan",
-            &img,
-            "--repo",
-            repo,
-            "--cve",
-            "CVE-2023-2975",
-        ],
-    );
+    let out = patch_plan(data.path(), &img, repo, &["--cve", "CVE-2023-2975"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("CVE-2023-2975 is not found"),
@@ -148,17 +131,11 @@ fn a_missing_dependency_refuses_the_plan_by_name() {
             std::fs::remove_file(&e).expect("rm");
         }
     }
-    let out = coldpatch(
+    let out = patch_plan(
         data.path(),
-        &[
-            "patch",
-            "plan",
-            &img,
-            "--repo",
-            copy.to_str().expect("utf8"),
-            "--package",
-            "libpam-modules",
-        ],
+        &img,
+        copy.to_str().expect("utf8"),
+        &["--package", "libpam-modules"],
     );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
