@@ -106,33 +106,33 @@ fn rel(root: &Path, p: &Path) -> String {
 /// Package files and index files under the root. Symlinks are not followed.
 fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), RepoError> {
     let (mut files, mut indices) = (Vec::new(), Vec::new());
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    let mut seen = 0usize;
-    while let Some((dir, depth)) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| unreadable(&dir, e.to_string()))?
-            .filter_map(Result::ok)
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            seen += 1;
-            if seen > MAX_FILES {
-                return Err(unreadable(root, format!("more than {MAX_FILES} files")));
+    let entries = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .max_depth(MAX_DEPTH + 1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for (seen, e) in entries.into_iter().enumerate() {
+        let e = e.map_err(|e| {
+            let place = e.path().unwrap_or(root).to_path_buf();
+            unreadable(&place, e.to_string())
+        })?;
+        if seen >= MAX_FILES {
+            return Err(unreadable(root, format!("more than {MAX_FILES} files")));
+        }
+        let ft = e.file_type();
+        let name = e.file_name().to_string_lossy();
+        if ft.is_dir() {
+            if e.depth() > MAX_DEPTH {
+                return Err(unreadable(
+                    e.path(),
+                    format!("nested deeper than {MAX_DEPTH}"),
+                ));
             }
-            let p = e.path();
-            let Ok(ft) = e.file_type() else { continue };
-            let name = e.file_name().to_string_lossy().into_owned();
-            if ft.is_dir() {
-                if depth + 1 > MAX_DEPTH {
-                    return Err(unreadable(&p, format!("nested deeper than {MAX_DEPTH}")));
-                }
-                stack.push((p, depth + 1));
-            } else if ft.is_file() {
-                if name.ends_with(".deb") || name.ends_with(".rpm") && !name.ends_with(".src.rpm") {
-                    files.push(p);
-                } else if matches!(name.as_str(), "Packages" | "Packages.gz" | "Packages.xz") {
-                    indices.push(p);
-                }
+        } else if ft.is_file() {
+            if name.ends_with(".deb") || name.ends_with(".rpm") && !name.ends_with(".src.rpm") {
+                files.push(e.into_path());
+            } else if matches!(&*name, "Packages" | "Packages.gz" | "Packages.xz") {
+                indices.push(e.into_path());
             }
         }
     }

@@ -201,34 +201,34 @@ fn read_osv_dir(root: &Path) -> Result<FeedData, FeedError> {
         format: Some(Format::Osv),
         ..FeedData::default()
     };
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
     let mut files = 0usize;
-    while let Some((dir, depth)) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| unreadable(&dir, e.to_string()))?
-            .filter_map(Result::ok)
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                if depth + 1 > MAX_DEPTH {
-                    return Err(unreadable(&p, format!("nested deeper than {MAX_DEPTH}")));
-                }
-                stack.push((p, depth + 1));
-            } else if ft.is_file() && p.extension().is_some_and(|x| x == "json") {
-                files += 1;
-                if files > MAX_FILES {
-                    return Err(unreadable(root, format!("more than {MAX_FILES} files")));
-                }
-                match read_limited(&p, MAX_RECORD_BYTES) {
-                    Ok(bytes) => data.add_osv(&bytes, p.display().to_string()),
-                    Err(e) => data.rejected.push(Rejected {
-                        place: p.display().to_string(),
-                        reason: e.to_string(),
-                    }),
-                }
+    let entries = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .max_depth(MAX_DEPTH + 1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for e in entries {
+        let e = e.map_err(|e| {
+            let place = e.path().unwrap_or(root).to_path_buf();
+            unreadable(&place, e.to_string())
+        })?;
+        let p = e.path();
+        let ft = e.file_type();
+        if ft.is_dir() {
+            if e.depth() > MAX_DEPTH {
+                return Err(unreadable(p, format!("nested deeper than {MAX_DEPTH}")));
+            }
+        } else if ft.is_file() && p.extension().is_some_and(|x| x == "json") {
+            files += 1;
+            if files > MAX_FILES {
+                return Err(unreadable(root, format!("more than {MAX_FILES} files")));
+            }
+            match read_limited(p, MAX_RECORD_BYTES) {
+                Ok(bytes) => data.add_osv(&bytes, p.display().to_string()),
+                Err(e) => data.rejected.push(Rejected {
+                    place: p.display().to_string(),
+                    reason: e.to_string(),
+                }),
             }
         }
     }
