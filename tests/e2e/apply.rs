@@ -415,6 +415,16 @@ fn a_run_on_an_image_being_patched_is_refused() {
     );
 }
 
+/// A run that refused an image: exit 1, the reason in its table, and the image still
+/// at version 0 with no version recorded.
+fn assert_refused(d: &Path, img: &str, out: &std::process::Output, says: &str) {
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(out).contains(says), "{}", stdout(out));
+    let show = json(&coldpatch(d, &["show", img, "--json"]));
+    assert_eq!(show["image"]["current_version"], 0);
+    assert!(show["image"]["versions"].is_null());
+}
+
 /// A private copy of the raw debian-12-min image, collected (packages only).
 fn raw_copy(d: &Path, name: &str) -> std::path::PathBuf {
     let img = d.join(name);
@@ -459,14 +469,7 @@ fn a_raw_image_takes_an_overlay_and_one_a_vm_holds_is_refused() {
     let busy = coldpatch(d, &["patch", "files", img_s, "--put", &put]);
     let _ = nbd.kill();
     let _ = nbd.wait();
-    assert_eq!(busy.status.code(), Some(1));
-    assert!(
-        stdout(&busy).contains("in use by a running VM"),
-        "{}",
-        stdout(&busy)
-    );
-    let show = json(&coldpatch(d, &["show", img_s, "--json"]));
-    assert_eq!(show["image"]["current_version"], 0);
+    assert_refused(d, img_s, &busy, "in use by a running VM");
     assert!(
         std::fs::read_dir(d.join("versions/1")).map_or(0, Iterator::count) == 0,
         "no overlay was made"
@@ -552,15 +555,7 @@ fn an_image_replaced_by_a_format_that_takes_no_overlay_is_refused() {
     std::fs::write(&conf, "x\n").expect("write");
     let put = format!("{}:/etc/issue", conf.display());
     let out = coldpatch(d, &["patch", "files", img_s, "--put", &put]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains("qemu-img convert -O qcow2"),
-        "{}",
-        stdout(&out)
-    );
-    let show = json(&coldpatch(d, &["show", img_s, "--json"]));
-    assert_eq!(show["image"]["current_version"], 0);
-    assert!(show["image"]["versions"].is_null());
+    assert_refused(d, img_s, &out, "qemu-img convert -O qcow2");
 }
 
 #[test]
