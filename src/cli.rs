@@ -588,6 +588,18 @@ fn collect(
                         scan.duration_ms as f64 / 1000.0,
                         scan.id
                     )?;
+                    if let Some(st) = &scan.stamp {
+                        let says = match catalog.find_check(&st.check)? {
+                            Some((i, v)) if v.number == st.number => {
+                                format!("version {} of {}", v.number, i.path)
+                            }
+                            _ => format!(
+                                "version {}, of an image this catalog did not make",
+                                st.number
+                            ),
+                        };
+                        crate::outln!("  stamped: holds {says} (check {})", st.check)?;
+                    }
                 }
                 CollectResult {
                     image: shown,
@@ -717,8 +729,9 @@ fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
     let (img, inv) = catalog.current_inventory(key)?;
     let scans = catalog.scans_of(img.id)?;
     if json {
+        let versions = catalog.versions_of(&img)?;
         return output::json(
-            &serde_json::json!({ "image": img, "scans": scans, "inventory": inv }),
+            &serde_json::json!({ "image": img, "versions": versions, "scans": scans, "inventory": inv }),
         );
     }
     let i = &inv.image;
@@ -802,8 +815,8 @@ fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
         crate::outln!("  {} ({}): {}", u.path, u.analyzer, u.reason)?;
     }
     crate::outln!("versions")?;
-    let rows: Vec<Vec<String>> = img
-        .all_versions()
+    let rows: Vec<Vec<String>> = catalog
+        .versions_of(&img)?
         .iter()
         .map(|v| {
             let mut state = Vec::new();
@@ -819,12 +832,21 @@ fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
                 output::time(v.created),
                 v.run.clone().unwrap_or_else(|| "-".into()),
                 state.join(", "),
+                v.check.as_deref().map_or("-", |c| &c[..16]).to_string(),
                 v.file.clone(),
             ]
         })
         .collect();
     table(
-        &["  VERSION", "PARENT", "CREATED", "RUN", "STATE", "FILE"],
+        &[
+            "  VERSION",
+            "PARENT",
+            "CREATED",
+            "RUN",
+            "STATE",
+            "CHECK",
+            "FILE",
+        ],
         &rows,
     )?;
     crate::outln!("scans")?;

@@ -10,11 +10,12 @@ pub mod feeds;
 pub mod repos;
 pub mod runs;
 pub mod store;
+pub mod versions;
 pub use coldpatch_vuln::version;
 
 pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport, ScanSummary};
 pub use repos::StoredRepo;
-pub use runs::{Event, FindingBrief, Outcome, RunImage, RunRecord, RunState};
+pub use runs::{Event, FindingBrief, Outcome, RunImage, RunRecord, RunState, VersionFile};
 pub use store::{
     Catalog, CatalogError, FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord,
     VersionRecord, Versions,

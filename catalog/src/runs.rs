@@ -133,6 +133,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// A version file a run made and stamped: where it is, and the number and check value its
+/// stamp says.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionFile<'a> {
+    pub file: &'a str,
+    pub number: u32,
+    pub check: [u8; 32],
+}
+
 impl Catalog {
     /// A new run, stored as running. Its id is the start time and a random suffix:
     /// unique, sortable, short enough to type.
@@ -240,18 +249,22 @@ impl Catalog {
 
     /// Makes a verified overlay the image's next version, atomically: its scan, the
     /// version (parent: the version it was built on), the image's current pointer and the
-    /// run's record of the image.
+    /// run's record of the image. `made` names the file and the (number, check value) the
+    /// caller wrote into it, from [`Catalog::next_version`]; if another version came first
+    /// they no longer match and nothing is written.
     pub fn commit_version(
         &self,
         image_key: &str,
-        file: &str,
+        made: VersionFile<'_>,
         inv: &Inventory,
         fp: Fingerprint,
         options: ScanOptions,
         mut ri: RunImage,
     ) -> Result<(VersionRecord, ScanRecord)> {
         let mut image = self.image(image_key)?;
-        if image.current_version != ri.base_version {
+        let (number, check) = self.next_version(&image, ri.base_version)?;
+        if image.current_version != ri.base_version || (number, check) != (made.number, made.check)
+        {
             return Err(CatalogError::Moved {
                 image: image_key.to_string(),
                 base: ri.base_version,
@@ -260,18 +273,16 @@ impl Catalog {
         }
         let scan_id = self.next_id("scan")?;
         let scan = self.write_scan(scan_id, image.id, inv, fp, options)?;
-        if image.versions.is_empty() {
-            image.versions = image.all_versions();
-        }
-        let number = image.versions.iter().map(|v| v.number).max().unwrap_or(0) + 1;
+        image.versions = self.versions_of(&image)?;
         let version = VersionRecord {
             number,
-            file: file.to_string(),
+            file: made.file.to_string(),
             parent: Some(ri.base_version),
             scan: Some(scan_id),
             run: Some(ri.run.clone()),
             created: now(),
             rolled_back: false,
+            check: Some(hex::encode(check)),
         };
         image.versions.push(version.clone());
         image.current_version = number;

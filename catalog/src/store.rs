@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use coldpatch_collector::{AnalyzerInfo, FileRecord, Inventory, Package};
+use coldpatch_collector::{AnalyzerInfo, FileRecord, Inventory, Package, StampInfo};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -114,6 +114,9 @@ pub struct VersionRecord {
     /// Set when a rollback left this version.
     #[serde(default)]
     pub rolled_back: bool,
+    /// The check value, hex (see versions.rs); `Catalog::versions_of` fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 impl ImageRecord {
@@ -130,6 +133,7 @@ impl ImageRecord {
             run: None,
             created: self.first_seen,
             rolled_back: false,
+            check: None,
         }]
     }
 
@@ -157,6 +161,9 @@ pub struct ScanRecord {
     pub files: usize,
     pub unknowns: usize,
     pub bytes_read: u64,
+    /// The version stamp the collected file carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<StampInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +202,7 @@ pub struct Catalog {
     image_scans: sled::Tree,
     pub(crate) inventories: sled::Tree,
     files: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) meta: sled::Tree,
     pub(crate) feeds: sled::Tree,
     pub(crate) advisories: sled::Tree,
     pub(crate) repos: sled::Tree,
@@ -517,6 +524,7 @@ impl Catalog {
             files: inv.files.len(),
             unknowns: inv.unknowns.len(),
             bytes_read: inv.stats.bytes_read_from_image,
+            stamp: inv.image.stamp.clone(),
         };
         let key = scan_id.to_be_bytes();
         let files = Self::packed(&inv.files);

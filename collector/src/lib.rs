@@ -104,6 +104,10 @@ pub fn collect_disk(
             })
             .collect(),
         root_volume: 0,
+        stamp: coldpatch_disk::qcow2::Stamp::from_extensions(&disk.extensions).map(|s| StampInfo {
+            number: s.number,
+            check: s.check_hex(),
+        }),
     };
     let mut inv = Inventory {
         image,

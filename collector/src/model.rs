@@ -28,6 +28,17 @@ pub struct ImageInfo {
     pub volumes: Vec<VolumeInfo>,
     /// Partition number of the root filesystem (0 = whole disk).
     pub root_volume: u32,
+    /// The version stamp the top file carries (a qcow2 header extension coldpatch writes
+    /// into the versions it makes): which version of which image this file says it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<StampInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StampInfo {
+    pub number: u32,
+    /// The check value, hex.
+    pub check: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use coldpatch_catalog::{
     Catalog, Event, FindingBrief, Fingerprint, ImageRecord, Outcome, RunImage, RunRecord, RunState,
-    ScanOptions,
+    ScanOptions, VersionFile,
 };
 use coldpatch_collector::{CollectOptions, Inventory};
+use coldpatch_disk::qcow2::{stamp, Stamp};
 use coldpatch_disk::{Disk, OpenOptions};
 use coldpatch_vuln::distro::from_os_release;
 use coldpatch_vuln::{Finding, Index};
@@ -534,10 +535,21 @@ fn finish_image(
     let key = p.image.path.clone();
     let mut ri = p.ri.clone();
     ri.log = log;
+    // The file says which version it holds (and is read back with it) before the catalog
+    // says so.
+    let mut stamped = (0, [0u8; 32]);
     let checked = match res {
         Ok(()) => {
             let v = overlay::sync(&p.overlay)
                 .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    stamped = ctx
+                        .catalog
+                        .next_version(&p.image, ri.base_version)
+                        .map_err(|e| e.to_string())?;
+                    let (number, check) = stamped;
+                    stamp::write(&p.overlay, &Stamp { number, check }).map_err(|e| e.to_string())
+                })
                 .and_then(|()| verify(&p, index, change));
             if let Err(why) = &v {
                 ctx.event(Some(&p.image.path), "verify-failed", why)?;
@@ -576,10 +588,18 @@ fn finish_image(
                 files: true,
                 hash: true,
             };
-            match ctx
-                .catalog
-                .commit_version(&key, &file, &inv, fp, options, ri.clone())
-            {
+            match ctx.catalog.commit_version(
+                &key,
+                VersionFile {
+                    file: &file,
+                    number: stamped.0,
+                    check: stamped.1,
+                },
+                &inv,
+                fp,
+                options,
+                ri.clone(),
+            ) {
                 Ok((v, _)) => {
                     ctx.event(
                         Some(&key),

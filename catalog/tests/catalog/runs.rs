@@ -3,7 +3,8 @@
 //! survive reopening in order.
 
 use coldpatch_catalog::{
-    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, ScanOptions, Versions,
+    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, ScanOptions, VersionFile,
+    Versions,
 };
 use coldpatch_collector::{Inventory, Package, PackageKind};
 
@@ -37,6 +38,14 @@ fn part(run: &str, image: &str, base: u32) -> RunImage {
     }
 }
 
+fn made(file: &str, (number, check): (u32, [u8; 32])) -> VersionFile<'_> {
+    VersionFile {
+        file,
+        number,
+        check,
+    }
+}
+
 fn openssl(c: &Catalog, versions: Versions) -> Vec<(u32, String)> {
     c.packages(Some("/img/a.qcow2"), versions, Some("openssl"), None)
         .expect("packages")
@@ -57,10 +66,27 @@ fn versions_commit_whole_refuse_a_moved_base_and_roll_back() {
 
     let run = c.start_run("apply", &[img.to_string()]).expect("run");
     c.put_run_image(&part(&run.id, img, 0)).expect("part");
+    let next = c
+        .next_version(&c.image(img).expect("image"), 0)
+        .expect("next");
+    // A stamp made for another version is refused, and nothing is written.
+    let wrong = (next.0, [7u8; 32]);
+    assert!(matches!(
+        c.commit_version(
+            img,
+            made("/versions/r1.qcow2", wrong),
+            &inv(img, "1.1.1w-0+deb11u8"),
+            fp.clone(),
+            OPTS,
+            part(&run.id, img, 0),
+        ),
+        Err(CatalogError::Moved { .. })
+    ));
+    assert_eq!(c.image(img).expect("image").current_version, 0);
     let (v1, _) = c
         .commit_version(
             img,
-            "/versions/r1.qcow2",
+            made("/versions/r1.qcow2", next),
             &inv(img, "1.1.1w-0+deb11u8"),
             fp.clone(),
             OPTS,
@@ -90,7 +116,7 @@ fn versions_commit_whole_refuse_a_moved_base_and_roll_back() {
     let late = c
         .commit_version(
             img,
-            "/versions/r2.qcow2",
+            made("/versions/r2.qcow2", next),
             &inv(img, "1.1.1w-0+deb11u9"),
             fp.clone(),
             OPTS,
@@ -154,4 +180,54 @@ fn runs_and_their_events_survive_reopening_in_order() {
     assert_eq!(c.run(&id).expect("run").state, RunState::Succeeded);
     assert_eq!(c.runs().expect("runs").len(), 2);
     assert!(matches!(c.run("nope"), Err(CatalogError::NoRun(_))));
+}
+
+#[test]
+fn check_values_chain_through_parents_and_survive_reopening() {
+    use coldpatch_catalog::versions::check_value;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
+    let img = "/img/a.qcow2";
+    let (appliance, v0, v1, v2) = {
+        let c = Catalog::open(dir.path()).expect("open");
+        c.record(&inv(img, "1"), fp.clone(), OPTS).expect("record");
+        let appliance = c.appliance_id().expect("appliance");
+        for (base, n) in [(0, "2"), (1, "3")] {
+            let next = c
+                .next_version(&c.image(img).expect("image"), base)
+                .expect("next");
+            c.commit_version(
+                img,
+                made("/v.qcow2", next),
+                &inv(img, n),
+                fp.clone(),
+                OPTS,
+                part("r", img, base),
+            )
+            .expect("commit");
+        }
+        let vs = c
+            .versions_of(&c.image(img).expect("image"))
+            .expect("versions");
+        let hex = |i: usize| vs[i].check.clone().expect("check");
+        (appliance, hex(0), hex(1), hex(2))
+    };
+    let c = Catalog::open(dir.path()).expect("reopen");
+    assert_eq!(c.appliance_id().expect("appliance"), appliance, "made once");
+    let want0 = check_value(0, &appliance, img, None);
+    let want1 = check_value(1, &appliance, img, Some(&want0));
+    let want2 = check_value(2, &appliance, img, Some(&want1));
+    assert_eq!(
+        [v0, v1.clone(), v2],
+        [hex::encode(want0), hex::encode(want1), hex::encode(want2)]
+    );
+    // Another image name or appliance gives another value.
+    assert_ne!(check_value(0, &appliance, "/img/b.qcow2", None), want0);
+    assert_ne!(check_value(0, &[9; 16], img, None), want0);
+    let (found, v) = c
+        .find_check(&v1.to_uppercase())
+        .expect("find")
+        .expect("found");
+    assert_eq!((found.path.as_str(), v.number), (img, 1));
+    assert!(c.find_check(&"0".repeat(64)).expect("find").is_none());
 }

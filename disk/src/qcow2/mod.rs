@@ -1,16 +1,18 @@
 //! Native qcow2 reader: L1/L2 lookup, zero and compressed clusters, backing files.
 //!
-//! Read-only by construction: the image file is opened read-only and nothing here writes.
-//! The backing layer is opened by [`crate::open`] with the same opener (depth-limited), so
+//! Read-only by construction: the image file is opened read-only and nothing here writes
+//! (except `stamp::write`, for files coldpatch made itself). The backing layer is opened by [`crate::open`] with the same opener (depth-limited), so
 //! this module only sees it as another [`ReadAt`].
 
 pub mod header;
+pub mod stamp;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
 pub use header::{Compression, Header, HeaderError};
+pub use stamp::Stamp;
 
 use crate::error::{DiskError, Result};
 use std::path::{Path, PathBuf};

@@ -5,4 +5,5 @@ mod chain;
 mod differential;
 mod locks;
 mod partitions;
+mod stamp;
 mod util;

@@ -1,0 +1,114 @@
+//! Check values of image versions: a SHA-256 chained from version 0 through the parent
+//! links, over (version number, this catalog's appliance id, image name, the parent's
+//! check value). A copy of a version file carries its check value in a qcow2 header
+//! extension, so whoever holds it can say which version of which image it is, and a
+//! delta can name the exact version it applies to.
+//!
+//! Hashed input, in order: `coldpatch-version-check-v1`, the number as u32 big-endian,
+//! the 16 bytes of the appliance id, the image name's length as u32 big-endian and its
+//! UTF-8 bytes (the image's path in the catalog), the parent's 32-byte check value (32
+//! zero bytes for version 0).
+
+use sha2::{Digest, Sha256};
+
+use crate::store::{Catalog, ImageRecord, Result, VersionRecord};
+
+const DOMAIN: &[u8] = b"coldpatch-version-check-v1";
+const APPLIANCE_KEY: &str = "appliance_id";
+
+pub fn check_value(
+    number: u32,
+    appliance: &[u8; 16],
+    image: &str,
+    parent: Option<&[u8; 32]>,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(number.to_be_bytes());
+    h.update(appliance);
+    h.update(u32::try_from(image.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(image.as_bytes());
+    h.update(parent.unwrap_or(&[0u8; 32]));
+    h.finalize().into()
+}
+
+/// A check value from its hex form, if it is one.
+pub fn parse_check(hex_str: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_str, &mut out).ok()?;
+    Some(out)
+}
+
+impl Catalog {
+    /// This catalog's appliance id: a random UUID made the first time it is asked for.
+    pub fn appliance_id(&self) -> Result<[u8; 16]> {
+        let fresh = uuid::Uuid::new_v4().into_bytes();
+        // Only the first writer wins; everybody reads what is stored.
+        let _ = self
+            .meta
+            .compare_and_swap(APPLIANCE_KEY, None as Option<&[u8]>, Some(&fresh[..]))
+            .map_err(|e| self.store_err(e))?;
+        let stored = self
+            .meta
+            .get(APPLIANCE_KEY)
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| self.corrupt("appliance id"))?;
+        <[u8; 16]>::try_from(&stored[..]).map_err(|_| self.corrupt("appliance id"))
+    }
+
+    /// Every version of an image with its check value (computed for records written before
+    /// check values existed; they are determined by what is stored).
+    pub fn versions_of(&self, img: &ImageRecord) -> Result<Vec<VersionRecord>> {
+        let appliance = self.appliance_id()?;
+        let mut vs = img.all_versions();
+        vs.sort_by_key(|v| v.number);
+        let mut checks: Vec<(u32, [u8; 32])> = Vec::with_capacity(vs.len());
+        for v in &mut vs {
+            let parent = v
+                .parent
+                .and_then(|p| checks.iter().find(|(n, _)| *n == p).map(|(_, c)| *c));
+            let c = check_value(v.number, &appliance, &img.path, parent.as_ref());
+            match v.check.as_deref().and_then(parse_check) {
+                Some(stored) if stored != c => {
+                    return Err(
+                        self.corrupt(format!("check value of {} version {}", img.path, v.number))
+                    )
+                }
+                _ => {}
+            }
+            v.check = Some(hex::encode(c));
+            checks.push((v.number, c));
+        }
+        Ok(vs)
+    }
+
+    /// The number and check value the next version made on top of `base` will have.
+    pub fn next_version(&self, img: &ImageRecord, base: u32) -> Result<(u32, [u8; 32])> {
+        let vs = self.versions_of(img)?;
+        let number = vs.iter().map(|v| v.number).max().unwrap_or(0) + 1;
+        let parent = vs
+            .iter()
+            .find(|v| v.number == base)
+            .and_then(|v| v.check.as_deref().and_then(parse_check));
+        let appliance = self.appliance_id()?;
+        Ok((
+            number,
+            check_value(number, &appliance, &img.path, parent.as_ref()),
+        ))
+    }
+
+    /// The image version a check value names, if this catalog made it.
+    pub fn find_check(&self, check: &str) -> Result<Option<(ImageRecord, VersionRecord)>> {
+        let check = check.to_ascii_lowercase();
+        for img in self.images()? {
+            if let Some(v) = self
+                .versions_of(&img)?
+                .into_iter()
+                .find(|v| v.check.as_deref() == Some(check.as_str()))
+            {
+                return Ok(Some((img, v)));
+            }
+        }
+        Ok(None)
+    }
+}
