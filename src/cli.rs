@@ -12,7 +12,7 @@ use coldpatch_collector::{CollectOptions, Inventory};
 use coldpatch_disk::{Disk, OpenOptions};
 
 use crate::output::{self, bytes, table};
-use crate::{patchcmd, repocmd, vulncmd};
+use crate::{patchcmd, repocmd, versioncmd, vulncmd};
 
 #[derive(Parser)]
 #[command(
@@ -148,6 +148,56 @@ enum Command {
         /// Write to this file instead of standard output
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// What changed between two images or versions (IMAGE, IMAGE@N): packages and files
+    Diff {
+        /// The old side: image path or id, optionally @N for its version N
+        a: String,
+        /// The new side
+        b: String,
+        /// Count a changed modification time as a change
+        #[arg(long)]
+        times: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write what a consumer needs to hold a version: nothing, its overlay, a chain of
+    /// overlays, a flattened image, or a diff against a shared base image; with a manifest
+    Export {
+        /// Image path or id
+        image: String,
+        /// The version to ship [default: the current one]
+        #[arg(long)]
+        version: Option<u32>,
+        /// What the consumer holds: a version number of this image or a check value
+        #[arg(
+            long = "for",
+            value_name = "CHECK|VERSION",
+            conflicts_with = "against",
+            required_unless_present = "against"
+        )]
+        holder: Option<String>,
+        /// Write a diff against this image's current version, which both sides hold
+        #[arg(long, value_name = "BASE")]
+        against: Option<String>,
+        /// A new or empty directory
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a delta written by export, apply it onto the file the consumer holds (never
+    /// written: the result is a new file) and prove the result by reading it
+    ImportDelta {
+        dir: PathBuf,
+        /// The base file the delta applies to
+        #[arg(long, value_name = "FILE")]
+        onto: PathBuf,
+        /// The new file [default: <image>-v<N>.qcow2 beside the base]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// Files across the fleet
     Files {
@@ -304,7 +354,7 @@ fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// Image keys on the command line may be relative paths; the catalog stores absolute ones.
-fn image_key(k: &str) -> String {
+pub(crate) fn image_key(k: &str) -> String {
     Path::new(k)
         .canonicalize()
         .map_or_else(|_| k.to_string(), |p| p.display().to_string())
@@ -341,6 +391,16 @@ fn keys(catalog: &Catalog, images: &[String]) -> Vec<String> {
 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
+    // A consumer of a delta needs no catalog.
+    if let Command::ImportDelta {
+        dir,
+        onto,
+        out,
+        json,
+    } = &cli.command
+    {
+        return versioncmd::import_delta(dir, onto, out.as_deref(), *json);
+    }
     let dir = data_dir(cli.data_dir)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the catalog directory {}", dir.display()))?;
@@ -442,6 +502,24 @@ pub fn run() -> Result<ExitCode> {
                 patchcmd::flatten(&catalog, &keys(&catalog, &[image])[0], &out)
             }
         },
+        Command::Diff { a, b, times, json } => versioncmd::diff(&catalog, &a, &b, times, json),
+        Command::Export {
+            image,
+            version,
+            holder,
+            against,
+            out,
+            json,
+        } => versioncmd::export(
+            &catalog,
+            &image_key(&image),
+            version,
+            holder.as_deref(),
+            against.as_deref(),
+            &out,
+            json,
+        ),
+        Command::ImportDelta { .. } => unreachable!("handled before the catalog is opened"),
         Command::Runs { json } => patchcmd::runs(&catalog, json),
         Command::Run { id, json } => patchcmd::run(&catalog, &id, json),
         Command::Repo { command } => match command {

@@ -5,6 +5,7 @@ mod cli;
 mod output;
 mod patchcmd;
 mod repocmd;
+mod versioncmd;
 mod vulncmd;
 
 use std::process::ExitCode;

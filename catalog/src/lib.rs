@@ -6,6 +6,7 @@
 //! id first; one transaction then adds the scan record and points the image at it. A crash
 //! in between leaves only unreferenced blobs, never a half-recorded scan.
 
+pub mod diff;
 pub mod feeds;
 pub mod repos;
 pub mod runs;

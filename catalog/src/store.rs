@@ -39,6 +39,8 @@ pub enum CatalogError {
         base: u32,
         current: u32,
     },
+    #[error("{image} has no version {version}")]
+    NoVersion { image: String, version: u32 },
     #[error("{0}: the current version has no earlier version to return to")]
     NoParent(String),
     #[error("invalid path pattern {pattern:?}")]

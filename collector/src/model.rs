@@ -235,3 +235,75 @@ pub struct Stats {
     pub bytes_read_from_image: u64,
     pub duration_ms: u64,
 }
+
+/// A digest of what a guest sees: its packages and its files. Two images with equal
+/// digests have the same packages at the same versions and the same files with the same
+/// metadata and content; deltas carry the digest of the version they make, so the receiver
+/// can prove the result by collecting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDigest {
+    pub packages: usize,
+    pub packages_sha256: String,
+    pub files: usize,
+    /// `None` unless the file list was recorded with every regular file's SHA-256.
+    pub files_sha256: Option<String>,
+}
+
+impl Inventory {
+    /// Packages by (kind, name, arch, full version); files by (path, type, mode, owner,
+    /// size, mtime, link target, SHA-256); each in sorted order, fields separated by NUL.
+    pub fn view_digest(&self) -> ViewDigest {
+        use sha2::{Digest, Sha256};
+        let mut pk: Vec<String> = self
+            .packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:?}\0{}\0{}\0{}\n",
+                    p.kind,
+                    p.name,
+                    p.arch,
+                    p.full_version()
+                )
+            })
+            .collect();
+        pk.sort();
+        let mut h = Sha256::new();
+        pk.iter().for_each(|l| h.update(l.as_bytes()));
+        let packages_sha256 = hex::encode(h.finalize());
+        let hashed = !self.files.is_empty()
+            && self
+                .files
+                .iter()
+                .all(|f| f.kind != FileType::File || f.sha256.is_some());
+        let files_sha256 = hashed.then(|| {
+            let mut fs: Vec<&FileRecord> = self.files.iter().collect();
+            fs.sort_by(|a, b| a.path.cmp(&b.path));
+            let mut h = Sha256::new();
+            for f in fs {
+                h.update(
+                    format!(
+                        "{}\0{}\0{:o}\0{}\0{}\0{}\0{}\0{}\0{}\n",
+                        f.path,
+                        f.kind.as_str(),
+                        f.mode,
+                        f.uid,
+                        f.gid,
+                        f.size,
+                        f.mtime,
+                        f.target.as_deref().unwrap_or(""),
+                        f.sha256.as_deref().unwrap_or("")
+                    )
+                    .as_bytes(),
+                );
+            }
+            hex::encode(h.finalize())
+        });
+        ViewDigest {
+            packages: self.packages.len(),
+            packages_sha256,
+            files: self.files.len(),
+            files_sha256,
+        }
+    }
+}

@@ -2,10 +2,11 @@
 //! of files on a qcow2 overlay in one libguestfs appliance (`guest.rs`), verified by
 //! reading the result natively and committed as the image's next version (`run.rs`).
 //! Overlays and flattened copies are made by `qemu-img` (`overlay.rs`); one run per image
-//! at a time (`lock.rs`).
+//! at a time (`lock.rs`). Versions travel as deltas (`delta.rs`).
 
 use std::path::{Path, PathBuf};
 
+pub mod delta;
 pub mod guest;
 pub mod lock;
 pub mod overlay;
@@ -31,6 +32,8 @@ pub enum PatchError {
         file: PathBuf,
         message: String,
     },
+    #[error("delta {dir}: {why}")]
+    Delta { dir: PathBuf, why: String },
     #[error("libguestfs appliance: {0}")]
     Appliance(String),
     #[error("{path}: {source}")]

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use crate::PatchError;
 
-fn qemu_img(args: &[&str], what: &Path) -> Result<(), PatchError> {
+fn qemu_img(args: &[&str], what: &Path) -> Result<String, PatchError> {
     let out = Command::new("qemu-img")
         .args(args)
         .output()
@@ -17,7 +17,7 @@ fn qemu_img(args: &[&str], what: &Path) -> Result<(), PatchError> {
             message: format!("cannot run: {e} (is qemu-utils installed?)"),
         })?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(PatchError::Tool {
             tool: "qemu-img",
@@ -57,6 +57,7 @@ pub fn create(overlay: &Path, base: &Path, base_format: &str) -> Result<(), Patc
         ],
         overlay,
     )
+    .map(drop)
 }
 
 /// A standalone qcow2 copy of `top` and everything under it, written to a temporary name
@@ -71,7 +72,7 @@ pub fn flatten(top: &Path, top_format: &str, out: &Path) -> Result<(), PatchErro
         ],
         out,
     )
-    .and_then(|()| {
+    .and_then(|_| {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| PatchError::io(&tmp, e))
@@ -88,4 +89,65 @@ pub fn sync(file: &Path) -> Result<(), PatchError> {
     std::fs::File::open(file)
         .and_then(|f| f.sync_all())
         .map_err(|e| PatchError::io(file, e))
+}
+
+/// Points `file` at another backing file without reading either (`rebase -u`): for a
+/// backing file known to hold the same guest data under another name.
+pub fn rebase_unsafe(file: &Path, backing: &str, backing_format: &str) -> Result<(), PatchError> {
+    let f = file.to_string_lossy();
+    qemu_img(
+        &[
+            "rebase",
+            "-q",
+            "-u",
+            "-b",
+            backing,
+            "-F",
+            backing_format,
+            &f,
+        ],
+        file,
+    )
+    .map(drop)
+}
+
+/// Rebases `file` onto `backing` keeping its guest view: every cluster where the old and
+/// the new backing differ is copied into `file` first.
+pub fn rebase_safe(file: &Path, backing: &Path, backing_format: &str) -> Result<(), PatchError> {
+    let f = file.to_string_lossy();
+    let b = backing.to_string_lossy();
+    qemu_img(&["rebase", "-q", "-b", &b, "-F", backing_format, &f], file).map(drop)
+}
+
+/// The bytes a standalone qcow2 copy of `file` (with everything under it) would take.
+pub fn measure(file: &Path, format: &str) -> Result<u64, PatchError> {
+    let f = file.to_string_lossy();
+    let out = qemu_img(
+        &["measure", "--output=json", "-f", format, "-O", "qcow2", &f],
+        file,
+    )?;
+    serde_json::from_str::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v.get("required").and_then(serde_json::Value::as_u64))
+        .ok_or_else(|| PatchError::Tool {
+            tool: "qemu-img",
+            file: file.to_path_buf(),
+            message: format!("measure printed no required size: {out}"),
+        })
+}
+
+/// `qcow2` or `raw`, by the file's magic (the only formats version files and deltas use).
+pub fn format_of(file: &Path) -> Result<&'static str, PatchError> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(file)
+        .and_then(|mut f| f.read(&mut magic))
+        .map_err(|e| PatchError::io(file, e))?;
+    Ok(
+        if n == 4 && &magic == coldpatch_disk::qcow2::header::MAGIC {
+            "qcow2"
+        } else {
+            "raw"
+        },
+    )
 }
