@@ -199,6 +199,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Content images share (same path and SHA-256), what each holds alone, and what a
+    /// shared base image would save; images grouped by common content
+    Shared {
+        /// Image paths or ids [default: every image]
+        images: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Files across the fleet
     Files {
         /// Glob on the guest path, e.g. '/etc/ssh/*' or '**/authorized_keys'
@@ -520,6 +528,9 @@ pub fn run() -> Result<ExitCode> {
             json,
         ),
         Command::ImportDelta { .. } => unreachable!("handled before the catalog is opened"),
+        Command::Shared { images, json } => {
+            versioncmd::shared(&catalog, &keys(&catalog, &images), json)
+        }
         Command::Runs { json } => patchcmd::runs(&catalog, json),
         Command::Run { id, json } => patchcmd::run(&catalog, &id, json),
         Command::Repo { command } => match command {

@@ -185,3 +185,50 @@ pub fn import_delta(dir: &Path, onto: &Path, out: Option<&Path>, json: bool) -> 
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn shared(catalog: &Catalog, images: &[String], json: bool) -> Result<ExitCode> {
+    let r = catalog.shared(images)?;
+    if json {
+        output::json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::table(
+        &["IMAGE", "FILES", "BYTES", "PRIVATE FILES", "PRIVATE BYTES"],
+        &r.images
+            .iter()
+            .map(|i| {
+                vec![
+                    crate::cli::shown(&i.image, i.version, i.version != 0),
+                    i.files.to_string(),
+                    output::bytes(i.bytes),
+                    i.private_files.to_string(),
+                    output::bytes(i.private_bytes),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    outln!(
+        "common to all {}: {} files, {}; a shared base image would save {}",
+        r.images.len(),
+        r.common_files,
+        output::bytes(r.common_bytes),
+        output::bytes(r.base_saves)
+    )?;
+    for (n, g) in r.groups.iter().enumerate() {
+        outln!(
+            "group {}: {} image(s), {} files / {} in common, a base saves {}",
+            n + 1,
+            g.images.len(),
+            g.common_files,
+            output::bytes(g.common_bytes),
+            output::bytes(g.base_saves)
+        )?;
+        for i in &g.images {
+            outln!("  {i}")?;
+        }
+    }
+    for s in &r.skipped {
+        outln!("skipped {s}: collected without file hashes")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

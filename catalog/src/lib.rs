@@ -10,6 +10,7 @@ pub mod diff;
 pub mod feeds;
 pub mod repos;
 pub mod runs;
+pub mod shared;
 pub mod store;
 pub mod versions;
 pub use coldpatch_vuln::version;

@@ -49,6 +49,41 @@ struct Ctx<'a, 'w> {
     catalog: &'a Catalog,
     run: RunRecord,
     watch: &'w mut Watch<'w>,
+    /// Plans made in this run, by what they depend on (the release and the exact package
+    /// set; the findings follow from those): images that carry the same packages at the
+    /// same versions get the plan once. Value: (first image, plan or refusal).
+    plans: std::collections::HashMap<[u8; 32], (String, Result<crate::Plan, crate::Refusal>)>,
+}
+
+/// What a plan depends on besides the request and repository, which one run shares.
+fn plan_key(inv: &Inventory) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Some(o) = &inv.os {
+        h.update(format!(
+            "{}\0{}\0{}\n",
+            o.id, o.version_id, o.version_codename
+        ));
+    }
+    let mut pk: Vec<String> = inv
+        .packages
+        .iter()
+        .map(|p| {
+            format!(
+                "{:?}\0{}\0{}\0{}\0{}\0{}\0{}\n",
+                p.kind,
+                p.name,
+                p.arch,
+                p.full_version(),
+                p.source_name,
+                p.source_version,
+                p.depends.join("|")
+            ) + &p.provides.join("|")
+        })
+        .collect();
+    pk.sort();
+    pk.iter().for_each(|l| h.update(l.as_bytes()));
+    h.finalize().into()
 }
 
 impl Ctx<'_, '_> {
@@ -184,7 +219,26 @@ fn prepare(
     let change = match ask {
         Ask::Packages { req, .. } => {
             let repo = repo.ok_or_else(|| PatchError::Plan(key.into(), "no repository".into()))?;
-            let p = plan(key, &inv.packages, &before, repo, req).map_err(|e| match e {
+            let pk = plan_key(&inv);
+            let made = match ctx.plans.get(&pk) {
+                Some((first, made)) => {
+                    let msg = format!(
+                        "same packages at the same versions as {first}: its plan is used, not made again"
+                    );
+                    let made = made.clone();
+                    ctx.event(Some(key), "plan-shared", &msg)?;
+                    made.map(|mut p| {
+                        key.clone_into(&mut p.image);
+                        p
+                    })
+                }
+                None => {
+                    let made = plan(key, &inv.packages, &before, repo, req);
+                    ctx.plans.insert(pk, (key.to_string(), made.clone()));
+                    made
+                }
+            };
+            let p = made.map_err(|e| match e {
                 crate::Refusal::Nothing(why) => PatchError::Nothing(key.into(), why),
                 e => PatchError::Plan(key.into(), e.to_string()),
             })?;
@@ -443,6 +497,7 @@ pub fn execute(
         catalog,
         run,
         watch,
+        plans: std::collections::HashMap::new(),
     };
     ctx.event(
         None,
