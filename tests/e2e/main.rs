@@ -14,6 +14,7 @@ mod patch;
 mod repo;
 mod sbom;
 mod scan;
+mod versions;
 
 fn coldpatch(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coldpatch"))

@@ -1,0 +1,382 @@
+//! Versions travel: two versions of a private copy of the real debian-11-old (the real
+//! bullseye-security updates, then a file put in), diffed from the catalog and against
+//! `virt-diff --checksum`, exported for holders of version 1 (incremental) and version 0,
+//! imported at two other sites, and proved equal to the source by qemu-img and by
+//! collecting the results. Tampered deltas are refused and write nothing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{coldpatch, json, stderr, stdout};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    out
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(from, to).expect("copy image");
+}
+
+fn listing(dir: &Path) -> BTreeSet<(String, u64)> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().expect("meta").len(),
+            )
+        })
+        .collect()
+}
+
+/// `qemu-img compare`: the two files show the guest the same bytes.
+fn same_guest_view(a: &Path, b: &Path) {
+    let out = Command::new("qemu-img")
+        .args(["compare", "-U", s(a), s(b)])
+        .output()
+        .expect("qemu-img compare");
+    assert!(
+        out.status.success(),
+        "{} vs {}: {}{}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The paths `coldpatch diff --json` reports, with their kind of change.
+fn diff_paths(d: &Path, a: &str, b: &str, extra: &[&str]) -> (serde_json::Value, BTreeSet<String>) {
+    let mut args = vec!["diff", a, b, "--json"];
+    args.extend_from_slice(extra);
+    let v = json(&ok(coldpatch(d, &args)));
+    let paths = v["files"]
+        .as_array()
+        .expect("files compared")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path").to_string())
+        .collect();
+    (v, paths)
+}
+
+/// The paths `virt-diff --checksum` lists as added, removed or changed.
+fn virt_diff(a: &Path, b: &Path) -> BTreeSet<String> {
+    let out = Command::new("virt-diff")
+        .args(["--checksum", "--format=qcow2", "-a", s(a), "-A", s(b)])
+        .env("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+        .output()
+        .expect("virt-diff");
+    assert!(
+        out.status.success(),
+        "virt-diff: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(virt_diff_path)
+        .collect()
+}
+
+/// `- d 0755 4096 /path` / `+ …` / `= …`: the path of a line that names one (the last
+/// field; link targets follow " -> " and are not part of it).
+fn virt_diff_path(line: &str) -> Option<String> {
+    let mark = line.chars().next()?;
+    if !matches!(mark, '+' | '-' | '=') {
+        return None;
+    }
+    let rest = line.get(2..)?;
+    let rest = rest.split(" -> ").next()?;
+    let path = rest.split_whitespace().find(|w| w.starts_with('/'))?;
+    Some(path.to_string())
+}
+
+#[test]
+fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path();
+    let (cached, repo, _) = crate::patch::setup(d);
+    let repo = s(&repo).to_string();
+    let src = d.join("src");
+    let img = src.join("old.qcow2");
+    let twin = src.join("twin.qcow2");
+    copy(Path::new(&cached), &img);
+    copy(Path::new(&cached), &twin);
+    ok(coldpatch(d, &["collect", s(&img), s(&twin)]));
+
+    // One run, two images with the same packages: the plan is made once.
+    let out = ok(coldpatch(
+        d,
+        &[
+            "patch",
+            "apply",
+            s(&img),
+            s(&twin),
+            "--repo",
+            &repo,
+            "--all-fixable",
+            "--json",
+        ],
+    ));
+    let report = json(&out);
+    for i in 0..2 {
+        assert_eq!(report["images"][i]["outcome"]["version"], 1, "{report}");
+    }
+    let run = json(&ok(coldpatch(
+        d,
+        &["run", report["run"]["id"].as_str().expect("id"), "--json"],
+    )));
+    let shared: Vec<&serde_json::Value> = run["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "plan-shared")
+        .collect();
+    assert_eq!(shared.len(), 1, "{}", run["events"]);
+    assert_eq!(shared[0]["image"], s(&twin));
+    assert!(shared[0]["message"]
+        .as_str()
+        .expect("msg")
+        .contains(s(&img)));
+
+    // Version 2: a file put in.
+    let note = d.join("note");
+    std::fs::write(&note, "patched offline by coldpatch\n").expect("note");
+    ok(coldpatch(
+        d,
+        &[
+            "patch",
+            "files",
+            s(&img),
+            "--put",
+            &format!("{}:/etc/coldpatch-note", s(&note)),
+        ],
+    ));
+    let show = json(&ok(coldpatch(d, &["show", s(&img), "--json"])));
+    let versions = show["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 3);
+    let file_of = |n: usize| PathBuf::from(versions[n]["file"].as_str().expect("file"));
+    let checks: BTreeSet<&str> = versions
+        .iter()
+        .map(|v| v["check"].as_str().expect("check"))
+        .collect();
+    assert_eq!(checks.len(), 3, "each version has its own check value");
+
+    // diff: v1 -> v2 is exactly the file put in; v0 -> v1 the eleven upgraded packages
+    // and the files they changed, the same set virt-diff finds by checksumming both.
+    let img_at = |n: u32| format!("{}@{n}", s(&img));
+    let (v12, paths12) = diff_paths(d, &img_at(1), &img_at(2), &[]);
+    assert_eq!(v12["packages"], serde_json::json!([]));
+    assert_eq!(paths12, BTreeSet::from(["/etc/coldpatch-note".to_string()]));
+    assert_eq!(v12["files"][0]["change"], "added");
+    let (v01, paths01) = diff_paths(d, &img_at(0), &img_at(1), &[]);
+    let pkgs = v01["packages"].as_array().expect("packages");
+    assert_eq!(pkgs.len(), 11, "{pkgs:?}");
+    assert!(pkgs.iter().all(|p| p["change"] == "changed"));
+    assert!(paths01.contains("/usr/lib/x86_64-linux-gnu/libssl.so.1.1"));
+    let theirs = virt_diff(&file_of(0), &file_of(1));
+    assert_eq!(
+        paths01,
+        theirs,
+        "only ours: {:?}\nonly virt-diff's: {:?}",
+        paths01.difference(&theirs).collect::<Vec<_>>(),
+        theirs.difference(&paths01).collect::<Vec<_>>()
+    );
+
+    // Export: for a holder of v1 the v2 overlay alone; for a holder of v0 the chain of
+    // both overlays, chosen over a flattened image because it is smaller.
+    let inc = d.join("out/inc");
+    let m_inc = json(&ok(coldpatch(
+        d,
+        &["export", s(&img), "--for", "1", "--out", s(&inc), "--json"],
+    )));
+    assert_eq!(m_inc["strategy"], "incremental");
+    let chain = d.join("out/chain");
+    let m_chain = json(&ok(coldpatch(
+        d,
+        &[
+            "export",
+            s(&img),
+            "--for",
+            "0",
+            "--out",
+            s(&chain),
+            "--json",
+        ],
+    )));
+    assert_eq!(m_chain["strategy"], "chain", "{m_chain}");
+    let full = d.join("out/full");
+    let unrelated = "0".repeat(64);
+    let m_full = json(&ok(coldpatch(
+        d,
+        &[
+            "export",
+            s(&img),
+            "--for",
+            &unrelated,
+            "--out",
+            s(&full),
+            "--json",
+        ],
+    )));
+    assert_eq!(m_full["strategy"], "full");
+    let size = |m: &serde_json::Value| -> u64 {
+        m["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| f["size"].as_u64().expect("size"))
+            .sum()
+    };
+    let (inc_size, chain_size, full_size) = (size(&m_inc), size(&m_chain), size(&m_full));
+    eprintln!(
+        "delta sizes: incremental (v1 -> v2) {inc_size} bytes, chain (v0 -> v2) {chain_size} bytes, full {full_size} bytes"
+    );
+    assert!(inc_size * 20 < full_size, "{inc_size} vs {full_size}");
+    assert!(chain_size < full_size);
+    // Nothing to send to a holder of v2.
+    let none = d.join("out/none");
+    let m_none = json(&ok(coldpatch(
+        d,
+        &["export", s(&img), "--for", "2", "--out", s(&none), "--json"],
+    )));
+    assert_eq!(m_none["strategy"], "none");
+    assert_eq!(m_none["files"], serde_json::json!([]));
+
+    // Site A holds v0 (a copy of the original): the chain makes v2.
+    let site_a = d.join("site-a");
+    copy(&file_of(0), &site_a.join("old.qcow2"));
+    ok(coldpatch(
+        d,
+        &[
+            "import-delta",
+            s(&chain),
+            "--onto",
+            s(&site_a.join("old.qcow2")),
+        ],
+    ));
+    // Site B holds v1 (imported from v1's own delta), then takes the incremental one.
+    let site_b = d.join("site-b");
+    copy(&file_of(0), &site_b.join("old.qcow2"));
+    let v1_for_0 = d.join("out/v1");
+    ok(coldpatch(
+        d,
+        &[
+            "export",
+            s(&img),
+            "--version",
+            "1",
+            "--for",
+            "0",
+            "--out",
+            s(&v1_for_0),
+        ],
+    ));
+    ok(coldpatch(
+        d,
+        &[
+            "import-delta",
+            s(&v1_for_0),
+            "--onto",
+            s(&site_b.join("old.qcow2")),
+        ],
+    ));
+    let b_v1 = site_b.join("old-v1.qcow2");
+    same_guest_view(&b_v1, &file_of(1));
+    let out = ok(coldpatch(
+        d,
+        &[
+            "import-delta",
+            s(&inc),
+            "--onto",
+            s(&b_v1),
+            "--out",
+            s(&site_b.join("v2.qcow2")),
+        ],
+    ));
+    assert!(stdout(&out).contains("holds version 2"), "{}", stdout(&out));
+    // Site C holds nothing related: the full image.
+    let site_c = d.join("site-c");
+    std::fs::create_dir_all(&site_c).expect("mkdir");
+    copy(&file_of(0), &site_c.join("unrelated.qcow2"));
+    ok(coldpatch(
+        d,
+        &[
+            "import-delta",
+            s(&full),
+            "--onto",
+            s(&site_c.join("unrelated.qcow2")),
+        ],
+    ));
+
+    // Every result is v2: the same guest bytes as the source, the stamp read back when
+    // collected, and the same inventory and file hashes (and times) in the catalog.
+    for result in [
+        site_a.join("old-v2.qcow2"),
+        site_b.join("v2.qcow2"),
+        site_c.join("old-v2.qcow2"),
+    ] {
+        same_guest_view(&result, &file_of(2));
+        let out = ok(coldpatch(d, &["collect", s(&result)]));
+        assert!(
+            stdout(&out).contains(&format!("stamped: holds version 2 of {}", s(&img))),
+            "{}",
+            stdout(&out)
+        );
+        let (v, paths) = diff_paths(d, s(&result), &img_at(2), &["--times"]);
+        assert_eq!(v["packages"], serde_json::json!([]), "{}", result.display());
+        assert!(paths.is_empty(), "{}: {paths:?}", result.display());
+    }
+
+    // Tampered deltas are refused before anything is written.
+    let before = listing(&site_b);
+    let refused = |dir: &Path, onto: &Path, says: &str| {
+        let out = coldpatch(d, &["import-delta", s(dir), "--onto", s(onto)]);
+        assert!(!out.status.success(), "{}", stdout(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert_eq!(listing(&site_b), before, "nothing written");
+    };
+    let tamper = |name: &str| -> PathBuf {
+        let t = d.join("out").join(name);
+        std::fs::create_dir_all(&t).expect("mkdir");
+        for e in std::fs::read_dir(&inc).expect("read") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), t.join(e.file_name())).expect("copy");
+        }
+        t
+    };
+    // One byte changed.
+    let t1 = tamper("one-byte");
+    let f = t1.join("v2.qcow2");
+    let mut bytes = std::fs::read(&f).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&f, bytes).expect("write");
+    refused(&t1, &b_v1, "v2.qcow2 has SHA-256");
+    // A wrong check value in the manifest.
+    let t2 = tamper("wrong-check");
+    let mpath = t2.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).expect("read")).expect("json");
+    m["files"][0]["check"] = serde_json::json!("ab".repeat(32));
+    std::fs::write(&mpath, serde_json::to_vec(&m).expect("json")).expect("write");
+    refused(&t2, &b_v1, "is not the one version 2 of");
+    // The wrong base: a file holding v2 already, and the unstamped original.
+    refused(&inc, &site_b.join("v2.qcow2"), "holds version 2");
+    refused(&inc, &site_b.join("old.qcow2"), "carries no version stamp");
+
+    // Shared content: the twin and the image share nearly everything; the note is the
+    // image's alone.
+    let sh = json(&ok(coldpatch(d, &["shared", s(&img), s(&twin), "--json"])));
+    assert!(sh["common_files"].as_u64().expect("n") > 1000, "{sh}");
+    assert_eq!(sh["images"][0]["private_files"], 1, "{sh}");
+    assert_eq!(sh["images"][1]["private_files"], 0, "{sh}");
+    assert_eq!(sh["groups"].as_array().expect("groups").len(), 1);
+}
