@@ -527,7 +527,13 @@ pub fn run() -> Result<ExitCode> {
             &out,
             json,
         ),
-        Command::ImportDelta { .. } => unreachable!("handled before the catalog is opened"),
+        // Taken before the catalog is opened; kept here so the match stays total.
+        Command::ImportDelta {
+            dir,
+            onto,
+            out,
+            json,
+        } => versioncmd::import_delta(&dir, &onto, out.as_deref(), json),
         Command::Shared { images, json } => {
             versioncmd::shared(&catalog, &keys(&catalog, &images), json)
         }

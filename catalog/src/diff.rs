@@ -4,8 +4,9 @@
 //! target. Like `virt-diff --checksum`, without opening either image.
 //!
 //! Times are not compared unless asked for (a package upgrade touches mtimes of files it
-//! rewrites with the same bytes), and a directory is never "changed" by its size or times,
-//! which only say that its entries changed, and those are listed themselves.
+//! rewrites with the same bytes), and never on directories, whose times only say that
+//! their entries changed (those are listed themselves); as in virt-diff, a directory's
+//! size does count.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,8 @@ pub struct Side<'a> {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiffOptions {
-    /// Count a changed modification time as a change.
+    /// Count a changed modification or inode change time as a change (as virt-diff does;
+    /// a file replaced by the same bytes with the same mtime changes only its ctime).
     pub times: bool,
 }
 
@@ -56,7 +58,7 @@ pub struct PackageChange {
 pub struct FileChange {
     pub path: String,
     pub change: Change,
-    /// For a changed file: which of type, content, size, mode, owner, target, mtime.
+    /// For a changed file: which of type, content, size, mode, owner, target, mtime, ctime.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<&'static str>,
     pub from: Option<FileRecord>,
@@ -121,14 +123,12 @@ fn changed_fields(a: &FileRecord, b: &FileRecord, opts: DiffOptions) -> Vec<&'st
         f.push("type");
     }
     let dir = a.kind == FileType::Dir && b.kind == FileType::Dir;
-    if !dir {
-        match (&a.sha256, &b.sha256) {
-            (Some(x), Some(y)) if x != y => f.push("content"),
-            _ => {}
-        }
-        if a.size != b.size {
-            f.push("size");
-        }
+    match (&a.sha256, &b.sha256) {
+        (Some(x), Some(y)) if x != y => f.push("content"),
+        _ => {}
+    }
+    if a.size != b.size {
+        f.push("size");
     }
     if a.mode != b.mode {
         f.push("mode");
@@ -141,6 +141,9 @@ fn changed_fields(a: &FileRecord, b: &FileRecord, opts: DiffOptions) -> Vec<&'st
     }
     if opts.times && !dir && a.mtime != b.mtime {
         f.push("mtime");
+    }
+    if opts.times && !dir && a.ctime.is_some() && b.ctime.is_some() && a.ctime != b.ctime {
+        f.push("ctime");
     }
     f
 }

@@ -53,14 +53,23 @@ impl Default for CollectOptions {
 }
 
 /// Names and versions of every analyzer, as stored with each scan.
+/// The version of what the walk records per file; bumped when a field is added, so stored
+/// scans without it are collected again (2: ctime).
+pub const WALK_VERSION: u32 = 2;
+
 pub fn analyzer_versions() -> Vec<AnalyzerInfo> {
-    analyzer::all()
+    let mut v: Vec<AnalyzerInfo> = analyzer::all()
         .iter()
         .map(|a| AnalyzerInfo {
             name: a.name().to_string(),
             version: a.version(),
         })
-        .collect()
+        .collect();
+    v.push(AnalyzerInfo {
+        name: "walk".to_string(),
+        version: WALK_VERSION,
+    });
+    v
 }
 
 /// Opens and inventories an image.

@@ -186,6 +186,9 @@ pub struct FileRecord {
     pub gid: u32,
     pub size: u64,
     pub mtime: i64,
+    /// Inode change time, where the filesystem reader knows it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ctime: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -225,6 +225,7 @@ pub fn walk(
                 gid: meta.gid,
                 size: meta.size,
                 mtime: meta.mtime,
+                ctime: meta.ctime,
                 target,
                 sha256: sha,
             });

@@ -81,6 +81,7 @@ fn meta(m: &Metadata) -> Meta {
         gid: m.gid(),
         size: m.len(),
         mtime: m.modified().seconds(),
+        ctime: None,
     }
 }
 

@@ -68,6 +68,7 @@ pub struct Inode {
     pub gid: u32,
     pub size: u64,
     pub mtime: i64,
+    pub ctime: i64,
     pub flags: u32,
     pub block: [u8; 60],
 }
@@ -213,7 +214,12 @@ impl RawExt4 {
         let gid = u32::from(le16(&raw, 0x18)) | (u32::from(le16(&raw, 0x7a)) << 16);
         let size = u64::from(le32(&raw, 0x04)) | (u64::from(le32(&raw, 0x6c)) << 32);
         let mut mtime = i64::from(le32(&raw, 0x10) as i32);
+        let mut ctime = i64::from(le32(&raw, 0x0c) as i32);
         let extra_isize = u64::from(le16(&raw, 0x80));
+        // The extra fields' low two bits extend the seconds beyond 2038.
+        if self.inode_size > 128 && 128 + extra_isize >= 0x88 {
+            ctime += i64::from(le32(&raw, 0x84) & 3) << 32;
+        }
         if self.inode_size > 128 && 128 + extra_isize >= 0x8c {
             mtime += i64::from(le32(&raw, 0x88) & 3) << 32;
         }
@@ -225,6 +231,7 @@ impl RawExt4 {
             gid,
             size,
             mtime,
+            ctime,
             flags: le32(&raw, 0x20),
             block,
         })
@@ -558,6 +565,7 @@ impl FastExt4Fs {
             gid: inode.gid,
             size: inode.size,
             mtime: inode.mtime,
+            ctime: Some(inode.ctime),
         }
     }
 }

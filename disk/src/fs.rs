@@ -42,6 +42,9 @@ pub struct Meta {
     pub size: u64,
     /// Seconds since the epoch.
     pub mtime: i64,
+    /// Inode change time, seconds since the epoch, where the reader knows it (`ext4-view`
+    /// does not say).
+    pub ctime: Option<i64>,
 }
 
 #[derive(Debug, Clone)]

@@ -40,6 +40,7 @@ pub struct Stat {
     pub gid: u32,
     pub size: u64,
     pub mtime: i64,
+    pub ctime: i64,
 }
 
 pub struct Session {
@@ -492,6 +493,7 @@ impl Session {
                     gid: e.st_gid as u32,
                     size: e.st_size.max(0) as u64,
                     mtime: e.st_mtime_sec,
+                    ctime: e.st_ctime_sec,
                 })
                 .collect::<Vec<_>>();
             sys::guestfs_free_statns_list(p);
@@ -517,6 +519,7 @@ impl Session {
                 gid: e.st_gid as u32,
                 size: e.st_size.max(0) as u64,
                 mtime: e.st_mtime_sec,
+                ctime: e.st_ctime_sec,
             };
             sys::guestfs_free_statns(p);
             Ok(st)

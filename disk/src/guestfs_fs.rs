@@ -72,6 +72,7 @@ fn meta(st: &Stat) -> Meta {
         gid: st.gid,
         size: st.size,
         mtime: st.mtime,
+        ctime: Some(st.ctime),
     }
 }
 

@@ -675,3 +675,173 @@ fn prove(m: &Manifest, out: &Path, roots: &[PathBuf]) -> Result<(), PatchError> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! `verify` on a real qcow2 delta made with qemu-img, then one change per test case.
+    use super::*;
+
+    const APP: [u8; 16] = [7; 16];
+
+    struct Case {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+        base: PathBuf,
+        manifest: Manifest,
+    }
+
+    fn qemu_img(args: &[&str]) {
+        let st = std::process::Command::new("qemu-img")
+            .args(args)
+            .status()
+            .expect("qemu-img");
+        assert!(st.success(), "qemu-img {args:?}");
+    }
+
+    fn case() -> Case {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let base = tmp.path().join("base.raw");
+        std::fs::write(&base, vec![0x11u8; 1 << 20]).expect("base");
+        let dir = tmp.path().join("delta");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let f = dir.join("v1.qcow2");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            "../base.raw",
+            "-F",
+            "raw",
+            f.to_str().expect("utf8"),
+            "1M",
+        ]);
+        let c0 = check_value(0, &APP, "/img/a.qcow2", None);
+        let c1 = check_value(1, &APP, "/img/a.qcow2", Some(&c0));
+        stamp::write(
+            &f,
+            &Stamp {
+                number: 1,
+                check: c1,
+            },
+        )
+        .expect("stamp");
+        let vref = |number, c: [u8; 32]| VersionRef {
+            image: "/img/a.qcow2".into(),
+            number,
+            check: hex::encode(c),
+        };
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            appliance: hex::encode(APP),
+            target: vref(1, c1),
+            base: Some(vref(0, c0)),
+            base_sha256: Some(sha256_file(&base).expect("sha")),
+            strategy: Strategy::Incremental,
+            files: vec![DeltaFile {
+                name: "v1.qcow2".into(),
+                size: std::fs::metadata(&f).expect("meta").len(),
+                sha256: sha256_file(&f).expect("sha"),
+                number: 1,
+                check: hex::encode(c1),
+                parent_check: Some(hex::encode(c0)),
+            }],
+            view: ViewDigest {
+                packages: 0,
+                packages_sha256: String::new(),
+                files: 0,
+                files_sha256: None,
+            },
+            considered: Vec::new(),
+        };
+        Case {
+            _tmp: tmp,
+            dir,
+            base,
+            manifest,
+        }
+    }
+
+    fn verify_with(c: &Case, m: &Manifest) -> Result<Manifest, String> {
+        std::fs::write(c.dir.join(MANIFEST), serde_json::to_vec(m).expect("json"))
+            .expect("write manifest");
+        verify(&c.dir, &c.base).map_err(|e| e.to_string())
+    }
+
+    fn refused(c: &Case, m: &Manifest, says: &str) {
+        let e = verify_with(c, m).expect_err("must refuse");
+        assert!(e.contains(says), "{e}");
+    }
+
+    #[test]
+    fn a_good_delta_verifies() {
+        let c = case();
+        assert_eq!(verify_with(&c, &c.manifest), Ok(c.manifest.clone()));
+    }
+
+    #[test]
+    fn manifest_format_names_and_counts_are_checked() {
+        let c = case();
+        let mut m = c.manifest.clone();
+        m.format = "something-else".into();
+        refused(&c, &m, "manifest format");
+        let mut m = c.manifest.clone();
+        m.files[0].name = "../v1.qcow2".into();
+        refused(&c, &m, "is not a plain name");
+        let mut m = c.manifest.clone();
+        m.files = vec![m.files[0].clone(); MAX_FILES + 1];
+        refused(&c, &m, "more than 64");
+        std::fs::write(c.dir.join(MANIFEST), vec![b' '; 2 << 20]).expect("write");
+        let e = verify(&c.dir, &c.base).expect_err("too big").to_string();
+        assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn a_symlinked_file_is_refused() {
+        let c = case();
+        let real = c.dir.join("v1.qcow2");
+        let moved = c.dir.parent().expect("parent").join("elsewhere.qcow2");
+        std::fs::rename(&real, &moved).expect("move");
+        std::os::unix::fs::symlink(&moved, &real).expect("symlink");
+        refused(&c, &c.manifest, "is not a regular file");
+    }
+
+    #[test]
+    fn check_values_chain_and_stamp_are_checked() {
+        let c = case();
+        // A parent that is not the base: the recomputed check no longer matches.
+        let mut m = c.manifest.clone();
+        m.files[0].parent_check = Some("cd".repeat(32));
+        refused(&c, &m, "is not the one version 1 of /img/a.qcow2");
+        // A target the files do not reach.
+        let mut m = c.manifest.clone();
+        m.target.number = 2;
+        refused(&c, &m, "the last file is not the target version");
+        // A restamped file, with the manifest's size and hash updated to match it.
+        let f = c.dir.join("v1.qcow2");
+        stamp::write(
+            &f,
+            &Stamp {
+                number: 1,
+                check: [3; 32],
+            },
+        )
+        .expect("restamp");
+        let mut m = c.manifest.clone();
+        m.files[0].sha256 = sha256_file(&f).expect("sha");
+        refused(&c, &m, "its stamp does not say version 1");
+    }
+
+    #[test]
+    fn the_wrong_base_is_refused() {
+        let c = case();
+        let mut m = c.manifest.clone();
+        m.base_sha256 = Some("00".repeat(32));
+        refused(&c, &m, "is not version 0 of /img/a.qcow2");
+        let mut m = c.manifest.clone();
+        m.base_sha256 = None;
+        refused(&c, &m, "carries no version stamp");
+    }
+}

@@ -206,7 +206,17 @@ fn help_lists_every_command() {
         .output()
         .expect("run");
     let text = stdout(&out);
-    for c in ["collect", "images", "show", "packages", "files"] {
+    for c in [
+        "collect",
+        "images",
+        "show",
+        "packages",
+        "files",
+        "diff",
+        "export",
+        "import-delta",
+        "shared",
+    ] {
         assert!(text.contains(c), "{text}");
     }
 }

@@ -37,6 +37,21 @@ fn listing(dir: &Path) -> BTreeSet<(String, u64)> {
         .collect()
 }
 
+/// `coldpatch export IMAGE ARGS… --out OUT --json`: the manifest.
+fn export(d: &Path, img: &Path, args: &[&str], out: &Path) -> serde_json::Value {
+    let mut all = vec!["export", s(img)];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", s(out), "--json"]);
+    json(&ok(coldpatch(d, &all)))
+}
+
+/// `coldpatch import-delta DIR --onto FILE ARGS…`
+fn import(d: &Path, dir: &Path, onto: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["import-delta", s(dir), "--onto", s(onto)];
+    all.extend_from_slice(args);
+    coldpatch(d, &all)
+}
+
 /// `qemu-img compare`: the two files show the guest the same bytes.
 fn same_guest_view(a: &Path, b: &Path) {
     let out = Command::new("qemu-img")
@@ -67,7 +82,12 @@ fn diff_paths(d: &Path, a: &str, b: &str, extra: &[&str]) -> (serde_json::Value,
     (v, paths)
 }
 
-/// The paths `virt-diff --checksum` lists as added, removed or changed.
+/// The paths `virt-diff --checksum` reports as added, removed or changed.
+///
+/// Its output: `+ TYPE MODE SIZE [CSUM] PATH` (added), `- …` (removed), a `- …` / `+ …`
+/// pair followed by `# changed: FIELDS` (stat fields differ), and `= …` for a regular file
+/// that changed, followed by a text diff up to `@@ End of diff @@`. `st_dev` is left out:
+/// virt-diff's two disks are two devices, so every entry differs in it.
 fn virt_diff(a: &Path, b: &Path) -> BTreeSet<String> {
     let out = Command::new("virt-diff")
         .args(["--checksum", "--format=qcow2", "-a", s(a), "-A", s(b)])
@@ -79,23 +99,60 @@ fn virt_diff(a: &Path, b: &Path) -> BTreeSet<String> {
         "virt-diff: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(virt_diff_path)
-        .collect()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut paths = BTreeSet::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some((mark, path)) = virt_diff_entry(lines[i]) else {
+            i += 1;
+            continue;
+        };
+        match mark {
+            '=' => {
+                paths.insert(path);
+                // Skip the text diff that follows.
+                while i < lines.len() && lines[i] != "@@ End of diff @@" {
+                    i += 1;
+                }
+            }
+            '-' if lines
+                .get(i + 2)
+                .is_some_and(|l| l.starts_with("# changed:")) =>
+            {
+                let fields = lines[i + 2]["# changed:".len()..]
+                    .split_whitespace()
+                    .filter(|f| *f != "st_dev")
+                    .count();
+                if fields > 0 {
+                    paths.insert(path);
+                }
+                i += 2;
+            }
+            _ => {
+                paths.insert(path);
+            }
+        }
+        i += 1;
+    }
+    paths
 }
 
-/// `- d 0755 4096 /path` / `+ …` / `= …`: the path of a line that names one (the last
-/// field; link targets follow " -> " and are not part of it).
-fn virt_diff_path(line: &str) -> Option<String> {
-    let mark = line.chars().next()?;
-    if !matches!(mark, '+' | '-' | '=') {
+/// An entry line: its mark and path (a symlink's target after " -> " is not part of it).
+fn virt_diff_entry(line: &str) -> Option<(char, String)> {
+    let words: Vec<&str> = line.split(" -> ").next()?.split_whitespace().collect();
+    let (mark, kind, mode) = (words.first()?, words.get(1)?, words.get(2)?);
+    let mark = match *mark {
+        "+" => '+',
+        "-" => '-',
+        "=" => '=',
+        _ => return None,
+    };
+    if kind.len() != 1 || mode.len() != 4 || !mode.chars().all(|c| ('0'..='7').contains(&c)) {
         return None;
     }
-    let rest = line.get(2..)?;
-    let rest = rest.split(" -> ").next()?;
-    let path = rest.split_whitespace().find(|w| w.starts_with('/'))?;
-    Some(path.to_string())
+    let path = words[3..].iter().find(|w| w.starts_with('/'))?;
+    Some((mark, (*path).to_string()))
 }
 
 #[test]
@@ -170,17 +227,20 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
     assert_eq!(checks.len(), 3, "each version has its own check value");
 
     // diff: v1 -> v2 is exactly the file put in; v0 -> v1 the eleven upgraded packages
-    // and the files they changed, the same set virt-diff finds by checksumming both.
+    // and the files they changed; with times, the same set virt-diff finds by checksumming
+    // and comparing both trees in an appliance.
     let img_at = |n: u32| format!("{}@{n}", s(&img));
     let (v12, paths12) = diff_paths(d, &img_at(1), &img_at(2), &[]);
     assert_eq!(v12["packages"], serde_json::json!([]));
     assert_eq!(paths12, BTreeSet::from(["/etc/coldpatch-note".to_string()]));
     assert_eq!(v12["files"][0]["change"], "added");
-    let (v01, paths01) = diff_paths(d, &img_at(0), &img_at(1), &[]);
+    let (v01, paths01) = diff_paths(d, &img_at(0), &img_at(1), &["--times"]);
     let pkgs = v01["packages"].as_array().expect("packages");
     assert_eq!(pkgs.len(), 11, "{pkgs:?}");
     assert!(pkgs.iter().all(|p| p["change"] == "changed"));
     assert!(paths01.contains("/usr/lib/x86_64-linux-gnu/libssl.so.1.1"));
+    let (_, content01) = diff_paths(d, &img_at(0), &img_at(1), &[]);
+    assert!(content01.len() < paths01.len(), "times add files");
     let theirs = virt_diff(&file_of(0), &file_of(1));
     assert_eq!(
         paths01,
@@ -193,39 +253,13 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
     // Export: for a holder of v1 the v2 overlay alone; for a holder of v0 the chain of
     // both overlays, chosen over a flattened image because it is smaller.
     let inc = d.join("out/inc");
-    let m_inc = json(&ok(coldpatch(
-        d,
-        &["export", s(&img), "--for", "1", "--out", s(&inc), "--json"],
-    )));
+    let m_inc = export(d, &img, &["--for", "1"], &inc);
     assert_eq!(m_inc["strategy"], "incremental");
     let chain = d.join("out/chain");
-    let m_chain = json(&ok(coldpatch(
-        d,
-        &[
-            "export",
-            s(&img),
-            "--for",
-            "0",
-            "--out",
-            s(&chain),
-            "--json",
-        ],
-    )));
+    let m_chain = export(d, &img, &["--for", "0"], &chain);
     assert_eq!(m_chain["strategy"], "chain", "{m_chain}");
     let full = d.join("out/full");
-    let unrelated = "0".repeat(64);
-    let m_full = json(&ok(coldpatch(
-        d,
-        &[
-            "export",
-            s(&img),
-            "--for",
-            &unrelated,
-            "--out",
-            s(&full),
-            "--json",
-        ],
-    )));
+    let m_full = export(d, &img, &["--for", &"0".repeat(64)], &full);
     assert_eq!(m_full["strategy"], "full");
     let size = |m: &serde_json::Value| -> u64 {
         m["files"]
@@ -242,85 +276,35 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
     assert!(inc_size * 20 < full_size, "{inc_size} vs {full_size}");
     assert!(chain_size < full_size);
     // Nothing to send to a holder of v2.
-    let none = d.join("out/none");
-    let m_none = json(&ok(coldpatch(
-        d,
-        &["export", s(&img), "--for", "2", "--out", s(&none), "--json"],
-    )));
+    let m_none = export(d, &img, &["--for", "2"], &d.join("out/none"));
     assert_eq!(m_none["strategy"], "none");
     assert_eq!(m_none["files"], serde_json::json!([]));
 
     // Site A holds v0 (a copy of the original): the chain makes v2.
     let site_a = d.join("site-a");
     copy(&file_of(0), &site_a.join("old.qcow2"));
-    ok(coldpatch(
-        d,
-        &[
-            "import-delta",
-            s(&chain),
-            "--onto",
-            s(&site_a.join("old.qcow2")),
-        ],
-    ));
+    ok(import(d, &chain, &site_a.join("old.qcow2"), &[]));
     // Site B holds v1 (imported from v1's own delta), then takes the incremental one.
     let site_b = d.join("site-b");
     copy(&file_of(0), &site_b.join("old.qcow2"));
     let v1_for_0 = d.join("out/v1");
-    ok(coldpatch(
-        d,
-        &[
-            "export",
-            s(&img),
-            "--version",
-            "1",
-            "--for",
-            "0",
-            "--out",
-            s(&v1_for_0),
-        ],
-    ));
-    ok(coldpatch(
-        d,
-        &[
-            "import-delta",
-            s(&v1_for_0),
-            "--onto",
-            s(&site_b.join("old.qcow2")),
-        ],
-    ));
+    export(d, &img, &["--version", "1", "--for", "0"], &v1_for_0);
+    ok(import(d, &v1_for_0, &site_b.join("old.qcow2"), &[]));
     let b_v1 = site_b.join("old-v1.qcow2");
     same_guest_view(&b_v1, &file_of(1));
-    let out = ok(coldpatch(
-        d,
-        &[
-            "import-delta",
-            s(&inc),
-            "--onto",
-            s(&b_v1),
-            "--out",
-            s(&site_b.join("v2.qcow2")),
-        ],
-    ));
+    let b_v2 = site_b.join("v2.qcow2");
+    let out = ok(import(d, &inc, &b_v1, &["--out", s(&b_v2)]));
     assert!(stdout(&out).contains("holds version 2"), "{}", stdout(&out));
     // Site C holds nothing related: the full image.
     let site_c = d.join("site-c");
-    std::fs::create_dir_all(&site_c).expect("mkdir");
     copy(&file_of(0), &site_c.join("unrelated.qcow2"));
-    ok(coldpatch(
-        d,
-        &[
-            "import-delta",
-            s(&full),
-            "--onto",
-            s(&site_c.join("unrelated.qcow2")),
-        ],
-    ));
+    ok(import(d, &full, &site_c.join("unrelated.qcow2"), &[]));
 
     // Every result is v2: the same guest bytes as the source, the stamp read back when
     // collected, and the same inventory and file hashes (and times) in the catalog.
     for result in [
         site_a.join("old-v2.qcow2"),
-        site_b.join("v2.qcow2"),
+        b_v2.clone(),
         site_c.join("old-v2.qcow2"),
     ] {
         same_guest_view(&result, &file_of(2));
@@ -338,7 +322,7 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
     // Tampered deltas are refused before anything is written.
     let before = listing(&site_b);
     let refused = |dir: &Path, onto: &Path, says: &str| {
-        let out = coldpatch(d, &["import-delta", s(dir), "--onto", s(onto)]);
+        let out = import(d, dir, onto, &[]);
         assert!(!out.status.success(), "{}", stdout(&out));
         assert!(stderr(&out).contains(says), "{}", stderr(&out));
         assert_eq!(listing(&site_b), before, "nothing written");
@@ -369,14 +353,27 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
     std::fs::write(&mpath, serde_json::to_vec(&m).expect("json")).expect("write");
     refused(&t2, &b_v1, "is not the one version 2 of");
     // The wrong base: a file holding v2 already, and the unstamped original.
-    refused(&inc, &site_b.join("v2.qcow2"), "holds version 2");
+    refused(&inc, &b_v2, "holds version 2");
     refused(&inc, &site_b.join("old.qcow2"), "carries no version stamp");
 
-    // Shared content: the twin and the image share nearly everything; the note is the
-    // image's alone.
+    // Shared content: the twin and the image share nearly everything. Each holds a few
+    // files of its own (logs and caches its own dpkg run wrote); the image one more, the
+    // note.
     let sh = json(&ok(coldpatch(d, &["shared", s(&img), s(&twin), "--json"])));
-    assert!(sh["common_files"].as_u64().expect("n") > 1000, "{sh}");
-    assert_eq!(sh["images"][0]["private_files"], 1, "{sh}");
-    assert_eq!(sh["images"][1]["private_files"], 0, "{sh}");
+    assert!(sh["common_files"].as_u64().expect("n") > 5000, "{sh}");
+    let private = |i: usize, what: &str| sh["images"][i][what].as_u64().expect("n");
+    assert_eq!(
+        private(0, "private_files"),
+        private(1, "private_files") + 1,
+        "{sh}"
+    );
+    assert!(
+        private(0, "private_bytes") >= std::fs::metadata(&note).expect("note").len(),
+        "{sh}"
+    );
     assert_eq!(sh["groups"].as_array().expect("groups").len(), 1);
+    assert_eq!(
+        sh["base_saves"], sh["common_bytes"],
+        "two images: a base saves one copy"
+    );
 }

@@ -1,5 +1,6 @@
-//! Catalog tests: the sled store on disk, inventories and feeds.
+//! Catalog tests: the sled store on disk, inventories, feeds, runs, diffs.
 
+mod diff;
 mod feeds;
 mod runs;
 mod store;

@@ -29,6 +29,7 @@ fn inventory(path: &str, openssl: &str) -> Inventory {
         gid: 0,
         size: 5,
         mtime: 0,
+        ctime: None,
         target: None,
         sha256: Some("ab".repeat(32)),
     }];
