@@ -24,7 +24,7 @@ pub use model::*;
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
     pub open: OpenOptions,
-    /// Walk every file and record it (path, type, mode, owner, size, mtime, link target),
+    /// Walk every file and record it (path, type, mode, owner, size, mtime, ctime, link target),
     /// with the security facts that come from the walk. Without it, only the analyzers'
     /// declared paths are read (OS, packages, kernels, accounts).
     pub files: bool,
