@@ -1,8 +1,9 @@
 //! Versions travel: two versions of a private copy of the real debian-11-old (the real
 //! bullseye-security updates, then a file put in), diffed from the catalog and against
-//! `virt-diff --checksum`, exported for holders of version 1 (incremental) and version 0,
-//! imported at two other sites, and proved equal to the source by qemu-img and by
-//! collecting the results. Tampered deltas are refused and write nothing.
+//! `virt-diff --checksum`, exported for holders of version 1 (incremental), version 0
+//! (chain), an unrelated image (full) and a golden image (against), imported at four
+//! other sites, and proved equal to the source by qemu-img and by collecting the results.
+//! Tampered deltas are refused and write nothing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -299,6 +300,18 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
     let site_c = d.join("site-c");
     copy(&file_of(0), &site_c.join("unrelated.qcow2"));
     ok(import(d, &full, &site_c.join("unrelated.qcow2"), &[]));
+    // Site D holds a golden image (another image in the catalog, here the original
+    // collected under its own name): an overlay against it.
+    let golden = src.join("golden.qcow2");
+    copy(&file_of(0), &golden);
+    ok(coldpatch(d, &["collect", s(&golden)]));
+    let against = d.join("out/against");
+    let m_against = export(d, &img, &["--against", s(&golden)], &against);
+    assert_eq!(m_against["strategy"], "against");
+    assert!(size(&m_against) * 4 < full_size, "{m_against}");
+    let site_d = d.join("site-d");
+    copy(&golden, &site_d.join("golden.qcow2"));
+    ok(import(d, &against, &site_d.join("golden.qcow2"), &[]));
 
     // Every result is v2: the same guest bytes as the source, the stamp read back when
     // collected, and the same inventory and file hashes (and times) in the catalog.
@@ -306,6 +319,7 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold() {
         site_a.join("old-v2.qcow2"),
         b_v2.clone(),
         site_c.join("old-v2.qcow2"),
+        site_d.join("old-v2.qcow2"),
     ] {
         same_guest_view(&result, &file_of(2));
         let out = ok(coldpatch(d, &["collect", s(&result)]));
