@@ -9,7 +9,6 @@
 //! `coldpatch_disk::qcow2::stamp`); an unstamped base (an original image, never written
 //! by coldpatch) by the SHA-256 of its bytes.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use coldpatch_catalog::versions::{check_value, parse_check};
@@ -18,7 +17,6 @@ use coldpatch_collector::{CollectOptions, ViewDigest};
 use coldpatch_disk::qcow2::{stamp, Stamp};
 use coldpatch_disk::{Disk, OpenOptions};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::overlay;
 use crate::PatchError;
@@ -108,19 +106,9 @@ fn delta_err(dir: &Path, why: impl Into<String>) -> PatchError {
     }
 }
 
-/// SHA-256 of a file's bytes.
-pub fn sha256_file(path: &Path) -> Result<String, PatchError> {
-    let mut f = std::fs::File::open(path).map_err(|e| PatchError::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| PatchError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+/// SHA-256 of a file's bytes, with the file named in the error.
+fn sha256_of(path: &Path) -> Result<String, PatchError> {
+    crate::sha256_file(path).map_err(|e| PatchError::io(path, e))
 }
 
 fn file_name(p: &str) -> String {
@@ -275,7 +263,7 @@ pub fn export(
             let sha = if stamp::read(Path::new(&bv.file))?.is_some() {
                 None
             } else {
-                Some(sha256_file(Path::new(&bv.file))?)
+                Some(sha256_of(Path::new(&bv.file))?)
             };
             (Some(reference(bi, bv)), sha)
         }
@@ -363,7 +351,7 @@ fn write_files(
         files.push(DeltaFile {
             name: file_name(&dest.to_string_lossy()),
             size,
-            sha256: sha256_file(&dest)?,
+            sha256: sha256_of(&dest)?,
             number: v.number,
             check: v.check.clone().unwrap_or_default(),
             parent_check: parent,
@@ -435,7 +423,7 @@ pub fn verify(dir: &Path, onto: &Path) -> Result<Manifest, PatchError> {
                 ),
             ));
         }
-        let sha = sha256_file(&p)?;
+        let sha = sha256_of(&p)?;
         if sha != f.sha256 {
             return Err(delta_err(
                 dir,
@@ -533,7 +521,7 @@ pub fn verify(dir: &Path, onto: &Path) -> Result<Manifest, PatchError> {
                         ),
                     )
                 })?;
-                let have = sha256_file(onto)?;
+                let have = sha256_of(onto)?;
                 if have != want {
                     return Err(delta_err(
                         dir,
@@ -680,6 +668,7 @@ fn prove(m: &Manifest, out: &Path, roots: &[PathBuf]) -> Result<(), PatchError> 
 mod tests {
     //! `verify` on a real qcow2 delta made with qemu-img, then one change per test case.
     use super::*;
+    use crate::sha256_file;
 
     const APP: [u8; 16] = [7; 16];
 

@@ -10,11 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use coldpatch_disk::guestfs::{GuestfsError, Session};
-use sha2::{Digest, Sha256};
-
 use crate::plan::Plan;
-use crate::PatchError;
+use crate::{sha256_file, PatchError};
+use coldpatch_disk::guestfs::{GuestfsError, Session};
 
 /// A file to place in the guest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -468,13 +466,6 @@ fn plain_dir(s: &mut Session, dir: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn sha256_file(p: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
 }
 
 fn shell_quote(s: &str) -> String {

@@ -50,6 +50,15 @@ pub enum PatchError {
     Repo(#[from] coldpatch_repo::RepoError),
 }
 
+/// SHA-256 of a file's bytes, hex.
+pub fn sha256_file(p: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
 impl PatchError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> PatchError {
         PatchError::Io {

@@ -136,18 +136,23 @@ pub fn measure(file: &Path, format: &str) -> Result<u64, PatchError> {
         })
 }
 
-/// `qcow2` or `raw`, by the file's magic (the only formats version files and deltas use).
+/// `qcow2` or `raw`, by the disk crate's detection (the only formats version files and
+/// deltas rest on); a foreign format is refused with the conversion hint.
 pub fn format_of(file: &Path) -> Result<&'static str, PatchError> {
     use std::io::Read;
-    let mut magic = [0u8; 4];
-    let n = std::fs::File::open(file)
-        .and_then(|mut f| f.read(&mut magic))
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(file)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
         .map_err(|e| PatchError::io(file, e))?;
-    Ok(
-        if n == 4 && &magic == coldpatch_disk::qcow2::header::MAGIC {
-            "qcow2"
-        } else {
-            "raw"
-        },
-    )
+    match coldpatch_disk::open::detect(&head) {
+        Ok(coldpatch_disk::Format::Qcow2) => Ok("qcow2"),
+        Ok(_) => Ok("raw"),
+        Err(name) => Err(PatchError::Tool {
+            tool: "qemu-img",
+            file: file.to_path_buf(),
+            message: format!(
+                "a {name} file cannot back a qcow2 overlay here; convert it first: qemu-img convert -O qcow2 FILE OUT"
+            ),
+        }),
+    }
 }
