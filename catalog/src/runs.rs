@@ -262,7 +262,7 @@ impl Catalog {
         mut ri: RunImage,
     ) -> Result<(VersionRecord, ScanRecord)> {
         let mut image = self.image(image_key)?;
-        let (number, check) = self.next_version(&image, ri.base_version)?;
+        let (versions, (number, check)) = self.versions_and_next(&image, ri.base_version)?;
         if image.current_version != ri.base_version || (number, check) != (made.number, made.check)
         {
             return Err(CatalogError::Moved {
@@ -273,7 +273,7 @@ impl Catalog {
         }
         let scan_id = self.next_id("scan")?;
         let scan = self.write_scan(scan_id, image.id, inv, fp, options)?;
-        image.versions = self.versions_of(&image)?;
+        image.versions = versions;
         let version = VersionRecord {
             number,
             file: made.file.to_string(),

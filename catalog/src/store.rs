@@ -307,12 +307,7 @@ impl Catalog {
         what: &str,
         kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
     ) -> Result<Vec<T>> {
-        kvs.into_iter()
-            .map(|kv| {
-                let (_, v) = kv.map_err(|e| self.store_err(e))?;
-                self.decode(what, &v)
-            })
-            .collect()
+        self.each_value(kvs, |v| self.decode(what, v))
     }
 
     /// Every value of a key range, zstd-unpacked and JSON-decoded.
@@ -321,10 +316,18 @@ impl Catalog {
         what: &str,
         kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
     ) -> Result<Vec<T>> {
+        self.each_value(kvs, |v| self.unpack(what, v))
+    }
+
+    fn each_value<T>(
+        &self,
+        kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        read: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
         kvs.into_iter()
             .map(|kv| {
                 let (_, v) = kv.map_err(|e| self.store_err(e))?;
-                self.unpack(what, &v)
+                read(&v)
             })
             .collect()
     }

@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{Catalog, ImageRecord, Result, VersionRecord};
 
+/// A version's (number, check value).
+pub type Numbered = (u32, [u8; 32]);
+
 const DOMAIN: &[u8] = b"coldpatch-version-check-v1";
 const APPLIANCE_KEY: &str = "appliance_id";
 
@@ -39,9 +42,29 @@ pub fn parse_check(hex_str: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The number after the highest, and its check value on top of version `base`.
+fn next_of(vs: &[VersionRecord], appliance: &[u8; 16], image: &str, base: u32) -> Numbered {
+    let number = vs.iter().map(|v| v.number).max().unwrap_or(0) + 1;
+    let parent = vs
+        .iter()
+        .find(|v| v.number == base)
+        .and_then(|v| v.check.as_deref().and_then(parse_check));
+    (
+        number,
+        check_value(number, appliance, image, parent.as_ref()),
+    )
+}
+
 impl Catalog {
     /// This catalog's appliance id: a random UUID made the first time it is asked for.
     pub fn appliance_id(&self) -> Result<[u8; 16]> {
+        let stored = self
+            .meta
+            .get(APPLIANCE_KEY)
+            .map_err(|e| self.store_err(e))?;
+        if let Some(id) = stored {
+            return <[u8; 16]>::try_from(&id[..]).map_err(|_| self.corrupt("appliance id"));
+        }
         let fresh = uuid::Uuid::new_v4().into_bytes();
         // Only the first writer wins; everybody reads what is stored.
         let _ = self
@@ -59,7 +82,10 @@ impl Catalog {
     /// Every version of an image with its check value (computed for records written before
     /// check values existed; they are determined by what is stored).
     pub fn versions_of(&self, img: &ImageRecord) -> Result<Vec<VersionRecord>> {
-        let appliance = self.appliance_id()?;
+        self.versions_with(img, &self.appliance_id()?)
+    }
+
+    fn versions_with(&self, img: &ImageRecord, appliance: &[u8; 16]) -> Result<Vec<VersionRecord>> {
         let mut vs = img.all_versions();
         vs.sort_by_key(|v| v.number);
         let mut checks: Vec<(u32, [u8; 32])> = Vec::with_capacity(vs.len());
@@ -67,7 +93,7 @@ impl Catalog {
             let parent = v
                 .parent
                 .and_then(|p| checks.iter().find(|(n, _)| *n == p).map(|(_, c)| *c));
-            let c = check_value(v.number, &appliance, &img.path, parent.as_ref());
+            let c = check_value(v.number, appliance, &img.path, parent.as_ref());
             match v.check.as_deref().and_then(parse_check) {
                 Some(stored) if stored != c => {
                     return Err(
@@ -83,18 +109,22 @@ impl Catalog {
     }
 
     /// The number and check value the next version made on top of `base` will have.
-    pub fn next_version(&self, img: &ImageRecord, base: u32) -> Result<(u32, [u8; 32])> {
-        let vs = self.versions_of(img)?;
-        let number = vs.iter().map(|v| v.number).max().unwrap_or(0) + 1;
-        let parent = vs
-            .iter()
-            .find(|v| v.number == base)
-            .and_then(|v| v.check.as_deref().and_then(parse_check));
+    pub fn next_version(&self, img: &ImageRecord, base: u32) -> Result<Numbered> {
         let appliance = self.appliance_id()?;
-        Ok((
-            number,
-            check_value(number, &appliance, &img.path, parent.as_ref()),
-        ))
+        let vs = self.versions_with(img, &appliance)?;
+        Ok(next_of(&vs, &appliance, &img.path, base))
+    }
+
+    /// Every version with its check value, and the next one's (number, check value).
+    pub(crate) fn versions_and_next(
+        &self,
+        img: &ImageRecord,
+        base: u32,
+    ) -> Result<(Vec<VersionRecord>, Numbered)> {
+        let appliance = self.appliance_id()?;
+        let vs = self.versions_with(img, &appliance)?;
+        let next = next_of(&vs, &appliance, &img.path, base);
+        Ok((vs, next))
     }
 
     /// The image version a check value names, if this catalog made it.
