@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions};
-use coldpatch_collector::{CollectOptions, Inventory};
-use coldpatch_disk::{Disk, OpenOptions};
+use coldpatch_catalog::Catalog;
+use coldpatch_collector::CollectOptions;
+use coldpatch_disk::OpenOptions;
 
 use crate::output::{self, bytes, table};
 use crate::{patchcmd, repocmd, versioncmd, vulncmd};
@@ -262,6 +262,9 @@ struct Fix {
     /// Fix every finding that has a fix
     #[arg(long)]
     all_fixable: bool,
+    /// Fix every finding of this severity or worse that has a fix
+    #[arg(long, value_name = "SEVERITY")]
+    min_severity: Option<coldpatch_vuln::Severity>,
 }
 
 impl Fix {
@@ -270,6 +273,7 @@ impl Fix {
             packages: self.packages.clone(),
             advisories: self.cves.clone(),
             all_fixable: self.all_fixable,
+            min_severity: self.min_severity,
         }
     }
 }
@@ -648,11 +652,6 @@ fn collect(
     rescan: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let want = ScanOptions {
-        files: opts.files,
-        hash: opts.hash,
-    };
-    let analyzers = coldpatch_collector::analyzer_versions();
     let mut results = Vec::new();
     for img in images {
         let shown = img.display().to_string();
@@ -663,7 +662,7 @@ fn collect(
         );
         bar.set_prefix(shown.clone());
         bar.enable_steady_tick(Duration::from_millis(120));
-        let outcome = collect_one(catalog, img, opts, want, &analyzers, rescan, &bar);
+        let outcome = collect_one(catalog, img, opts, rescan, &bar);
         bar.finish_and_clear();
         let r = match outcome {
             Ok((scan, unchanged)) => {
@@ -742,47 +741,12 @@ fn collect_one(
     catalog: &Catalog,
     img: &Path,
     opts: &CollectOptions,
-    want: ScanOptions,
-    analyzers: &[coldpatch_collector::AnalyzerInfo],
     rescan: bool,
     bar: &indicatif::ProgressBar,
 ) -> Result<(coldpatch_catalog::ScanRecord, bool)> {
-    let path = img
-        .canonicalize()
-        .with_context(|| format!("{}: cannot open", img.display()))?;
-    // A patched image is read through its current version's file, with the directories
-    // of its versions allowed as backing roots.
-    let key = path.display().to_string();
-    let mut open = opts.open.clone();
-    let file = match catalog.image(&key) {
-        Ok(rec) if rec.current_version != 0 => {
-            let f = PathBuf::from(rec.current_file());
-            open.image_roots
-                .push(path.parent().unwrap_or(&path).to_path_buf());
-            for v in &rec.versions {
-                if let Some(d) = Path::new(&v.file).parent() {
-                    open.image_roots.push(d.to_path_buf());
-                }
-            }
-            f
-        }
-        _ => path.clone(),
-    };
-    let disk = Disk::open(&file, &open)?;
-    let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
-    let fp = Fingerprint::of(&chain)
-        .with_context(|| format!("{}: cannot stat the backing chain", path.display()))?;
-    if !rescan {
-        if let Some(scan) = catalog.unchanged(&path.display().to_string(), &fp, analyzers, want)? {
-            return Ok((scan, true));
-        }
-    }
-    let mut inv: Inventory = coldpatch_collector::collect_disk(&disk, opts, &mut |n, h| {
+    Ok(catalog.ingest(img, opts, rescan, &mut |n, h| {
         bar.set_message(format!("{n} entries, {} hashed", bytes(h)));
-    })?;
-    inv.image.path = key;
-    let scan = catalog.record(&inv, fp, want)?;
-    Ok((scan, false))
+    })?)
 }
 
 fn images(catalog: &Catalog, json: bool) -> Result<()> {

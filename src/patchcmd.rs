@@ -114,7 +114,14 @@ pub fn apply(
     appliances: usize,
     json: bool,
 ) -> Result<ExitCode> {
-    let report = coldpatch_patcher::execute(catalog, images, ask, appliances, &mut watch)?;
+    let report = coldpatch_patcher::execute(
+        catalog,
+        images,
+        ask,
+        appliances,
+        coldpatch_patcher::Control::default(),
+        &mut watch,
+    )?;
     if json {
         output::json(&report)?;
     } else {

@@ -20,6 +20,8 @@ use crate::store::{ScanRecord, VersionRecord};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
+    /// Accepted by the server's job queue, not started yet.
+    Queued,
     Running,
     /// Every image committed (or rolled back, for a rollback run).
     Succeeded,
@@ -27,15 +29,19 @@ pub enum RunState {
     Failed,
     /// The process ended without finishing the run (found by a later run).
     Interrupted,
+    /// Cancelled by a user: images not yet committed were left as they were.
+    Cancelled,
 }
 
 impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Queued => "queued",
             RunState::Running => "running",
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
             RunState::Interrupted => "interrupted",
+            RunState::Cancelled => "cancelled",
         }
     }
 }
@@ -52,6 +58,13 @@ pub struct RunRecord {
     /// The process that ran it.
     pub pid: u32,
     pub error: Option<String>,
+    /// What a queued run is to do, as the server's job queue wrote it: kept so a run queued
+    /// before a restart still runs after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+    /// The schedule that queued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +159,34 @@ impl Catalog {
     /// A new run, stored as running. Its id is the start time and a random suffix:
     /// unique, sortable, short enough to type.
     pub fn start_run(&self, kind: &str, images: &[String]) -> Result<RunRecord> {
+        let run = Self::new_run(kind, images, RunState::Running);
+        self.put_run(&run)?;
+        Ok(run)
+    }
+
+    /// A new run, stored as queued with what it is to do, and its "queued" event.
+    pub fn queue_run(
+        &self,
+        kind: &str,
+        images: &[String],
+        spec: serde_json::Value,
+        schedule: Option<&str>,
+    ) -> Result<RunRecord> {
+        let mut run = Self::new_run(kind, images, RunState::Queued);
+        run.spec = Some(spec);
+        run.schedule = schedule.map(str::to_string);
+        self.put_run(&run)?;
+        let by = schedule.map_or(String::new(), |s| format!(" by schedule {s}"));
+        self.event(
+            &run.id,
+            None,
+            "queued",
+            &format!("{kind} on {} image(s){by}", images.len()),
+        )?;
+        Ok(run)
+    }
+
+    fn new_run(kind: &str, images: &[String], state: RunState) -> RunRecord {
         let t = now();
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
@@ -156,18 +197,18 @@ impl Catalog {
             "{stamp}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
-        let run = RunRecord {
+        RunRecord {
             id,
             kind: kind.to_string(),
             images: images.to_vec(),
             started: t,
             finished: None,
-            state: RunState::Running,
+            state,
             pid: std::process::id(),
             error: None,
-        };
-        self.put_run(&run)?;
-        Ok(run)
+            spec: None,
+            schedule: None,
+        }
     }
 
     pub fn put_run(&self, run: &RunRecord) -> Result<()> {

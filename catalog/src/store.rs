@@ -33,6 +33,10 @@ pub enum CatalogError {
     NotCollected(String),
     #[error("no run {0} in the catalog")]
     NoRun(String),
+    #[error("no token {0} in the catalog")]
+    NoToken(String),
+    #[error("no schedule {0} in the catalog")]
+    NoSchedule(String),
     #[error("{image}: version {base} was patched, but version {current} is current now")]
     Moved {
         image: String,
@@ -211,6 +215,8 @@ pub struct Catalog {
     pub(crate) runs: sled::Tree,
     pub(crate) run_images: sled::Tree,
     pub(crate) events: sled::Tree,
+    pub(crate) tokens: sled::Tree,
+    pub(crate) schedules: sled::Tree,
 }
 
 pub(crate) fn now() -> u64 {
@@ -258,6 +264,8 @@ impl Catalog {
             runs: tree("runs")?,
             run_images: tree("run_images")?,
             events: tree("events")?,
+            tokens: tree("tokens")?,
+            schedules: tree("schedules")?,
             db,
             dir: dir.to_path_buf(),
         })

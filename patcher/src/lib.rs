@@ -15,7 +15,9 @@ pub mod run;
 
 pub use guest::{Change, Put};
 pub use plan::{plan, Plan, Refusal, Request, Step};
-pub use run::{execute, flatten, repository, rollback, Ask, ImageResult, RunReport};
+pub use run::{
+    execute, flatten, repository, rollback, Ask, Control, ImageResult, RunReport, Watch,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {

@@ -30,6 +30,8 @@ pub struct Request {
     pub packages: Vec<String>,
     pub advisories: Vec<String>,
     pub all_fixable: bool,
+    /// Also every finding of this severity or worse that has a fix.
+    pub min_severity: Option<coldpatch_vuln::Severity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,12 +264,13 @@ pub fn plan(
             .push("requested".into());
     }
     for f in findings {
-        let asked = req.all_fixable || req.advisories.iter().any(|a| f.of.names(a));
+        let by_policy = req.all_fixable || req.min_severity.is_some_and(|s| f.severity >= s);
+        let asked = by_policy || req.advisories.iter().any(|a| f.of.names(a));
         if !asked {
             continue;
         }
         let Some(fixed) = &f.fixed else {
-            if !req.all_fixable {
+            if !by_policy {
                 return Err(Refusal::NoFix {
                     package: f.package.to_string(),
                     arch: by_name

@@ -8,6 +8,7 @@
 //! is deleted by the next run on the image.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use coldpatch_catalog::{
     Catalog, Event, FindingBrief, Fingerprint, ImageRecord, Outcome, RunImage, RunRecord, RunState,
@@ -469,6 +470,24 @@ pub fn repository(
     Ok((root, repo))
 }
 
+/// How a caller other than the CLI steers a run.
+#[derive(Default)]
+pub struct Control<'a> {
+    /// A run already queued (by the server's job queue): it is started instead of a new one.
+    pub run: Option<RunRecord>,
+    /// Set to cancel. It is looked at between steps: before each image is prepared, before
+    /// the appliance starts and before each image is committed. An appliance already at
+    /// work finishes its guest work on the overlays first; then every overlay not yet
+    /// committed is deleted, so each image stays at the version it was.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+impl Control<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+}
+
 /// Runs a patch or files change on images. Images that cannot be prepared fail alone;
 /// the others share one appliance.
 pub fn execute(
@@ -476,6 +495,7 @@ pub fn execute(
     images: &[String],
     ask: &Ask<'_>,
     appliances: usize,
+    control: Control<'_>,
     watch: &mut Watch<'_>,
 ) -> Result<RunReport, PatchError> {
     let kind = match ask {
@@ -492,7 +512,16 @@ pub fn execute(
         }
         Ask::Files { .. } => (None, None),
     };
-    let run = catalog.start_run(kind, images)?;
+    let run = match control.run.clone() {
+        Some(mut r) => {
+            r.state = RunState::Running;
+            r.started = now();
+            r.pid = std::process::id();
+            catalog.put_run(&r)?;
+            r
+        }
+        None => catalog.start_run(kind, images)?,
+    };
     let mut ctx = Ctx {
         catalog,
         run,
@@ -507,6 +536,21 @@ pub fn execute(
     let mut results: Vec<ImageResult> = Vec::new();
     let mut ready: Vec<Prepared> = Vec::new();
     for key in images {
+        if control.cancelled() {
+            ctx.event(
+                Some(key),
+                "cancelled",
+                "not started; the image was not touched",
+            )?;
+            results.push(ImageResult {
+                image: key.clone(),
+                outcome: Outcome::Discarded,
+                fixed: Vec::new(),
+                findings_before: 0,
+                findings_after: None,
+            });
+            continue;
+        }
         match prepare(&mut ctx, key, ask, &index, repo.as_ref()) {
             Ok(p) => ready.push(p),
             Err(e) => {
@@ -528,6 +572,18 @@ pub fn execute(
             }
         }
     }
+    if control.cancelled() {
+        for p in std::mem::take(&mut ready) {
+            let ri = p.ri.clone();
+            results.push(drop_overlay(
+                &mut ctx,
+                &p,
+                ri,
+                Outcome::Discarded,
+                "cancelled",
+            )?);
+        }
+    }
     if !ready.is_empty() {
         let jobs: Vec<Job<'_>> = ready
             .iter()
@@ -547,11 +603,25 @@ pub fn execute(
             &mut *ctx.watch,
         )?;
         for (p, (res, log)) in ready.into_iter().zip(outcomes) {
+            if control.cancelled() {
+                let mut ri = p.ri.clone();
+                ri.log = log;
+                results.push(drop_overlay(
+                    &mut ctx,
+                    &p,
+                    ri,
+                    Outcome::Discarded,
+                    "cancelled",
+                )?);
+                continue;
+            }
             results.push(finish_image(&mut ctx, p, res, log, &index)?);
         }
     }
     let ok = results.iter().all(|r| r.outcome.is_ok());
-    ctx.run.state = if ok {
+    ctx.run.state = if control.cancelled() {
+        RunState::Cancelled
+    } else if ok {
         RunState::Succeeded
     } else {
         RunState::Failed
@@ -679,19 +749,37 @@ fn finish_image(
 fn discard(
     ctx: &mut Ctx<'_, '_>,
     p: &Prepared,
-    mut ri: RunImage,
+    ri: RunImage,
     reason: String,
+) -> Result<ImageResult, PatchError> {
+    let outcome = Outcome::Failed {
+        reason: reason.clone(),
+    };
+    drop_overlay(ctx, p, ri, outcome, &reason)
+}
+
+/// Deletes an image's overlay before it was committed and records why: the image stays
+/// at the version the run started from.
+fn drop_overlay(
+    ctx: &mut Ctx<'_, '_>,
+    p: &Prepared,
+    mut ri: RunImage,
+    outcome: Outcome,
+    reason: &str,
 ) -> Result<ImageResult, PatchError> {
     let key = p.image.path.clone();
     let _ = std::fs::remove_file(&p.overlay);
     ri.overlay = None;
-    ri.outcome = Outcome::Failed {
-        reason: reason.clone(),
-    };
+    ri.outcome = outcome;
     ctx.catalog.put_run_image(&ri)?;
+    let kind = if ri.outcome == Outcome::Discarded {
+        "cancelled"
+    } else {
+        "discarded"
+    };
     ctx.event(
         Some(&key),
-        "discarded",
+        kind,
         &format!(
             "{reason}; the overlay was deleted, version {} stays current",
             ri.base_version

@@ -371,6 +371,7 @@ fn a_run_on_an_image_being_patched_is_refused() {
             repo_root: Path::new(&repo),
         },
         1,
+        coldpatch_patcher::Control::default(),
         &mut |_| {},
     )
     .expect("run");
@@ -394,6 +395,7 @@ fn a_run_on_an_image_being_patched_is_refused() {
             repo_root: &d.join("no-such-repo"),
         },
         1,
+        coldpatch_patcher::Control::default(),
         &mut |_| {},
     );
     assert!(bad.is_err());

@@ -1,0 +1,115 @@
+//! API tokens. Tree `tokens` (token id -> TokenRecord). A token's secret is shown once,
+//! when it is made; only its SHA-256 is stored. Secrets carry 244 random bits (two v4
+//! UUIDs), so a plain hash is enough: there is nothing to brute-force that a slow hash
+//! would protect, unlike a password.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{now, Catalog, CatalogError, Result};
+
+/// What a token may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Also starts scans and patch runs, and cancels runs.
+    Operator,
+    /// Also manages tokens, feeds and schedules.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public part of the token, also its key.
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the whole secret, hex.
+    pub hash: String,
+    pub created: u64,
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Catalog {
+    /// Makes a token; returns its record and the secret, which is never stored.
+    pub fn create_token(&self, name: &str, role: Role) -> Result<(TokenRecord, String)> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let secret = format!(
+            "cp_{id}_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let rec = TokenRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            role,
+            hash: digest(&secret),
+            created: now(),
+        };
+        self.tokens
+            .insert(id.as_bytes(), serde_json::to_vec(&rec).unwrap_or_default())
+            .map_err(|e| self.store_err(e))?;
+        self.flush()?;
+        Ok((rec, secret))
+    }
+
+    /// The token a secret belongs to, if it is one.
+    pub fn check_token(&self, secret: &str) -> Result<Option<TokenRecord>> {
+        let Some(id) = secret
+            .strip_prefix("cp_")
+            .and_then(|r| r.split_once('_'))
+            .map(|(id, _)| id)
+        else {
+            return Ok(None);
+        };
+        let Some(v) = self
+            .tokens
+            .get(id.as_bytes())
+            .map_err(|e| self.store_err(e))?
+        else {
+            return Ok(None);
+        };
+        let rec: TokenRecord = self.decode("token", &v)?;
+        // Compare digests, not secrets: equal-length, and timing reveals nothing of the
+        // secret itself.
+        Ok((rec.hash == digest(secret)).then_some(rec))
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.decoded("token", self.tokens.iter())
+    }
+
+    pub fn revoke_token(&self, id: &str) -> Result<TokenRecord> {
+        let v = self
+            .tokens
+            .remove(id.as_bytes())
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| CatalogError::NoToken(id.to_string()))?;
+        self.flush()?;
+        self.decode("token", &v)
+    }
+}
