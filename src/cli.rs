@@ -207,6 +207,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the console and REST API on this catalog, with the job queue and scheduler
+    /// (the catalog is held by the server while it runs; the CLI then refuses and names it)
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: String,
+        /// Job worker threads (runs on different images go side by side)
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
+        workers: u16,
+        /// libguestfs appliances per patch run
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        appliances: u16,
+        /// Send the session cookie without the Secure flag (plain http off localhost)
+        #[arg(long)]
+        insecure_cookies: bool,
+    },
+    /// API tokens for the server (made here, before `serve`, or by an admin through the API)
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Files across the fleet
     Files {
         /// Glob on the guest path, e.g. '/etc/ssh/*' or '**/authorized_keys'
@@ -224,6 +245,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token; its secret is printed once and only its hash is kept
+    Create {
+        /// What the token may do: viewer reads, operator also scans and patches, admin also
+        /// manages tokens, feeds and schedules
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// A name to tell it by
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -356,6 +400,76 @@ enum RepoCommand {
     },
 }
 
+/// Opens the catalog, or says which server holds it.
+fn open_catalog(dir: &Path) -> Result<Catalog> {
+    match Catalog::open(dir) {
+        Err(coldpatch_catalog::CatalogError::Locked { .. }) => {
+            let held = std::fs::read_to_string(coldpatch_web::server_file(dir))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .filter(|v| {
+                    v["pid"]
+                        .as_u64()
+                        .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
+                });
+            match held {
+                Some(v) => anyhow::bail!(
+                    "the catalog at {} is held by `coldpatch serve` (pid {}, http://{}/); \
+                     use the console or the REST API there, or stop the server first",
+                    dir.display(),
+                    v["pid"],
+                    v["listen"].as_str().unwrap_or("?")
+                ),
+                None => anyhow::bail!(
+                    "the catalog at {} is in use by another coldpatch process; \
+                     wait for it to finish",
+                    dir.display()
+                ),
+            }
+        }
+        r => Ok(r?),
+    }
+}
+
+fn token(catalog: &Catalog, command: TokenCommand) -> Result<ExitCode> {
+    match command {
+        TokenCommand::Create { role, name, json } => {
+            let role = coldpatch_catalog::Role::parse(&role).context("unknown role")?;
+            let (rec, secret) = catalog.create_token(&name, role)?;
+            if json {
+                output::json(&serde_json::json!({"token": rec, "secret": secret}))?;
+            } else {
+                eprintln!(
+                    "token {} ({}, {}): the secret below is shown this once",
+                    rec.id,
+                    rec.name,
+                    rec.role.as_str()
+                );
+                crate::outln!("{secret}")?;
+            }
+        }
+        TokenCommand::List { json } => {
+            let list = catalog.tokens()?;
+            output::list(json, &list, &["ID", "NAME", "ROLE", "CREATED"], |t| {
+                vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.role.as_str().to_string(),
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_secs(t.created),
+                    )
+                    .to_string(),
+                ]
+            })?;
+        }
+        TokenCommand::Revoke { id } => {
+            let t = catalog.revoke_token(&id)?;
+            crate::outln!("token {} ({}) revoked", t.id, t.name)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
     match arg {
         Some(d) => Ok(d),
@@ -416,8 +530,28 @@ pub fn run() -> Result<ExitCode> {
     let dir = data_dir(cli.data_dir)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the catalog directory {}", dir.display()))?;
-    let catalog = Catalog::open(&dir)?;
+    let catalog = open_catalog(&dir)?;
     match cli.command {
+        Command::Serve {
+            listen,
+            workers,
+            appliances,
+            insecure_cookies,
+        } => {
+            coldpatch_web::serve(
+                catalog,
+                coldpatch_web::Options {
+                    listen,
+                    data_dir: dir,
+                    workers: workers.into(),
+                    appliances: appliances.into(),
+                    secure_cookies: !insecure_cookies,
+                },
+            )
+            .context("the server stopped")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { command } => token(&catalog, command),
         Command::Collect {
             images,
             no_files,

@@ -14,6 +14,7 @@ mod patch;
 mod repo;
 mod sbom;
 mod scan;
+mod serve;
 mod versions;
 
 fn coldpatch(data: &Path, args: &[&str]) -> Output {

@@ -1,1 +1,144 @@
-//! Web console and REST API (issue 5). Not built yet.
+//! The server behind `coldpatch serve`: the console (`console.rs`), the REST API under
+//! `/api/v1` (`api.rs`, documented by `openapi.rs` from the same route table), the job
+//! queue and its worker pool (`jobs.rs`), the scheduler (`scheduler.rs`) and the cached
+//! fleet view they all read (`fleet.rs`). One process holds the catalog; while it runs,
+//! `server.json` in the data directory names it, so the CLI can say where to go instead.
+
+pub mod api;
+pub mod auth;
+pub mod charts;
+pub mod console;
+pub mod error;
+pub mod fleet;
+pub mod jobs;
+pub mod openapi;
+pub mod scheduler;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use coldpatch_catalog::Catalog;
+
+use crate::error::ApiError;
+
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub jobs: Arc<jobs::Jobs>,
+    pub fleet: Arc<fleet::Fleet>,
+    pub sessions: auth::Sessions,
+    /// The session cookie's Secure flag (on unless the server is told it runs on plain
+    /// http for testing).
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    pub fn new(catalog: Arc<Catalog>, secure_cookies: bool) -> AppState {
+        let fleet = Arc::new(fleet::Fleet::default());
+        AppState {
+            jobs: Arc::new(jobs::Jobs::new(catalog.clone(), fleet.clone())),
+            catalog,
+            fleet,
+            sessions: auth::Sessions::default(),
+            secure_cookies,
+        }
+    }
+}
+
+/// Registers the API, the console and the JSON error handlers for bad input.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::bad(format!("bad query: {e}")).into()),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .limit(1 << 20)
+            .error_handler(|e, _| ApiError::bad(format!("bad JSON body: {e}")).into()),
+    )
+    .app_data(
+        web::FormConfig::default()
+            .limit(1 << 20)
+            .error_handler(|e, _| ApiError::bad(format!("bad form: {e}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::bad(format!("bad path: {e}")).into()),
+    )
+    .app_data(web::PayloadConfig::new(api::MAX_FEED_UPLOAD))
+    .service(
+        web::scope("/api/v1")
+            .configure(api::configure)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(ApiError::not_found("no such API route"))
+            })),
+    )
+    .configure(console::configure);
+}
+
+/// Where a running server says it is: `<data dir>/server.json`.
+pub fn server_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("server.json")
+}
+
+/// Serves on `listener` until the process is stopped. `workers`: job worker threads
+/// (0: jobs only run through [`jobs::Jobs::run_next`]); `scheduler`: run the scheduler.
+pub fn run(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    http_workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    let s = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
+        .workers(http_workers.max(1))
+        .listen(listener)?
+        .run();
+    Ok(s)
+}
+
+pub struct Options {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub appliances: usize,
+    pub secure_cookies: bool,
+}
+
+/// `coldpatch serve`: opens the catalog, takes back queued runs, starts the workers and
+/// the scheduler (which first catches up on what was missed), then serves.
+pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
+    let catalog = Arc::new(catalog);
+    let mut state = AppState::new(catalog.clone(), opts.secure_cookies);
+    if let Some(j) = Arc::get_mut(&mut state.jobs) {
+        j.appliances = opts.appliances.max(1);
+    }
+    let state = web::Data::new(state);
+    let listener = TcpListener::bind(&opts.listen)?;
+    let addr = listener.local_addr()?;
+    let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string()});
+    let file = server_file(&opts.data_dir);
+    std::fs::write(&file, info.to_string())?;
+    match state.jobs.resume_queued() {
+        Ok(n) if n > 0 => {
+            eprintln!("serve: {n} run(s) left queued by the last server queued again")
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("serve: cannot read queued runs: {e}"),
+    }
+    state.jobs.spawn_workers(opts.workers);
+    scheduler::spawn(catalog.clone(), state.jobs.clone());
+    eprintln!(
+        "serve: console and API on http://{addr}/ (catalog {})",
+        opts.data_dir.display()
+    );
+    let res = actix_web::rt::System::new().block_on(async move {
+        run(
+            state,
+            listener,
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )?
+        .await
+    });
+    let _ = std::fs::remove_file(&file);
+    res
+}

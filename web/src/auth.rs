@@ -1,0 +1,254 @@
+//! Who is asking: an API token (`Authorization: Bearer <secret>`) or a console session
+//! (cookie `coldpatch_session`, made by logging in with a token). Sessions live in memory,
+//! keyed by the SHA-256 of their cookie; a restart logs everyone out, tokens stay.
+//! Console forms carry the session's CSRF value, checked on every console POST; the
+//! cookie is HttpOnly, SameSite=Strict and (unless turned off for plain-http testing)
+//! Secure.
+
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use coldpatch_catalog::{Role, TokenRecord};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const COOKIE: &str = "coldpatch_session";
+const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// Most sessions kept; the oldest go first.
+const MAX_SESSIONS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub role: Role,
+    pub token: String,
+    pub name: String,
+    pub csrf: String,
+    expires: Instant,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+fn key(cookie: &str) -> String {
+    hex::encode(Sha256::digest(cookie.as_bytes()))
+}
+
+fn random() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+impl Sessions {
+    /// A new session for a token's holder: returns the cookie value.
+    pub fn create(&self, t: &TokenRecord) -> String {
+        let cookie = random();
+        let s = Session {
+            role: t.role,
+            token: t.id.clone(),
+            name: t.name.clone(),
+            csrf: random(),
+            expires: Instant::now() + SESSION_TTL,
+        };
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, s| s.expires > now);
+        if map.len() >= MAX_SESSIONS {
+            if let Some(k) = map
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&k);
+            }
+        }
+        map.insert(key(&cookie), s);
+        cookie
+    }
+
+    pub fn get(&self, cookie: &str) -> Option<Session> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&key(cookie))
+            .filter(|s| s.expires > Instant::now())
+            .cloned()
+    }
+
+    pub fn remove(&self, cookie: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&key(cookie));
+    }
+
+    /// Ends every session of a revoked token.
+    pub fn revoke_token(&self, token: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| s.token != token);
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    /// The token's name.
+    pub name: String,
+    pub token: String,
+    /// Set when the caller came with a console session.
+    pub session: Option<Session>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller's role is at least `role`.
+    pub fn need(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this needs the {} role; token {} ({}) has {}",
+                    role.as_str(),
+                    self.token,
+                    self.name,
+                    self.role.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// Checks a console form's CSRF value against the session's.
+    pub fn check_csrf(&self, form_value: &str) -> Result<(), ApiError> {
+        match &self.session {
+            Some(s) if !form_value.is_empty() && s.csrf == form_value => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the form's CSRF value is missing or wrong; reload the page and try again",
+            )),
+        }
+    }
+
+    pub fn csrf(&self) -> &str {
+        self.session.as_ref().map_or("", |s| s.csrf.as_str())
+    }
+}
+
+fn identify(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("server state missing"))?;
+    if let Some(h) = req.headers().get("authorization") {
+        let secret = h
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the Authorization header must be \"Bearer <token>\"",
+                )
+            })?;
+        return match state.catalog.check_token(secret.trim())? {
+            Some(t) => Ok(Caller {
+                role: t.role,
+                name: t.name,
+                token: t.id,
+                session: None,
+            }),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the token is not valid (unknown or revoked)",
+            )),
+        };
+    }
+    if let Some(s) = req
+        .cookie(COOKIE)
+        .and_then(|c| state.sessions.get(c.value()))
+    {
+        return Ok(Caller {
+            role: s.role,
+            name: s.name.clone(),
+            token: s.token.clone(),
+            session: Some(s),
+        });
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "authentication required: send \"Authorization: Bearer <token>\" or log in",
+    ))
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(identify(req))
+    }
+}
+
+/// A console page's caller: like [`Caller`], but an unauthenticated browser is sent to
+/// the login page instead of getting a JSON error.
+pub struct PageCaller(pub Caller);
+
+impl FromRequest for PageCaller {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<PageCaller, actix_web::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match identify(req) {
+            Ok(c) => Ok(PageCaller(c)),
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                let to = format!("/login?next={}", encode(req.path()));
+                Err(actix_web::error::InternalError::from_response(
+                    "login required",
+                    HttpResponse::SeeOther()
+                        .insert_header(("location", to))
+                        .finish(),
+                )
+                .into())
+            }
+            Err(e) => Err(e.into()),
+        })
+    }
+}
+
+/// Percent-encodes a path for a query value (only what a path can hold here).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub const OPERATOR: u8 = 1;
+pub const ADMIN: u8 = 2;
+
+/// A caller with at least role `R` (1: operator, 2: admin). As a handler's first
+/// argument it refuses (401/403) before the body or query is even read, so a caller
+/// without the role learns nothing from how a bad request would fail.
+pub struct Need<const R: u8>(pub Caller);
+
+impl<const R: u8> FromRequest for Need<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Need<R>, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let role = match R {
+            ADMIN => Role::Admin,
+            OPERATOR => Role::Operator,
+            _ => Role::Viewer,
+        };
+        ready(identify(req).and_then(|c| c.need(role).map(|()| Need(c))))
+    }
+}

@@ -1,0 +1,766 @@
+//! The console: server-rendered pages (maud: compiled, every interpolation escaped). The
+//! only script is the run page's few lines that append server-sent events to the log as
+//! text. Forms post with the session's CSRF value.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use coldpatch_catalog::{Action, PlanPolicy, Role, RunState};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+
+use crate::api::{self, blocking, ImagesQ, PatchReq, ScheduleReq};
+use crate::auth::{Caller, PageCaller, COOKIE};
+use crate::charts;
+use crate::error::{ApiError, ApiResult};
+use crate::fleet::SEVERITIES;
+use crate::AppState;
+
+type St = web::Data<AppState>;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}
+header{background:#1f3a5f;color:#fff;padding:.6em 1em;display:flex;gap:1.2em;align-items:center}
+header a{color:#fff;text-decoration:none}header form{margin-left:auto}
+main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0}
+td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:14px}
+.sev-critical{color:#8b0000;font-weight:bold}.sev-high{color:#d9480f}.cards{display:flex;gap:1em;flex-wrap:wrap}
+.card{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;min-width:10em}.card b{font-size:1.6em;display:block}
+.err{color:#a00}code{font-size:13px}#events li{font-family:monospace;font-size:13px}";
+
+/// Routes of the console (outside `/api/v1`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(login_page))
+        .route("/login", web::post().to(login))
+        .route("/logout", web::post().to(logout))
+        .route("/", web::get().to(dashboard))
+        .route("/images/{id}", web::get().to(image_page))
+        .route("/images/{id}/patch", web::post().to(patch_form))
+        .route("/advisories/{id}", web::get().to(advisory_page))
+        .route("/runs", web::get().to(runs_page))
+        .route("/runs/{id}", web::get().to(run_page))
+        .route("/runs/{id}/cancel", web::post().to(cancel_form))
+        .route("/schedules", web::get().to(schedules_page))
+        .route("/schedules", web::post().to(schedule_form))
+        .route(
+            "/schedules/{id}/delete",
+            web::post().to(schedule_delete_form),
+        )
+        .route("/shared", web::get().to(shared_page));
+}
+
+fn page(title: &str, who: Option<&Caller>, body: Markup) -> HttpResponse {
+    let m = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · coldpatch" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    strong { "coldpatch" }
+                    @if let Some(c) = who {
+                        a href="/" { "Fleet" }
+                        a href="/runs" { "Runs" }
+                        a href="/schedules" { "Schedules" }
+                        a href="/shared" { "Shared content" }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(c.csrf());
+                            span { (c.name) " (" (c.role.as_str()) ") " }
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("content-security-policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline' 'self'; frame-ancestors 'none'"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(m.into_string())
+}
+
+fn see(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_string()))
+        .finish()
+}
+
+fn when(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+#[derive(Deserialize)]
+struct NextQ {
+    next: Option<String>,
+    error: Option<String>,
+}
+
+/// Only a local path may be a redirect target after login.
+fn local(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+async fn login_page(q: web::Query<NextQ>) -> HttpResponse {
+    page(
+        "Log in",
+        None,
+        html! {
+            @if q.error.is_some() { p.err { "That token is not valid." } }
+            form method="post" action="/login" {
+                input type="hidden" name="next" value=(local(q.next.as_deref()));
+                label { "API token " input type="password" name="token" autocomplete="off" size="60"; }
+                " " button type="submit" { "Log in" }
+            }
+            p { "Make a token with " code { "coldpatch token create --role viewer|operator|admin" } "." }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(st: St, form: web::Form<LoginForm>) -> ApiResult<HttpResponse> {
+    let Some(t) = st.catalog.check_token(form.token.trim())? else {
+        return Ok(see("/login?error=1"));
+    };
+    let cookie = st.sessions.create(&t);
+    let c = actix_web::cookie::Cookie::build(COOKIE, cookie)
+        .path("/")
+        .http_only(true)
+        .secure(st.secure_cookies)
+        .same_site(actix_web::cookie::SameSite::Strict)
+        .finish();
+    eprintln!("console: token {} ({}) logged in", t.id, t.name);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, local(form.next.as_deref()).to_string()))
+        .cookie(c)
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    st: St,
+    req: HttpRequest,
+    who: PageCaller,
+    form: web::Form<CsrfForm>,
+) -> ApiResult<HttpResponse> {
+    who.0.check_csrf(&form.csrf)?;
+    if let Some(c) = req.cookie(COOKIE) {
+        st.sessions.remove(c.value());
+    }
+    let mut gone = actix_web::cookie::Cookie::build(COOKIE, "")
+        .path("/")
+        .finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/login"))
+        .cookie(gone)
+        .finish())
+}
+
+fn sev_class(s: &str) -> String {
+    format!("sev-{s}")
+}
+
+async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiResult<HttpResponse> {
+    let who = who.0;
+    let view = blocking({
+        let st = st.clone();
+        move || Ok(st.fleet.view(&st.catalog)?)
+    })
+    .await?;
+    let list = api::filter_images(&view.images, &q)?;
+    let shown = api::paged(
+        list,
+        Some(q.limit.unwrap_or(100).min(api::MAX_LIMIT)),
+        q.offset,
+    )?;
+    let fixable: Vec<_> = view
+        .images
+        .iter()
+        .filter(|i| i.fixable_critical > 0)
+        .collect();
+    let now = st.catalog.now();
+    let stale = coldpatch_catalog::feeds::stale(&view.feeds, 7 * 86400, now);
+    let top = view.advisories_hit();
+    Ok(page(
+        "Fleet",
+        Some(&who),
+        html! {
+            div.cards {
+                div.card { b { (view.images.len()) } "images" }
+                div.card { b { (view.images.iter().map(|i| i.findings.len()).sum::<usize>()) } "findings" }
+                div.card { b { (fixable.len()) } "images with fixable criticals" }
+                div.card { b { (view.feeds.len()) } "feeds, " (stale.len()) " stale" }
+            }
+            h2 { "Findings by severity" }
+            (charts::severity_bars(view.by_severity()))
+            h2 { "OS mix" }
+            table { @for (os, n) in view.os_mix() { tr { td { (os) } td { (n) } } } }
+            @if !fixable.is_empty() {
+                h2 { "Images with fixable criticals" }
+                table { @for i in &fixable { tr { td { a href=(format!("/images/{}", i.id)) { (i.path) } } td.sev-critical { (i.fixable_critical) } } } }
+            }
+            @if !stale.is_empty() {
+                h2 { "Stale feeds (data older than 7 days)" }
+                table { @for f in &stale { tr { td { (f.name) } td { "as of " (when(f.as_of)) } } } }
+            }
+            h2 { "Images" }
+            form method="get" action="/" {
+                input type="search" name="q" placeholder="path contains" value=(q.q.clone().unwrap_or_default());
+                " " button type="submit" { "Filter" }
+            }
+            table #images {
+                tr { th { "Image" } th { "OS" } th { "Version" } th { "Packages" } @for s in SEVERITIES.iter().take(4) { th { (s.as_str()) } } }
+                @for i in &shown.items {
+                    tr {
+                        td { a href=(format!("/images/{}", i.id)) { (i.path) } }
+                        td { (i.os.clone().unwrap_or_else(|| "unknown".into())) }
+                        td { (i.version) }
+                        td { (i.packages) }
+                        @for (k, n) in i.by_severity.iter().take(4).enumerate() { td class=(sev_class(SEVERITIES[k].as_str())) { (n) } }
+                    }
+                }
+            }
+            p { (shown.items.len()) " of " (shown.total) " images shown" }
+            h2 { "Advisories hitting the fleet" }
+            table #advisories {
+                @for (id, s, n) in top.iter().take(20) {
+                    tr { td { a href=(format!("/advisories/{}", id)) { (id) } } td class=(sev_class(s.as_str())) { (s.as_str()) } td { (n) " image(s)" } }
+                }
+            }
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ImageQ {
+    pkg: Option<String>,
+    files: Option<String>,
+}
+
+async fn image_page(
+    st: St,
+    who: PageCaller,
+    id: web::Path<String>,
+    q: web::Query<ImageQ>,
+) -> ApiResult<HttpResponse> {
+    let who = who.0;
+    let st2 = st.clone();
+    let files_q = q.files.clone();
+    let (img, scan, versions, inv, files, summary) = blocking(move || {
+        let st = st2;
+        let img = api::image_id(&st, &id)?;
+        let scan = img.current_scan.map(|s| st.catalog.scan(s)).transpose()?;
+        let versions = api::version_findings(&st, &img)?;
+        let inv = match img.current_scan {
+            Some(s) => Some(st.catalog.inventory(s, false)?),
+            None => None,
+        };
+        let files = match files_q.as_deref().filter(|f| !f.is_empty()) {
+            Some(f) => {
+                let glob = if f.contains(['*', '?', '[']) {
+                    f.to_string()
+                } else {
+                    format!("*{f}*")
+                };
+                Some(st.catalog.files(
+                    Some(&img.path),
+                    coldpatch_catalog::Versions::Current,
+                    Some(&glob),
+                    None,
+                )?)
+            }
+            None => None,
+        };
+        let summary = st.fleet.view(&st.catalog)?.image(img.id).cloned();
+        Ok((img, scan, versions, inv, files, summary))
+    })
+    .await?;
+    let pkg_q = q.pkg.clone().unwrap_or_default();
+    let pkgs: Vec<_> = inv
+        .as_ref()
+        .map(|i| {
+            i.packages
+                .iter()
+                .filter(|p| p.name.contains(pkg_q.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut findings = summary
+        .as_ref()
+        .map(|s| s.findings.clone())
+        .unwrap_or_default();
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.of.advisory.cmp(&b.of.advisory))
+    });
+    let points: Vec<(u32, [usize; 6])> = versions
+        .iter()
+        .filter_map(|v| v.by_severity.map(|c| (v.version.number, c)))
+        .collect();
+    let repos = st.catalog.repos()?;
+    Ok(page(
+        &img.path,
+        Some(&who),
+        html! {
+            p {
+                "OS: " strong { (scan.as_ref().and_then(|s| s.os.clone()).unwrap_or_else(|| "unknown".into())) }
+                " · format " (img.format) " · current version " (img.current_version)
+                @if let Some(s) = &scan { " · collected " (when(s.time)) ", " (s.packages) " packages, " (s.files) " files" }
+            }
+            h2 { "Findings over versions" }
+            (charts::findings_over_versions(&points))
+            h2 { "Versions" }
+            table #versions {
+                tr { th { "Version" } th { "Parent" } th { "Made by run" } th { "Created" } th { "Findings" } th { "Check" } }
+                @for v in &versions {
+                    tr {
+                        td { (v.version.number) @if v.version.number == img.current_version { " (current)" } @if v.version.rolled_back { " (rolled back)" } }
+                        td { (v.version.parent.map_or("-".to_string(), |p| p.to_string())) }
+                        td { @if let Some(r) = &v.version.run { a href=(format!("/runs/{r}")) { (r) } } @else { "-" } }
+                        td { (when(v.version.created)) }
+                        td { (v.by_severity.map_or("-".to_string(), |c| c.iter().sum::<usize>().to_string())) }
+                        td { code { (v.version.check.clone().unwrap_or_default().get(..16).unwrap_or("")) } }
+                    }
+                }
+            }
+            @if who.role >= Role::Operator {
+                h2 { "Patch" }
+                form #patch method="post" action=(format!("/images/{}/patch", img.id)) {
+                    input type="hidden" name="csrf" value=(who.csrf());
+                    label { "Repository " input type="text" name="repo" size="50" list="repos" required value=(repos.first().map(|r| r.index.root.clone()).unwrap_or_default()); }
+                    datalist id="repos" { @for r in &repos { option value=(r.index.root) {} } }
+                    " "
+                    select name="policy" {
+                        option value="all_fixable" { "all fixable findings" }
+                        option value="critical" { "critical and worse" }
+                        option value="high" { "high and worse" }
+                        option value="medium" { "medium and worse" }
+                    }
+                    " " button type="submit" { "Start patch run" }
+                }
+            }
+            h2 { "Findings (" (findings.len()) ")" }
+            table #findings {
+                tr { th { "Advisory" } th { "Severity" } th { "Package" } th { "Installed" } th { "Fixed in" } }
+                @for f in &findings {
+                    tr {
+                        td { a href=(format!("/advisories/{}", f.of.advisory)) { (f.of.advisory) } }
+                        td class=(sev_class(f.severity.as_str())) { (f.severity.as_str()) }
+                        td { (f.package.as_ref()) } td { (f.installed.as_ref()) }
+                        td { (f.fixed.clone().unwrap_or_else(|| "no fix yet".into())) }
+                    }
+                }
+            }
+            h2 { "Packages" }
+            form #pkgsearch method="get" {
+                input type="search" name="pkg" placeholder="name contains" value=(pkg_q);
+                " " button type="submit" { "Search packages" }
+            }
+            table #packages {
+                tr { th { "Name" } th { "Version" } th { "Arch" } th { "Source" } }
+                @for p in pkgs.iter().take(500) {
+                    tr { td { (p.name) } td { (p.full_version()) } td { (p.arch) } td { (p.source_name) } }
+                }
+            }
+            p { (pkgs.len()) " package(s)" @if pkgs.len() > 500 { ", first 500 shown" } }
+            h2 { "Files" }
+            form #filesearch method="get" {
+                input type="search" name="files" placeholder="path contains, or a glob" value=(q.files.clone().unwrap_or_default());
+                " " button type="submit" { "Search files" }
+            }
+            @if let Some(f) = &files {
+                table #files {
+                    tr { th { "Path" } th { "Type" } th { "Mode" } th { "Owner" } th { "Size" } th { "SHA-256" } }
+                    @for h in f.iter().take(500) {
+                        tr {
+                            td { (h.file.path) } td { (format!("{:?}", h.file.kind).to_lowercase()) }
+                            td { (format!("{:o}", h.file.mode)) } td { (h.file.uid) ":" (h.file.gid) }
+                            td { (h.file.size) } td { code { (h.file.sha256.clone().unwrap_or_default().get(..16).unwrap_or("")) } }
+                        }
+                    }
+                }
+                p { (f.len()) " file(s)" @if f.len() > 500 { ", first 500 shown" } }
+            }
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct PatchForm {
+    csrf: String,
+    repo: String,
+    policy: String,
+}
+
+async fn patch_form(
+    st: St,
+    who: PageCaller,
+    id: web::Path<String>,
+    form: web::Form<PatchForm>,
+) -> ApiResult<HttpResponse> {
+    let who = who.0;
+    who.check_csrf(&form.csrf)?;
+    who.need(Role::Operator)?;
+    let policy = match form.policy.as_str() {
+        "all_fixable" => PlanPolicy::AllFixable,
+        s => PlanPolicy::MinSeverity {
+            severity: s
+                .parse()
+                .map_err(|_| ApiError::bad(format!("unknown policy {s:?}")))?,
+        },
+    };
+    let run = blocking(move || {
+        let img = api::image_id(&st, &id)?;
+        api::start_patch(
+            &st,
+            &PatchReq {
+                images: vec![img.path],
+                image: None,
+                repo: form.repo.clone(),
+                policy,
+            },
+        )
+    })
+    .await?;
+    Ok(see(&format!("/runs/{}", run.id)))
+}
+
+async fn advisory_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let view = blocking({
+        let st = st.clone();
+        move || Ok(st.fleet.view(&st.catalog)?)
+    })
+    .await?;
+    let hits = api::hits(&view, &id);
+    let first = hits.first().and_then(|h| h.findings.first()).cloned();
+    Ok(page(
+        &id,
+        Some(&who.0),
+        html! {
+            @if let Some(f) = &first {
+                p { "Feed " (f.of.feed) @if !f.of.aliases.is_empty() { " · aliases " (f.of.aliases.join(", ")) } }
+            }
+            h2 { "Affected images (" (hits.len()) ")" }
+            @if hits.is_empty() { p { "No image in the catalog is affected." } }
+            table #affected {
+                tr { th { "Image" } th { "Version" } th { "Package" } th { "Installed" } th { "Severity" } th { "Fixed in" } }
+                @for h in &hits {
+                    @for f in &h.findings {
+                        tr {
+                            td { a href=(format!("/images/{}", h.image)) { (h.path) } }
+                            td { (h.version) } td { (f.package.as_ref()) } td { (f.installed.as_ref()) }
+                            td class=(sev_class(f.severity.as_str())) { (f.severity.as_str()) }
+                            td { (f.fixed.clone().unwrap_or_else(|| "no fix yet".into())) }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn runs_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
+    let runs = st.catalog.runs()?;
+    Ok(page(
+        "Runs",
+        Some(&who.0),
+        html! {
+            table #runs {
+                tr { th { "Run" } th { "Kind" } th { "State" } th { "Images" } th { "Started" } th { "Schedule" } }
+                @for r in runs.iter().take(200) {
+                    tr {
+                        td { a href=(format!("/runs/{}", r.id)) { (r.id) } }
+                        td { (r.kind) } td { (r.state.as_str()) } td { (r.images.len()) }
+                        td { (when(r.started)) } td { (r.schedule.clone().unwrap_or_default()) }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let who = who.0;
+    let (run, images, events) = blocking(move || {
+        Ok((
+            st.catalog.run(&id)?,
+            st.catalog.run_images(&id)?,
+            st.catalog.events(&id)?,
+        ))
+    })
+    .await?;
+    let live = matches!(run.state, RunState::Queued | RunState::Running);
+    Ok(page(
+        &format!("Run {}", run.id),
+        Some(&who),
+        html! {
+            p { (run.kind) " on " (run.images.len()) " image(s) · state " strong #state { (run.state.as_str()) }
+                @if let Some(e) = &run.error { " · " span.err { (e) } } }
+            @if live && who.role >= Role::Operator {
+                form method="post" action=(format!("/runs/{}/cancel", run.id)) {
+                    input type="hidden" name="csrf" value=(who.csrf());
+                    button type="submit" { "Cancel run" }
+                }
+            }
+            h2 { "Images" }
+            table #run-images {
+                tr { th { "Image" } th { "Outcome" } th { "Findings before" } th { "after" } }
+                @for ri in &images {
+                    tr { td { (ri.image) } td { (serde_json::to_string(&ri.outcome).unwrap_or_default()) } td { (ri.before.len()) } td { (ri.after.len()) } }
+                }
+            }
+            h2 { "Events" }
+            ol #events data-run=(run.id) data-skip=(events.len()) data-live=(live) {
+                @for e in &events {
+                    li { (when(e.time_ms / 1000)) " " (e.kind) @if let Some(i) = &e.image { " " (i) } ": " (e.message) }
+                }
+            }
+            @if live {
+                script { (PreEscaped(LIVE_JS)) }
+            }
+        },
+    ))
+}
+
+/// Appends each server-sent event to the log as text (never as HTML).
+const LIVE_JS: &str = "(function(){var ol=document.getElementById('events');
+var es=new EventSource('/api/v1/runs/'+encodeURIComponent(ol.dataset.run)+'/events?skip='+ol.dataset.skip);
+es.onmessage=function(m){var e=JSON.parse(m.data);var li=document.createElement('li');
+li.textContent=new Date(e.time_ms).toISOString().slice(0,19)+'Z '+e.kind+(e.image?' '+e.image:'')+': '+e.message;
+ol.appendChild(li);if(e.kind==='finished'&&!e.image){document.getElementById('state').textContent=e.message;es.close();}};
+es.onerror=function(){if(es.readyState===2){return;}};})();";
+
+async fn cancel_form(
+    st: St,
+    who: PageCaller,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> ApiResult<HttpResponse> {
+    who.0.check_csrf(&form.csrf)?;
+    who.0.need(Role::Operator)?;
+    let id2 = id.clone();
+    blocking(move || st.jobs.cancel(&id2)).await?;
+    Ok(see(&format!("/runs/{id}")))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQ {
+    skip: Option<usize>,
+}
+
+/// `GET /api/v1/runs/{id}/events`: the run's events as server-sent events (`data:` one
+/// JSON event each), from `skip` on, live until the run's `finished` event.
+pub async fn run_events(
+    st: St,
+    who: Caller,
+    id: web::Path<String>,
+    q: web::Query<EventsQ>,
+) -> ApiResult<HttpResponse> {
+    who.need(Role::Viewer)?;
+    let id = id.into_inner();
+    st.catalog.run(&id)?;
+    let start = q.skip.unwrap_or(0);
+    // State: (events sent so far, finished). Polls the catalog, where every event is
+    // written first; a comment line after ~15 s of quiet keeps proxies from closing it.
+    let stream = futures_util::stream::unfold((start, false), move |(sent, done)| {
+        let st = st.clone();
+        let id = id.clone();
+        async move {
+            if done {
+                return None;
+            }
+            for tick in 0.. {
+                if tick > 0 {
+                    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+                }
+                let events = st.catalog.events(&id).unwrap_or_default();
+                if events.len() > sent {
+                    let mut out = String::new();
+                    let mut finished = false;
+                    for e in &events[sent..] {
+                        out.push_str("data: ");
+                        out.push_str(&serde_json::to_string(e).unwrap_or_default());
+                        out.push_str("\n\n");
+                        finished |= e.kind == "finished" && e.image.is_none();
+                    }
+                    let next = (events.len(), finished);
+                    return Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), next));
+                }
+                let ended = st
+                    .catalog
+                    .run(&id)
+                    .map(|r| !matches!(r.state, RunState::Queued | RunState::Running))
+                    .unwrap_or(true);
+                if ended {
+                    return None;
+                }
+                if tick >= 50 {
+                    return Some((Ok(web::Bytes::from_static(b": waiting\n\n")), (sent, false)));
+                }
+            }
+            None
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(stream))
+}
+
+async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
+    let who = who.0;
+    let list = st.catalog.schedules()?;
+    let repos = st.catalog.repos()?;
+    Ok(page(
+        "Schedules",
+        Some(&who),
+        html! {
+            table #schedules {
+                tr { th { "Id" } th { "Name" } th { "Cron (UTC)" } th { "Does" } th { "Images" } th { "Enabled" } th { "Last fired" } th { "Last run" } th {} }
+                @for s in &list {
+                    tr {
+                        td { (s.id) } td { (s.name) } td { code { (s.cron) } }
+                        td { (match &s.action { Action::Collect => "collect and match".to_string(), Action::Patch { policy, repo } => format!("patch ({}) from {repo}", serde_json::to_string(policy).unwrap_or_default()) }) }
+                        td { @if s.images.is_empty() { "all" } @else { (s.images.len()) } }
+                        td { (s.enabled) }
+                        td { (s.last_fired.map(when).unwrap_or_else(|| "never".into())) }
+                        td { @if let Some(r) = &s.last_run { a href=(format!("/runs/{r}")) { (r) } } }
+                        td { @if who.role >= Role::Admin {
+                            form method="post" action=(format!("/schedules/{}/delete", s.id)) {
+                                input type="hidden" name="csrf" value=(who.csrf());
+                                button type="submit" { "Delete" }
+                            }
+                        } }
+                    }
+                }
+            }
+            @if who.role >= Role::Admin {
+                h2 { "New schedule" }
+                form #new-schedule method="post" action="/schedules" {
+                    input type="hidden" name="csrf" value=(who.csrf());
+                    p { label { "Name " input type="text" name="name" required; } }
+                    p { label { "Cron (minute hour day month weekday, UTC) " input type="text" name="cron" value="0 3 * * 0" required; } }
+                    p { label { "Images (one path per line; empty: all) " br; textarea name="images" rows="3" cols="70" {} } }
+                    p { select name="kind" { option value="collect" { "collect and match" } option value="patch" { "patch" } }
+                        " policy " select name="policy" { option value="all_fixable" { "all fixable" } option value="critical" { "critical" } option value="high" { "high and worse" } }
+                        " repository " input type="text" name="repo" size="40" value=(repos.first().map(|r| r.index.root.clone()).unwrap_or_default()); }
+                    button type="submit" { "Create" }
+                }
+            }
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ScheduleForm {
+    csrf: String,
+    name: String,
+    cron: String,
+    images: String,
+    kind: String,
+    policy: String,
+    repo: String,
+}
+
+async fn schedule_form(
+    st: St,
+    who: PageCaller,
+    form: web::Form<ScheduleForm>,
+) -> ApiResult<HttpResponse> {
+    let who = who.0;
+    who.check_csrf(&form.csrf)?;
+    who.need(Role::Admin)?;
+    let f = form.into_inner();
+    let action = if f.kind == "patch" {
+        Action::Patch {
+            policy: if f.policy == "all_fixable" {
+                PlanPolicy::AllFixable
+            } else {
+                PlanPolicy::MinSeverity {
+                    severity: f
+                        .policy
+                        .parse()
+                        .map_err(|_| ApiError::bad("unknown policy"))?,
+                }
+            },
+            repo: f.repo,
+        }
+    } else {
+        Action::Collect
+    };
+    let req = ScheduleReq {
+        name: f.name,
+        cron: f.cron,
+        images: f
+            .images
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        action,
+        enabled: true,
+    };
+    blocking(move || {
+        let s = api::schedule_from(&st, req, None)?;
+        st.catalog.put_schedule(&s)?;
+        Ok(())
+    })
+    .await?;
+    Ok(see("/schedules"))
+}
+
+async fn schedule_delete_form(
+    st: St,
+    who: PageCaller,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> ApiResult<HttpResponse> {
+    who.0.check_csrf(&form.csrf)?;
+    who.0.need(Role::Admin)?;
+    st.catalog.delete_schedule(&id)?;
+    Ok(see("/schedules"))
+}
+
+#[derive(Deserialize)]
+struct SharedQ {
+    images: Option<String>,
+}
+
+async fn shared_page(st: St, who: PageCaller, q: web::Query<SharedQ>) -> ApiResult<HttpResponse> {
+    let st2 = st.clone();
+    let ids = q.images.clone();
+    let r = blocking(move || api::shared_report(&st2, ids.as_deref())).await?;
+    Ok(page(
+        "Shared content",
+        Some(&who.0),
+        html! {
+            form method="get" { input type="text" name="images" placeholder="image ids, comma-separated (empty: all)" size="50" value=(q.images.clone().unwrap_or_default()); " " button type="submit" { "Compare" } }
+            p { (r.common_files) " files (" (r.common_bytes) " bytes) are common to all " (r.images.len()) " images; a shared base would save " (r.base_saves) " bytes." }
+            table #shared {
+                tr { th { "Image" } th { "Files" } th { "Private files" } th { "Private bytes" } }
+                @for i in &r.images { tr { td { (i.image) } td { (i.files) } td { (i.private_files) } td { (i.private_bytes) } } }
+            }
+            h2 { "Groups" }
+            @for g in &r.groups { p { (g.images.join(", ")) } }
+        },
+    ))
+}

@@ -1,0 +1,244 @@
+//! The fleet as the console and API show it: every image's current version with its
+//! findings, matched against the stored feeds. Matching the whole fleet takes seconds on
+//! a large catalog, so it is done once and kept (an `Arc` swapped whole, so readers never
+//! wait on a rebuild); whatever changes images or feeds marks it stale, and the next
+//! reader after that rebuilds it while the others read the previous view. `generation` says which state of the catalog it shows.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use coldpatch_catalog::{Catalog, FeedRecord, Versions};
+use coldpatch_vuln::{Finding, Index, Severity};
+use serde::Serialize;
+
+/// Severities from worst to least, as the console lists them.
+pub const SEVERITIES: [Severity; 6] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+    Severity::Negligible,
+    Severity::Unknown,
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSummary {
+    pub id: u64,
+    pub path: String,
+    pub os: Option<String>,
+    pub distro: Option<String>,
+    pub version: u32,
+    pub versions: usize,
+    pub packages: usize,
+    pub files: usize,
+    pub scanned: Option<u64>,
+    /// Findings by severity, in [`SEVERITIES`] order.
+    pub by_severity: [usize; 6],
+    pub fixable_critical: usize,
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Default, Serialize)]
+pub struct FleetView {
+    pub generation: u64,
+    pub built_at: u64,
+    pub images: Vec<ImageSummary>,
+    pub feeds: Vec<FeedRecord>,
+    pub advisories: usize,
+    #[serde(skip)]
+    pub index: Arc<Index>,
+    /// Computed once per view: what every dashboard request would otherwise recount.
+    #[serde(skip)]
+    hit: Vec<(String, Severity, usize)>,
+    #[serde(skip)]
+    totals: [usize; 6],
+}
+
+impl FleetView {
+    pub fn image(&self, id: u64) -> Option<&ImageSummary> {
+        self.images.iter().find(|i| i.id == id)
+    }
+
+    /// Findings across the fleet by severity.
+    pub fn by_severity(&self) -> [usize; 6] {
+        self.totals
+    }
+
+    fn count_severities(&self) -> [usize; 6] {
+        let mut t = [0; 6];
+        for i in &self.images {
+            for (a, b) in t.iter_mut().zip(i.by_severity) {
+                *a += b;
+            }
+        }
+        t
+    }
+
+    /// Images by OS name.
+    pub fn os_mix(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for i in &self.images {
+            *m.entry(i.os.clone().unwrap_or_else(|| "unknown".into()))
+                .or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Every advisory that hits the fleet: (id, worst severity, images hit), worst and
+    /// widest first.
+    pub fn advisories_hit(&self) -> &[(String, Severity, usize)] {
+        &self.hit
+    }
+
+    fn count_advisories(&self) -> Vec<(String, Severity, usize)> {
+        let mut m: BTreeMap<&str, (Severity, std::collections::BTreeSet<u64>)> = BTreeMap::new();
+        for i in &self.images {
+            for f in &i.findings {
+                let e = m.entry(&f.of.advisory).or_default();
+                e.0 = e.0.max(f.severity);
+                e.1.insert(i.id);
+            }
+        }
+        let mut v: Vec<_> = m
+            .into_iter()
+            .map(|(k, (s, imgs))| (k.to_string(), s, imgs.len()))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+pub fn severity_slot(s: Severity) -> usize {
+    SEVERITIES.iter().position(|x| *x == s).unwrap_or(5)
+}
+
+pub struct Fleet {
+    view: RwLock<Arc<FleetView>>,
+    /// Bumped by every change; the view is stale while it shows an older one.
+    changes: AtomicU64,
+    rebuild: Mutex<()>,
+}
+
+impl Default for Fleet {
+    fn default() -> Fleet {
+        Fleet {
+            view: RwLock::new(Arc::new(FleetView::default())),
+            changes: AtomicU64::new(1),
+            rebuild: Mutex::new(()),
+        }
+    }
+}
+
+impl Fleet {
+    /// Marks the view stale.
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The current view, rebuilt first if stale. One reader rebuilds; the others wait
+    /// for it rather than all matching the fleet at once.
+    pub fn view(
+        &self,
+        catalog: &Catalog,
+    ) -> Result<Arc<FleetView>, coldpatch_catalog::CatalogError> {
+        let want = self.changes.load(Ordering::SeqCst);
+        let v = self.current();
+        if v.generation == want {
+            return Ok(v);
+        }
+        // While one reader rebuilds, the others keep answering from the view they have
+        // (a few seconds stale at most); only before the first view is there nothing to
+        // answer from, and then they wait.
+        let _g = if v.generation == 0 {
+            self.rebuild.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            match self.rebuild.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(v),
+            }
+        };
+        let v = self.current();
+        if v.generation >= want {
+            return Ok(v);
+        }
+        let built = Arc::new(build(catalog, want)?);
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = built.clone();
+        Ok(built)
+    }
+
+    fn current(&self) -> Arc<FleetView> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_catalog::CatalogError> {
+    let images = catalog.images()?;
+    let by_path: std::collections::HashMap<&str, &coldpatch_catalog::ImageRecord> =
+        images.iter().map(|i| (i.path.as_str(), i)).collect();
+    let mut out = Vec::with_capacity(images.len());
+    let summary = catalog.scan_each(&[], Versions::Current, |f| {
+        let Some(img) = by_path.get(f.image.as_str()) else {
+            return Ok(());
+        };
+        let scan = img.current_scan.map(|s| catalog.scan(s)).transpose()?;
+        let mut by_severity = [0; 6];
+        for x in &f.findings {
+            by_severity[severity_slot(x.severity)] += 1;
+        }
+        out.push(ImageSummary {
+            id: img.id,
+            path: img.path.clone(),
+            os: scan.as_ref().and_then(|s| s.os.clone()),
+            distro: f.distro.clone(),
+            version: img.current_version,
+            versions: img.all_versions().len(),
+            packages: f.packages,
+            files: scan.as_ref().map_or(0, |s| s.files),
+            scanned: scan.as_ref().map(|s| s.time),
+            by_severity,
+            fixable_critical: f
+                .findings
+                .iter()
+                .filter(|x| x.severity == Severity::Critical && x.fixed.is_some())
+                .count(),
+            findings: f.findings,
+        });
+        Ok(())
+    })?;
+    // Images never collected have no scan to match; list them too.
+    for img in &images {
+        if img.current_scan.is_none() {
+            out.push(ImageSummary {
+                id: img.id,
+                path: img.path.clone(),
+                os: None,
+                distro: None,
+                version: img.current_version,
+                versions: img.all_versions().len(),
+                packages: 0,
+                files: 0,
+                scanned: None,
+                by_severity: [0; 6],
+                fixable_critical: 0,
+                findings: Vec::new(),
+            });
+        }
+    }
+    out.sort_by_key(|i| i.id);
+    let mut v = FleetView {
+        generation,
+        built_at: catalog.now(),
+        images: out,
+        feeds: summary.feeds,
+        advisories: summary.advisories,
+        index: Arc::new(catalog.advisory_index()?),
+        hit: Vec::new(),
+        totals: [0; 6],
+    };
+    v.hit = v.count_advisories();
+    v.totals = v.count_severities();
+    Ok(v)
+}

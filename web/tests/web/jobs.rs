@@ -1,0 +1,216 @@
+//! The scheduler and the job queue, driven one step at a time, and across a restart.
+
+use coldpatch_catalog::{Action, Catalog, RunState, Schedule};
+use coldpatch_web::jobs::{JobSpec, Jobs};
+use coldpatch_web::scheduler;
+use std::sync::Arc;
+
+use crate::catalog_with;
+
+/// 2026-01-05 00:00:00 UTC, a Monday.
+const T0: u64 = 1_767_571_200;
+const DAY: u64 = 86_400;
+
+fn nightly(images: Vec<String>) -> Schedule {
+    Schedule {
+        id: "s1".into(),
+        name: "nightly collect".into(),
+        cron: "0 3 * * *".into(),
+        images,
+        action: Action::Collect,
+        enabled: true,
+        created: T0,
+        last_fired: None,
+        last_run: None,
+    }
+}
+
+fn jobs(c: &Arc<Catalog>) -> Jobs {
+    Jobs::new(c.clone(), Arc::new(coldpatch_web::fleet::Fleet::default()))
+}
+
+#[test]
+fn schedules_fire_once_per_occasion_and_catch_up_once_after_a_restart() {
+    let (dir, catalog, keys) = catalog_with(&["debian-12-min"]);
+    let c = Arc::new(catalog);
+    c.put_schedule(&nightly(keys.clone())).expect("put");
+    let j = jobs(&c);
+    // Before the first 03:00: nothing.
+    assert!(scheduler::step(&c, &j, T0 + 2 * 3600)
+        .expect("step")
+        .is_empty());
+    // 03:00 passed: one run, then nothing more at the same time.
+    let first = scheduler::step(&c, &j, T0 + 3 * 3600 + 10).expect("step");
+    assert_eq!(first.len(), 1);
+    assert!(scheduler::step(&c, &j, T0 + 3 * 3600 + 20)
+        .expect("step")
+        .is_empty());
+    let s = c.schedule("s1").expect("schedule");
+    assert_eq!(s.last_fired, Some(T0 + 3 * 3600));
+    assert_eq!(s.last_run.as_deref(), Some(first[0].as_str()));
+    let r = c.run(&first[0]).expect("run");
+    assert_eq!(
+        (r.state, r.schedule.as_deref()),
+        (RunState::Queued, Some("s1"))
+    );
+
+    // The server stops with that run still queued and stays down for three days.
+    drop(j);
+    drop(c);
+    let c = Arc::new(Catalog::open(&dir.path().join("catalog")).expect("reopen"));
+    let j = jobs(&c);
+    assert_eq!(j.resume_queued().expect("resume"), 1);
+    let later = T0 + 3 * DAY + 12 * 3600;
+    let caught = scheduler::step(&c, &j, later).expect("step");
+    assert_eq!(caught.len(), 1, "three missed occasions make one run");
+    assert!(scheduler::step(&c, &j, later + 60)
+        .expect("step")
+        .is_empty());
+    assert_eq!(
+        c.schedule("s1").expect("s").last_fired,
+        Some(T0 + 3 * DAY + 3 * 3600)
+    );
+    // Both queued runs run, one step each, in order; then the queue is empty.
+    assert_eq!(j.run_next(), Some(first[0].clone()));
+    assert_eq!(j.run_next(), Some(caught[0].clone()));
+    assert_eq!(j.run_next(), None);
+    for id in [&first[0], &caught[0]] {
+        let r = c.run(id).expect("run");
+        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+        let kinds: Vec<String> = c
+            .events(id)
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert!(kinds.contains(&"collected".to_string()), "{kinds:?}");
+    }
+    assert!(c
+        .events(&first[0])
+        .expect("e")
+        .iter()
+        .any(|e| e.kind == "requeued"));
+    // A disabled schedule never fires; a bad expression is an error, not a run.
+    let mut off = nightly(keys.clone());
+    off.id = "s2".into();
+    off.enabled = false;
+    c.put_schedule(&off).expect("put");
+    assert_eq!(
+        scheduler::step(&c, &j, later + 2 * DAY)
+            .expect("step")
+            .len(),
+        1
+    );
+    assert!(scheduler::parse("0 3 * *").is_err());
+    assert!(scheduler::parse("0 25 * * *").is_err());
+}
+
+#[test]
+fn runs_on_one_image_never_overlap_and_a_queued_run_cancels_cleanly() {
+    let (dir, catalog, keys) = catalog_with(&["debian-12-min"]);
+    let c = Arc::new(catalog);
+    let j = Arc::new(jobs(&c));
+    let spec = JobSpec::Collect {
+        images: keys.clone(),
+        rescan: true,
+    };
+    let a = j.submit(&spec, None).expect("a");
+    let b = j.submit(&spec, None).expect("b");
+    let gone = j.submit(&spec, None).expect("c");
+    assert_eq!(j.cancel(&gone.id).expect("cancel").how, "dequeued");
+    assert!(j.cancel(&gone.id).is_err());
+    // Two workers, two runs on one image: the second starts after the first finished.
+    let workers = j.spawn_workers(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let done = |id: &str| {
+        c.run(id)
+            .map(|r| r.state == RunState::Succeeded)
+            .unwrap_or(false)
+    };
+    while !(done(&a.id) && done(&b.id)) {
+        assert!(std::time::Instant::now() < deadline, "runs did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    j.stop();
+    let span = |id: &str| {
+        let ev = c.events(id).expect("events");
+        let t = |k: &str| ev.iter().find(|e| e.kind == k).map(|e| e.time_ms).expect(k);
+        (t("started"), t("finished"))
+    };
+    let (sa, fa) = span(&a.id);
+    let (sb, fb) = span(&b.id);
+    assert!(
+        fa <= sb || fb <= sa,
+        "runs overlapped: {sa}-{fa} and {sb}-{fb}"
+    );
+    assert_eq!(c.run(&gone.id).expect("run").state, RunState::Cancelled);
+    let kinds: Vec<String> = c
+        .events(&gone.id)
+        .expect("e")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["queued", "cancelled", "finished"]);
+    drop(workers);
+    drop(dir);
+}
+
+#[test]
+fn a_running_patch_run_cancelled_leaves_the_image_as_it_was() {
+    let (dir, catalog, keys) = catalog_with(&["debian-11-old"]);
+    let repo = crate::util::image_dir("repo-bullseye-security").join("repo");
+    let c = Arc::new(catalog);
+    let j = Arc::new(jobs(&c));
+    let run = j
+        .submit(
+            &JobSpec::Patch {
+                images: keys.clone(),
+                policy: coldpatch_catalog::PlanPolicy::AllFixable,
+                repo: repo.display().to_string(),
+            },
+            None,
+        )
+        .expect("queue");
+    let _workers = j.spawn_workers(1);
+    // Cancel once the overlay exists: the appliance is starting (20 s or more under TCG).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let overlay = loop {
+        let ev = c.events(&run.id).expect("events");
+        if let Some(e) = ev.iter().find(|e| e.kind == "overlay") {
+            break e.message.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no overlay: {ev:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(j.cancel(&run.id).expect("cancel").how, "signalled");
+    while matches!(
+        c.run(&run.id).expect("run").state,
+        RunState::Running | RunState::Queued
+    ) {
+        assert!(std::time::Instant::now() < deadline, "the run did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    j.stop();
+    let r = c.run(&run.id).expect("run");
+    assert_eq!(r.state, RunState::Cancelled, "{r:?}");
+    let img = c.image(&keys[0]).expect("image");
+    assert_eq!(img.current_version, 0);
+    assert!(img.versions.len() <= 1, "{:?}", img.versions);
+    let file = overlay.split(' ').next().expect("file");
+    assert!(
+        !std::path::Path::new(file).exists(),
+        "{file} was left behind"
+    );
+    let kinds: Vec<String> = c
+        .events(&run.id)
+        .expect("e")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"cancel-requested".to_string()) && kinds.contains(&"cancelled".to_string()),
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"committed".to_string()));
+    drop(dir);
+}

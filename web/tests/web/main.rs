@@ -1,0 +1,159 @@
+//! The server on port 0 with a real catalog on disk: real images collected natively,
+//! real Debian advisories (tests/data/feeds), tokens of every role.
+
+#[path = "../../../collector/tests/collector/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+mod api;
+mod browser;
+mod jobs;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::web;
+use coldpatch_catalog::{Catalog, Role};
+use coldpatch_web::AppState;
+
+pub struct Server {
+    pub base: String,
+    pub state: web::Data<AppState>,
+    pub tokens: Vec<(Role, String)>,
+    handle: actix_web::dev::ServerHandle,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(h.stop(false)));
+    }
+}
+
+impl Server {
+    pub fn token(&self, role: Role) -> &str {
+        self.tokens
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, t)| t.as_str())
+            .expect("token")
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A catalog in a fresh directory holding the named images (copied, so tests that patch
+/// do not touch the cache) and the repository's real Debian feeds.
+pub fn catalog_with(images: &[&str]) -> (tempfile::TempDir, Catalog, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Catalog::open(&dir.path().join("catalog")).expect("catalog");
+    let mut keys = Vec::new();
+    for name in images {
+        let src = util::image_dir(name).join("disk.qcow2");
+        let dst = dir.path().join(format!("{name}.qcow2"));
+        std::fs::copy(&src, &dst).expect("copy image");
+        let opts = coldpatch_collector::CollectOptions::default();
+        let (scan, _) = catalog
+            .ingest(&dst, &opts, false, &mut |_, _| {})
+            .expect("collect");
+        assert!(scan.packages > 0);
+        keys.push(dst.canonicalize().expect("path").display().to_string());
+    }
+    for feed in ["debian-tracker.json", "osv"] {
+        let p = repo_root().join("tests/data/feeds").join(feed);
+        let data = coldpatch_vuln::feed::read(&p, None).expect("feed");
+        let name = data.suggested_name.clone();
+        catalog
+            .import_feed(&name, &p.display().to_string(), 0, data)
+            .expect("import");
+    }
+    (dir, catalog, keys)
+}
+
+/// Starts the app on 127.0.0.1:0 with job workers (0: jobs only run when a test says).
+pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server {
+    let mut tokens = Vec::new();
+    for role in [Role::Viewer, Role::Operator, Role::Admin] {
+        let (_, secret) = catalog.create_token(role.as_str(), role).expect("token");
+        tokens.push((role, secret));
+    }
+    let state = web::Data::new(AppState::new(Arc::new(catalog), false));
+    state.jobs.spawn_workers(workers);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let st = state.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let srv = coldpatch_web::run(st, listener, 2).expect("server");
+            tx.send(srv.handle()).expect("handle");
+            srv.await
+        })
+    });
+    let handle = rx.recv().expect("server started");
+    Server {
+        base,
+        state,
+        tokens,
+        handle,
+        dir,
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// (status, body) of a request; `token` None: no Authorization header.
+pub fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
+    let a = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut resp = match method {
+        "get" | "delete" => {
+            let mut r = if method == "get" {
+                a.get(url)
+            } else {
+                a.delete(url)
+            };
+            if let Some(h) = &auth {
+                r = r.header("authorization", h);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = match method {
+                "post" => a.post(url),
+                "put" => a.put(url),
+                m => panic!("method {m}"),
+            };
+            if let Some(h) = &auth {
+                r = r.header("authorization", h);
+            }
+            match body {
+                Some(b) => r.send_json(b),
+                None => r.send_empty(),
+            }
+        }
+    }
+    .expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, text)
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
