@@ -319,7 +319,17 @@ fn fleet_questions_uploads_jobs_schedules_and_tokens() {
     let (st, t) = upload(&osv, &a);
     assert_eq!(st, 200, "{t}");
     assert_eq!(json(&t)["imported"], 1);
-    assert_eq!(s.state.catalog.feeds().expect("feeds").len(), feeds + 1);
+    let stored = s.state.catalog.feeds().expect("feeds");
+    assert_eq!(stored.len(), feeds + 1);
+    let up = stored
+        .iter()
+        .find(|f| f.name == "uploaded")
+        .expect("uploaded feed");
+    assert!(
+        up.source.starts_with("upload by token ") && up.source.ends_with("(admin)"),
+        "{}",
+        up.source
+    );
 
     // A scan is queued, runs as one step, and every event carries its run id.
     let (st, t) = call(
