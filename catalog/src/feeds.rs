@@ -215,6 +215,17 @@ impl Catalog {
         &self,
         only: &[String],
         versions: Versions,
+        sink: impl FnMut(ImageFindings) -> Result<()>,
+    ) -> Result<ScanSummary> {
+        self.scan_with(&self.advisory_index()?, only, versions, sink)
+    }
+
+    /// [`Catalog::scan_each`] against an index the caller already loaded (and keeps).
+    pub fn scan_with(
+        &self,
+        index: &Index,
+        only: &[String],
+        versions: Versions,
         mut sink: impl FnMut(ImageFindings) -> Result<()>,
     ) -> Result<ScanSummary> {
         const BATCH: usize = 256;
@@ -227,11 +238,10 @@ impl Catalog {
             }
             v
         };
-        let index = self.advisory_index()?;
         for batch in selected.chunks(BATCH) {
             let results: Vec<ImageFindings> = batch
                 .par_iter()
-                .map(|(img, version, scan)| self.match_image(&index, img, *version, *scan))
+                .map(|(img, version, scan)| self.match_image(index, img, *version, *scan))
                 .collect::<Result<_>>()?;
             for r in results {
                 sink(r)?;

@@ -39,4 +39,16 @@ impl Catalog {
     pub fn repos(&self) -> Result<Vec<StoredRepo>> {
         self.unpacked("repo", &self.repos)
     }
+
+    /// The roots of the indexed repositories, without reading their indexes.
+    pub fn repo_roots(&self) -> Result<Vec<String>> {
+        self.repos
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(|e| self.store_err(e))?;
+                Ok(String::from_utf8_lossy(&k).into_owned())
+            })
+            .collect()
+    }
 }

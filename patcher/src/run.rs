@@ -574,14 +574,7 @@ pub fn execute(
     }
     if control.cancelled() {
         for p in std::mem::take(&mut ready) {
-            let ri = p.ri.clone();
-            results.push(drop_overlay(
-                &mut ctx,
-                &p,
-                ri,
-                Outcome::Discarded,
-                "cancelled",
-            )?);
+            results.push(cancel(&mut ctx, &p, None)?);
         }
     }
     if !ready.is_empty() {
@@ -604,15 +597,7 @@ pub fn execute(
         )?;
         for (p, (res, log)) in ready.into_iter().zip(outcomes) {
             if control.cancelled() {
-                let mut ri = p.ri.clone();
-                ri.log = log;
-                results.push(drop_overlay(
-                    &mut ctx,
-                    &p,
-                    ri,
-                    Outcome::Discarded,
-                    "cancelled",
-                )?);
+                results.push(cancel(&mut ctx, &p, Some(log))?);
                 continue;
             }
             results.push(finish_image(&mut ctx, p, res, log, &index)?);
@@ -755,7 +740,21 @@ fn discard(
     let outcome = Outcome::Failed {
         reason: reason.clone(),
     };
-    drop_overlay(ctx, p, ri, outcome, &reason)
+    drop_overlay(ctx, p, ri, outcome, "discarded", &reason)
+}
+
+/// An image of a cancelled run, before its commit: the overlay goes, with the guest log
+/// when the appliance got to it.
+fn cancel(
+    ctx: &mut Ctx<'_, '_>,
+    p: &Prepared,
+    log: Option<String>,
+) -> Result<ImageResult, PatchError> {
+    let mut ri = p.ri.clone();
+    if let Some(l) = log {
+        ri.log = l;
+    }
+    drop_overlay(ctx, p, ri, Outcome::Discarded, "cancelled", "cancelled")
 }
 
 /// Deletes an image's overlay before it was committed and records why: the image stays
@@ -765,6 +764,7 @@ fn drop_overlay(
     p: &Prepared,
     mut ri: RunImage,
     outcome: Outcome,
+    kind: &str,
     reason: &str,
 ) -> Result<ImageResult, PatchError> {
     let key = p.image.path.clone();
@@ -772,11 +772,6 @@ fn drop_overlay(
     ri.overlay = None;
     ri.outcome = outcome;
     ctx.catalog.put_run_image(&ri)?;
-    let kind = if ri.outcome == Outcome::Discarded {
-        "cancelled"
-    } else {
-        "discarded"
-    };
     ctx.event(
         Some(&key),
         kind,
