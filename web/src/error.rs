@@ -45,6 +45,17 @@ impl ResponseError for ApiError {
     }
 }
 
+/// An error and its causes on one line, `outer: inner: ...`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        message.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    message
+}
+
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         let status = match e {
@@ -58,13 +69,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::Pattern { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        ApiError::new(status, message)
+        ApiError::new(status, chain(&e))
     }
 }
 

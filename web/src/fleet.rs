@@ -179,7 +179,8 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
     let by_path: std::collections::HashMap<&str, &coldpatch_catalog::ImageRecord> =
         images.iter().map(|i| (i.path.as_str(), i)).collect();
     let mut out = Vec::with_capacity(images.len());
-    let summary = catalog.scan_each(&[], Versions::Current, |f| {
+    let index = Arc::new(catalog.advisory_index()?);
+    let summary = catalog.scan_with(&index, &[], Versions::Current, |f| {
         let Some(img) = by_path.get(f.image.as_str()) else {
             return Ok(());
         };
@@ -234,7 +235,7 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
         images: out,
         feeds: summary.feeds,
         advisories: summary.advisories,
-        index: Arc::new(catalog.advisory_index()?),
+        index,
         hit: Vec::new(),
         totals: [0; 6],
     };

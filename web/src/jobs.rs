@@ -14,7 +14,7 @@ use coldpatch_catalog::{Catalog, PlanPolicy, RunRecord, RunState};
 use coldpatch_collector::CollectOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{chain, ApiError, ApiResult};
 use crate::fleet::Fleet;
 
 /// What a queued run does.
@@ -80,7 +80,7 @@ pub struct Jobs {
     inner: Mutex<Inner>,
     wake: Condvar,
     /// libguestfs appliances per patch run.
-    pub appliances: usize,
+    appliances: usize,
 }
 
 /// What cancelling did.
@@ -99,13 +99,13 @@ fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
 }
 
 impl Jobs {
-    pub fn new(catalog: Arc<Catalog>, fleet: Arc<Fleet>) -> Jobs {
+    pub fn new(catalog: Arc<Catalog>, fleet: Arc<Fleet>, appliances: usize) -> Jobs {
         Jobs {
             catalog,
             fleet,
             inner: Mutex::new(Inner::default()),
             wake: Condvar::new(),
-            appliances: 1,
+            appliances: appliances.max(1),
         }
     }
 
@@ -221,11 +221,16 @@ impl Jobs {
     /// Runs the next runnable job here, to its end. `None` when none can start.
     pub fn run_next(&self) -> Option<String> {
         let (run, flag) = Self::take(&mut self.lock())?;
+        Some(self.run_taken(run, &flag))
+    }
+
+    /// Runs a job [`Jobs::take`] handed out, then frees its images for the queue.
+    fn run_taken(&self, run: RunRecord, flag: &AtomicBool) -> String {
         let id = run.id.clone();
-        self.execute(run, &flag);
+        self.execute(run, flag);
         self.lock().running.remove(&id);
         self.wake.notify_all();
-        Some(id)
+        id
     }
 
     /// Starts `n` worker threads.
@@ -255,10 +260,7 @@ impl Jobs {
                     g = self.wake.wait(g).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let id = run.id.clone();
-            self.execute(run, &flag);
-            self.lock().running.remove(&id);
-            self.wake.notify_all();
+            self.run_taken(run, &flag);
         }
     }
 
@@ -347,17 +349,10 @@ impl Jobs {
                 )?,
                 Err(e) => {
                     failed += 1;
-                    let mut msg = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg.push_str(&format!(": {s}"));
-                        src = s.source();
-                    }
-                    self.event(&run.id, Some(img), "failed", &msg)?;
+                    self.event(&run.id, Some(img), "failed", &chain(&e))?;
                 }
             }
         }
-        self.fleet.changed();
         run.state = if cancel.load(Ordering::SeqCst) {
             RunState::Cancelled
         } else if failed == 0 {

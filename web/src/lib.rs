@@ -34,10 +34,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(catalog: Arc<Catalog>, secure_cookies: bool) -> AppState {
+    /// `appliances`: libguestfs appliances per patch run.
+    pub fn new(catalog: Arc<Catalog>, secure_cookies: bool, appliances: usize) -> AppState {
         let fleet = Arc::new(fleet::Fleet::default());
         AppState {
-            jobs: Arc::new(jobs::Jobs::new(catalog.clone(), fleet.clone())),
+            jobs: Arc::new(jobs::Jobs::new(catalog.clone(), fleet.clone(), appliances)),
             catalog,
             fleet,
             sessions: auth::Sessions::default(),
@@ -108,11 +109,11 @@ pub struct Options {
 /// the scheduler (which first catches up on what was missed), then serves.
 pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
     let catalog = Arc::new(catalog);
-    let mut state = AppState::new(catalog.clone(), opts.secure_cookies);
-    if let Some(j) = Arc::get_mut(&mut state.jobs) {
-        j.appliances = opts.appliances.max(1);
-    }
-    let state = web::Data::new(state);
+    let state = web::Data::new(AppState::new(
+        catalog.clone(),
+        opts.secure_cookies,
+        opts.appliances,
+    ));
     let listener = TcpListener::bind(&opts.listen)?;
     let addr = listener.local_addr()?;
     let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string()});

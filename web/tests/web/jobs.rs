@@ -26,7 +26,11 @@ fn nightly(images: Vec<String>) -> Schedule {
 }
 
 fn jobs(c: &Arc<Catalog>) -> Jobs {
-    Jobs::new(c.clone(), Arc::new(coldpatch_web::fleet::Fleet::default()))
+    Jobs::new(
+        c.clone(),
+        Arc::new(coldpatch_web::fleet::Fleet::default()),
+        1,
+    )
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server
         let (_, secret) = catalog.create_token(role.as_str(), role).expect("token");
         tokens.push((role, secret));
     }
-    let state = web::Data::new(AppState::new(Arc::new(catalog), false));
+    let state = web::Data::new(AppState::new(Arc::new(catalog), false, 1));
     state.jobs.spawn_workers(workers);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
