@@ -1,10 +1,14 @@
 //! The `coldpatch` command: glue between the collector, the catalog and the terminal.
 //! The only place that uses `anyhow`.
 
+mod args;
 mod cli;
+mod inventorycmd;
+mod keys;
 mod output;
 mod patchcmd;
 mod repocmd;
+mod tokencmd;
 mod versioncmd;
 mod vulncmd;
 

@@ -21,10 +21,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// "a: b: c" from an error and its sources.
 pub fn chain(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
+    format!("{e:#}")
 }
 
 /// Prints rows as aligned columns (elastic tabstops).
@@ -52,10 +49,13 @@ pub fn list<T: serde::Serialize>(
     }
 }
 
+/// Writes `v` as pretty JSON. Encoded first, then written: a reader that goes away is
+/// then an `io::Error` of kind `BrokenPipe` (which `main` ends on quietly), not a
+/// `serde_json::Error` that hides it.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
+    let mut text = serde_json::to_vec_pretty(v)?;
+    text.push(b'\n');
+    std::io::stdout().lock().write_all(&text)?;
     Ok(())
 }
 
@@ -75,6 +75,5 @@ pub fn bytes(n: u64) -> String {
 }
 
 pub fn time(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    coldpatch_catalog::clock::rfc3339(secs)
 }

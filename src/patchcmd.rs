@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use coldpatch_catalog::{Catalog, Outcome, RunRecord, RunState};
 use coldpatch_patcher::{plan, Ask, Put, Request};
-use sha2::Digest;
 
 use crate::outln;
 use crate::output;
@@ -65,9 +64,7 @@ pub fn plan_cmd(
 /// Events as they happen, one line each, on standard error (standard output carries the
 /// result).
 fn watch(e: &coldpatch_catalog::Event) {
-    let t = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms),
-    );
+    let t = output::time(e.time_ms / 1000);
     match &e.image {
         Some(i) => eprintln!("{t} run {} {}: {}: {}", e.run, i, e.kind, e.message),
         None => eprintln!("{t} run {}: {}: {}", e.run, e.kind, e.message),
@@ -94,14 +91,12 @@ pub fn parse_puts(args: &[String]) -> Result<Vec<Put>> {
                 .canonicalize()
                 .with_context(|| format!("--put {a}: cannot open {src}"))?;
             anyhow::ensure!(source.is_file(), "--put {a}: {src} is not a regular file");
-            let mut f = std::fs::File::open(&source)
-                .with_context(|| format!("--put {a}: cannot open {src}"))?;
-            let mut h = sha2::Sha256::new();
-            std::io::copy(&mut f, &mut h).with_context(|| format!("--put {a}: cannot read {src}"))?;
+            let sha256 = coldpatch_disk::hash::sha256_file(&source)
+                .with_context(|| format!("--put {a}: cannot read {src}"))?;
             Ok(Put {
                 source,
                 guest: guest.to_string(),
-                sha256: hex::encode(h.finalize()),
+                sha256,
             })
         })
         .collect()
@@ -234,9 +229,7 @@ pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
             .unwrap_or_default()
     )?;
     for e in &events {
-        let t = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time_ms),
-        );
+        let t = output::time(e.time_ms / 1000);
         outln!(
             "  {t} {:<12} {}{}",
             e.kind,

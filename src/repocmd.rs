@@ -43,10 +43,7 @@ pub fn list(catalog: &Catalog, json: bool) -> Result<ExitCode> {
                 r.index.root.clone(),
                 r.index.packages.len().to_string(),
                 r.index.rejected.len().to_string(),
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.indexed_at),
-                )
-                .to_string(),
+                output::time(r.indexed_at),
             ]
         },
     )?;

@@ -16,10 +16,10 @@ use crate::output;
 pub fn side(arg: &str) -> (String, Option<u32>) {
     if let Some((image, v)) = arg.rsplit_once('@') {
         if let Ok(n) = v.trim_start_matches('v').parse::<u32>() {
-            return (crate::cli::image_key(image), Some(n));
+            return (crate::keys::image_key(image), Some(n));
         }
     }
-    (crate::cli::image_key(arg), None)
+    (crate::keys::image_key(arg), None)
 }
 
 fn mark(c: Change) -> char {
@@ -104,7 +104,7 @@ pub fn export(
     json: bool,
 ) -> Result<ExitCode> {
     let holder = match (holder, against) {
-        (_, Some(base)) => Holder::Image(crate::cli::image_key(base)),
+        (_, Some(base)) => Holder::Image(crate::keys::image_key(base)),
         (Some(h), None) => match h.trim_start_matches('v').parse::<u32>() {
             Ok(n) if h.len() < 16 => Holder::Version(n),
             _ => Holder::Check(h.to_string()),
@@ -128,7 +128,7 @@ pub fn export(
         "{} version {} (check {}) for a holder of {}: {what}",
         m.target.image,
         m.target.number,
-        &m.target.check[..16],
+        m.target.check.get(..16).unwrap_or(&m.target.check),
         m.base
             .as_ref()
             .map_or("an unrelated image".to_string(), |b| format!(
@@ -178,7 +178,7 @@ pub fn import_delta(dir: &Path, onto: &Path, out: Option<&Path>, json: bool) -> 
             res.display(),
             r.target.number,
             r.target.image,
-            &r.target.check[..16],
+            r.target.check.get(..16).unwrap_or(&r.target.check),
             r.view.packages,
             r.view.files
         )?,
@@ -198,7 +198,7 @@ pub fn shared(catalog: &Catalog, images: &[String], json: bool) -> Result<ExitCo
             .iter()
             .map(|i| {
                 vec![
-                    crate::cli::shown(&i.image, i.version, i.version != 0),
+                    crate::keys::shown(&i.image, i.version, i.version != 0),
                     i.files.to_string(),
                     output::bytes(i.bytes),
                     i.private_files.to_string(),

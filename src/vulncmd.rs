@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -17,15 +17,7 @@ use crate::output::{self, table};
 /// Exit code of `scan --fail-on` when a finding reaches the severity.
 pub const EXIT_FINDINGS: u8 = 3;
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn date(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
+use coldpatch_catalog::clock::{now as now_secs, rfc3339 as date};
 
 pub fn feed_import(
     catalog: &Catalog,
@@ -159,7 +151,7 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
         } else {
             for f in &i.findings {
                 rows.push(vec![
-                    crate::cli::shown(&i.image, i.version, all),
+                    crate::keys::shown(&i.image, i.version, all),
                     f.package.to_string(),
                     f.installed.to_string(),
                     f.of.advisory.to_string(),

@@ -1,4 +1,4 @@
-//! API tokens. Tree `tokens` (token id -> TokenRecord). A token's secret is shown once,
+//! API tokens, stored by id. A token's secret is shown once,
 //! when it is made; only its SHA-256 is stored. Secrets carry 244 random bits (two v4
 //! UUIDs), so a plain hash is enough: there is nothing to brute-force that a slow hash
 //! would protect, unlike a password.
@@ -6,21 +6,39 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::{now, Catalog, CatalogError, Result};
+use crate::clock::now;
+use crate::error::{CatalogError, Result};
+use crate::store::Catalog;
 
 /// What a token may do; each role may do what the ones before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum Role {
     /// Reads everything.
-    Viewer,
+    Viewer = 0,
     /// Also starts scans and patch runs, and cancels runs.
-    Operator,
+    Operator = 1,
     /// Also manages tokens, feeds and schedules.
-    Admin,
+    Admin = 2,
 }
 
 impl Role {
+    /// The role's rank: each may do what every lower rank may.
+    pub const fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The role of a rank, if it is one.
+    pub const fn from_rank(rank: u8) -> Option<Role> {
+        match rank {
+            0 => Some(Role::Viewer),
+            1 => Some(Role::Operator),
+            2 => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -70,10 +88,7 @@ impl Catalog {
             hash: digest(&secret),
             created: now(),
         };
-        self.tokens
-            .insert(id.as_bytes(), serde_json::to_vec(&rec).unwrap_or_default())
-            .map_err(|e| self.store_err(e))?;
-        self.flush()?;
+        self.db().put_token(&rec)?;
         Ok((rec, secret))
     }
 
@@ -86,30 +101,21 @@ impl Catalog {
         else {
             return Ok(None);
         };
-        let Some(v) = self
-            .tokens
-            .get(id.as_bytes())
-            .map_err(|e| self.store_err(e))?
-        else {
+        let Some(rec) = self.db().token(id)? else {
             return Ok(None);
         };
-        let rec: TokenRecord = self.decode("token", &v)?;
         // Compare digests, not secrets: equal-length, and timing reveals nothing of the
         // secret itself.
         Ok((rec.hash == digest(secret)).then_some(rec))
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.decoded("token", self.tokens.iter())
+        self.db().tokens()
     }
 
     pub fn revoke_token(&self, id: &str) -> Result<TokenRecord> {
-        let v = self
-            .tokens
-            .remove(id.as_bytes())
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| CatalogError::NoToken(id.to_string()))?;
-        self.flush()?;
-        self.decode("token", &v)
+        self.db()
+            .remove_token(id)?
+            .ok_or_else(|| CatalogError::NoToken(id.to_string()))
     }
 }

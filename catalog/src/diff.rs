@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use coldpatch_collector::{FileRecord, FileType, Package};
 use serde::Serialize;
 
-use crate::store::{Catalog, CatalogError, Result};
+use crate::error::{CatalogError, Result};
+use crate::store::Catalog;
 
 /// One side of a diff: an image, at its current version or at a named one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,5 @@
-//! Stored vulnerability feeds and matching the fleet against them. Trees: `feeds` (name
-//! -> FeedRecord) and `advisories` (feed name, NUL, advisory id -> JSON Advisory; records
-//! are small, and plain JSON loads faster than compressed: a scan reads them all).
+//! Stored vulnerability feeds and matching the fleet against them: each feed's record
+//! and its advisories, stored by (feed, advisory id).
 //!
 //! A feed import replaces the feed's record set in one transaction: the records it
 //! holds are written, records it no longer holds are removed, and the feed record is
@@ -9,14 +8,13 @@
 
 use std::collections::HashMap;
 
-use coldpatch_vuln::distro::from_os_release;
+use crate::clock::now;
+use crate::error::Result;
+use crate::model::{ImageRecord, Versions};
+use crate::store::Catalog;
 use coldpatch_vuln::{Advisory, FeedData, Finding, Index, Rejected};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-
-use crate::store::{now, Catalog, ImageRecord, Result, Versions};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedRecord {
@@ -70,13 +68,6 @@ pub struct ScanReport {
     pub advisories: usize,
 }
 
-fn key(feed: &str, id: &str) -> Vec<u8> {
-    let mut k = feed.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(id.as_bytes());
-    k
-}
-
 /// RFC 3339 to seconds since the epoch (date and time to the second; offsets other than
 /// Z are read as Z, which is within a day, enough for a staleness check).
 fn rfc3339_secs(s: &str) -> Option<u64> {
@@ -107,17 +98,13 @@ impl Catalog {
             .newest_modified()
             .and_then(rfc3339_secs)
             .unwrap_or(source_mtime);
-        let mut old: HashMap<Vec<u8>, sled::IVec> = HashMap::new();
-        for kv in self.advisories.scan_prefix(key(name, "")) {
-            let (k, v) = kv.map_err(|e| self.store_err(e))?;
-            old.insert(k.to_vec(), v);
-        }
-        let mut batch = sled::Batch::default();
+        let mut old: HashMap<String, Vec<u8>> =
+            self.db().advisories_json(name)?.into_iter().collect();
+        let mut upsert = Vec::new();
         let mut records = 0;
         let mut seen = std::collections::HashSet::new();
         for a in &data.advisories {
-            let k = key(name, &a.id);
-            if !seen.insert(k.clone()) {
+            if !seen.insert(a.id.as_str()) {
                 report.rejected.push(Rejected {
                     place: format!("{source}: {}", a.id),
                     reason: "the feed holds this id twice; the first is kept".into(),
@@ -125,11 +112,10 @@ impl Catalog {
                 continue;
             }
             records += 1;
-            let packed = serde_json::to_vec(a).unwrap_or_default();
-            match old.remove(&k) {
+            match old.remove(&a.id) {
                 None => {
                     report.imported += 1;
-                    batch.insert(k, packed);
+                    upsert.push((a.id.clone(), self.encode("advisory", a)?));
                 }
                 Some(prev) => {
                     let same = self
@@ -139,15 +125,13 @@ impl Catalog {
                         report.unchanged += 1;
                     } else {
                         report.updated += 1;
-                        batch.insert(k, packed);
+                        upsert.push((a.id.clone(), self.encode("advisory", a)?));
                     }
                 }
             }
         }
-        for k in old.keys() {
-            batch.remove(k.clone());
-            report.removed += 1;
-        }
+        let remove: Vec<String> = old.into_keys().collect();
+        report.removed = remove.len();
         let rec = FeedRecord {
             name: name.to_string(),
             format: data
@@ -159,34 +143,22 @@ impl Catalog {
             as_of,
             records,
         };
-        let rec_json = serde_json::to_vec(&rec).unwrap_or_default();
-        let res: std::result::Result<(), TransactionError<()>> = (&self.advisories, &self.feeds)
-            .transaction(|(adv, feeds)| {
-                adv.apply_batch(&batch)?;
-                feeds.insert(name.as_bytes(), rec_json.clone())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        self.committed(res)?;
+        self.db().replace_feed(&rec, &upsert, &remove)?;
         Ok(report)
     }
 
     pub fn feeds(&self) -> Result<Vec<FeedRecord>> {
-        self.decoded("feed", &self.feeds)
+        self.db().feeds()
     }
 
     /// Every stored advisory, as one index.
     pub fn advisory_index(&self) -> Result<Index> {
         let mut index = Index::new();
         for f in self.feeds()? {
-            let blobs: Vec<sled::IVec> = self
-                .advisories
-                .scan_prefix(key(&f.name, ""))
-                .values()
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|e| self.store_err(e))?;
+            let blobs = self.db().advisories_json(&f.name)?;
             let advisories: Vec<Advisory> = blobs
                 .par_iter()
-                .map(|b| self.decode::<Advisory>("advisory", b))
+                .map(|(_, b)| self.decode::<Advisory>("advisory", b))
                 .collect::<Result<_>>()?;
             index.add_feed(&f.name, advisories);
         }
@@ -261,14 +233,7 @@ impl Catalog {
         scan: u64,
     ) -> Result<ImageFindings> {
         let inv = self.match_view(scan)?;
-        let distro = inv
-            .os
-            .as_ref()
-            .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename));
-        let findings = match &distro {
-            Some(d) => index.findings(d, &inv.packages),
-            None => Vec::new(),
-        };
+        let (distro, findings) = index.inventory_findings(&inv);
         Ok(ImageFindings {
             image: img.path.clone(),
             version,
@@ -304,12 +269,7 @@ struct MatchPackage {
 
 impl Catalog {
     fn match_view(&self, scan: u64) -> Result<coldpatch_collector::Inventory> {
-        let v = self
-            .inventories
-            .get(scan.to_be_bytes())
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| self.corrupt(format!("inventory {scan}")))?;
-        let view: MatchView = self.unpack("inventory", &v)?;
+        let view: MatchView = self.inventory_as(scan)?;
         Ok(coldpatch_collector::Inventory {
             os: view.os,
             packages: view

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use coldpatch_collector::{CollectError, CollectOptions};
 use coldpatch_disk::{Disk, DiskError};
 
-use crate::store::{Catalog, CatalogError, Fingerprint, ScanOptions, ScanRecord};
+use crate::error::CatalogError;
+use crate::model::{Fingerprint, ScanOptions, ScanRecord};
+use crate::store::Catalog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

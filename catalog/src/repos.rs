@@ -1,10 +1,12 @@
-//! Indexed local package repositories. Tree `repos`: canonical root -> zstd JSON
-//! `StoredRepo`. Indexing again replaces the stored index in one write.
+//! Indexed local package repositories, stored by canonical root. Indexing again replaces
+//! the stored index in one write.
 
 use coldpatch_repo::RepoIndex;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{now, Catalog, CatalogError, Result};
+use crate::clock::now;
+use crate::error::{CatalogError, Result};
+use crate::store::Catalog;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRepo {
@@ -19,36 +21,23 @@ impl Catalog {
             indexed_at: now(),
             index: index.clone(),
         };
-        self.repos
-            .insert(index.root.as_bytes(), Self::packed(&rec))
-            .map_err(|e| self.store_err(e))?;
-        self.flush()?;
+        self.db().put_repo(&rec)?;
         Ok(rec)
     }
 
     /// The stored index of a repository root (canonical path).
     pub fn repo(&self, root: &str) -> Result<StoredRepo> {
-        let v = self
-            .repos
-            .get(root.as_bytes())
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| CatalogError::NoRepo(root.to_string()))?;
-        self.unpack("repo", &v)
+        self.db()
+            .repo(root)?
+            .ok_or_else(|| CatalogError::NoRepo(root.to_string()))
     }
 
     pub fn repos(&self) -> Result<Vec<StoredRepo>> {
-        self.unpacked("repo", &self.repos)
+        self.db().repos()
     }
 
     /// The roots of the indexed repositories, without reading their indexes.
     pub fn repo_roots(&self) -> Result<Vec<String>> {
-        self.repos
-            .iter()
-            .keys()
-            .map(|k| {
-                let k = k.map_err(|e| self.store_err(e))?;
-                Ok(String::from_utf8_lossy(&k).into_owned())
-            })
-            .collect()
+        self.db().repo_roots()
     }
 }

@@ -1,6 +1,7 @@
-//! Patch runs and image versions. Trees: `runs` (run id -> RunRecord), `run_images`
-//! (run id ++ 0 ++ image path -> zstd JSON RunImage: plan, log, findings before and after,
-//! outcome) and `events` (run id ++ 0 ++ sequence -> Event).
+//! Runs and image versions: a run's record, each image's part of it (plan, log, findings
+//! before and after, outcome) and its event trail. A run's bookkeeping is written here
+//! and only here: started ([`Catalog::begin_run`]), finished ([`Catalog::finish_run`]: state,
+//! finish time and the `finished` event, one transaction).
 //!
 //! Invariant: a version becomes visible in one transaction that adds its scan, appends it
 //! to the image's versions, makes it current and marks the run's image committed. A run
@@ -9,13 +10,13 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::backend::Written;
+use crate::clock::{now, now_ms};
+use crate::error::{CatalogError, Result};
+use crate::model::{Fingerprint, ImageRecord, ScanOptions, ScanRecord, VersionRecord};
+use crate::store::Catalog;
 use coldpatch_collector::Inventory;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-
-use crate::store::{now, Catalog, CatalogError, Fingerprint, ImageRecord, Result, ScanOptions};
-use crate::store::{ScanRecord, VersionRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,19 +134,6 @@ pub struct Event {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn key(run: &str, tail: &[u8]) -> Vec<u8> {
-    let mut k = run.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(tail);
-    k
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// A version file a run made and stamped: where it is, and the number and check value its
 /// stamp says.
 #[derive(Debug, Clone, Copy)]
@@ -156,12 +144,15 @@ pub struct VersionFile<'a> {
 }
 
 impl Catalog {
-    /// A new run, stored as running. Its id is the start time and a random suffix:
-    /// unique, sortable, short enough to type.
-    pub fn start_run(&self, kind: &str, images: &[String]) -> Result<RunRecord> {
-        let run = Self::new_run(kind, images, RunState::Running);
-        self.put_run(&run)?;
-        Ok(run)
+    /// A new run, stored as running, with its `started` event. Its id is the start time
+    /// and a random suffix: unique, sortable, short enough to type.
+    pub fn start_run(
+        &self,
+        kind: &str,
+        images: &[String],
+        message: &str,
+    ) -> Result<(RunRecord, Event)> {
+        self.begin_run(Self::new_run(kind, images, RunState::Running), message)
     }
 
     /// A new run, stored as queued with what it is to do, and its "queued" event.
@@ -175,14 +166,14 @@ impl Catalog {
         let mut run = Self::new_run(kind, images, RunState::Queued);
         run.spec = Some(spec);
         run.schedule = schedule.map(str::to_string);
-        self.put_run(&run)?;
         let by = schedule.map_or(String::new(), |s| format!(" by schedule {s}"));
-        self.event(
+        let e = Self::new_event(
             &run.id,
             None,
             "queued",
             &format!("{kind} on {} image(s){by}", images.len()),
-        )?;
+        );
+        self.db().put_run(&run, Some(&e))?;
         Ok(run)
     }
 
@@ -212,27 +203,57 @@ impl Catalog {
     }
 
     pub fn put_run(&self, run: &RunRecord) -> Result<()> {
-        self.runs
-            .insert(
-                run.id.as_bytes(),
-                serde_json::to_vec(run).unwrap_or_default(),
-            )
-            .map_err(|e| self.store_err(e))?;
-        self.flush()
+        self.db().put_run(run, None)
+    }
+
+    /// A queued run as running in this process, with its `started` event.
+    pub fn begin_run(&self, mut run: RunRecord, message: &str) -> Result<(RunRecord, Event)> {
+        run.state = RunState::Running;
+        run.started = now();
+        run.pid = std::process::id();
+        let e = Self::new_event(&run.id, None, "started", message);
+        self.db().put_run(&run, Some(&e))?;
+        Ok((run, e))
+    }
+
+    /// Ends a run: its state, finish time and error, with the `finished` event, in one
+    /// transaction. Returns the event (for progress output).
+    pub fn finish_run(
+        &self,
+        run: &mut RunRecord,
+        state: RunState,
+        error: Option<String>,
+    ) -> Result<Event> {
+        run.state = state;
+        run.finished = Some(now());
+        if error.is_some() {
+            run.error = error;
+        }
+        let e = Self::new_event(&run.id, None, "finished", state.as_str());
+        self.db().put_run(run, Some(&e))?;
+        Ok(e)
     }
 
     pub fn run(&self, id: &str) -> Result<RunRecord> {
-        let v = self
-            .runs
-            .get(id.as_bytes())
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| CatalogError::NoRun(id.to_string()))?;
-        self.decode("run", &v)
+        self.db()
+            .run(id)?
+            .ok_or_else(|| CatalogError::NoRun(id.to_string()))
     }
 
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
-        self.decoded("run", self.runs.iter().rev())
+        self.db().runs()
+    }
+
+    fn new_event(run: &str, image: Option<&str>, kind: &str, message: &str) -> Event {
+        Event {
+            run: run.to_string(),
+            seq: SEQ.fetch_add(1, Ordering::Relaxed),
+            time_ms: now_ms(),
+            image: image.map(str::to_string),
+            kind: kind.to_string(),
+            message: message.to_string(),
+        }
     }
 
     /// Appends an event to a run and writes it to disk at once: the trail must survive
@@ -244,38 +265,21 @@ impl Catalog {
         kind: &str,
         message: &str,
     ) -> Result<Event> {
-        let e = Event {
-            run: run.to_string(),
-            seq: SEQ.fetch_add(1, Ordering::Relaxed),
-            time_ms: now_ms(),
-            image: image.map(str::to_string),
-            kind: kind.to_string(),
-            message: message.to_string(),
-        };
-        // Sequence numbers are per process; time first keeps events of several processes
-        // of one run (a resumed sweep) in order.
-        let mut tail = e.time_ms.to_be_bytes().to_vec();
-        tail.extend_from_slice(&e.seq.to_be_bytes());
-        self.events
-            .insert(key(run, &tail), serde_json::to_vec(&e).unwrap_or_default())
-            .map_err(|e| self.store_err(e))?;
-        self.flush()?;
+        let e = Self::new_event(run, image, kind, message);
+        self.db().put_event(&e)?;
         Ok(e)
     }
 
     pub fn events(&self, run: &str) -> Result<Vec<Event>> {
-        self.decoded("event", self.events.scan_prefix(key(run, &[])))
+        self.db().events(run)
     }
 
     pub fn put_run_image(&self, ri: &RunImage) -> Result<()> {
-        self.run_images
-            .insert(key(&ri.run, ri.image.as_bytes()), Self::packed(ri))
-            .map_err(|e| self.store_err(e))?;
-        self.flush()
+        self.db().put_run_image(ri)
     }
 
     pub fn run_images(&self, run: &str) -> Result<Vec<RunImage>> {
-        self.unpacked("run image", self.run_images.scan_prefix(key(run, &[])))
+        self.db().run_images(run)
     }
 
     /// Runs still marked running that touched an image: after the caller took the
@@ -313,7 +317,7 @@ impl Catalog {
             });
         }
         let scan_id = self.next_id("scan")?;
-        let scan = self.write_scan(scan_id, image.id, inv, fp, options)?;
+        let scan = ScanRecord::of(scan_id, image.id, inv, fp, options);
         image.versions = versions;
         let version = VersionRecord {
             number,
@@ -330,24 +334,15 @@ impl Catalog {
         image.current_scan = Some(scan_id);
         ri.outcome = Outcome::Committed { version: number };
         ri.overlay = None;
-        let key_scan = scan_id.to_be_bytes();
-        let mut link = image.id.to_be_bytes().to_vec();
-        link.extend_from_slice(&key_scan);
-        let image_json = serde_json::to_vec(&image).unwrap_or_default();
-        let scan_json = serde_json::to_vec(&scan).unwrap_or_default();
-        let ri_key = key(&ri.run, ri.image.as_bytes());
-        let ri_blob = Self::packed(&ri);
-        let (images, _, scans, links) = self.trees();
-        let res: std::result::Result<(), TransactionError<()>> =
-            (images, scans, links, &self.run_images).transaction(|(images, scans, links, ris)| {
-                scans.insert(&key_scan, scan_json.clone())?;
-                links.insert(link.clone(), vec![])?;
-                images.insert(&image.id.to_be_bytes(), image_json.clone())?;
-                ris.insert(ri_key.clone(), ri_blob.clone())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        self.committed(res)?;
-        Ok((version, scan))
+        // The transaction checks again that nobody committed on top of the base meanwhile.
+        match self.write_scan(&image, &scan, inv, Some(&ri), Some(ri.base_version))? {
+            Written::Yes => Ok((version, scan)),
+            Written::Moved(current) => Err(CatalogError::Moved {
+                image: image_key.to_string(),
+                base: ri.base_version,
+                current,
+            }),
+        }
     }
 
     /// Makes the current version's parent current again; the left version is kept, marked
@@ -376,13 +371,6 @@ impl Catalog {
     }
 
     fn put_image(&self, image: &ImageRecord) -> Result<()> {
-        let (images, _, _, _) = self.trees();
-        images
-            .insert(
-                image.id.to_be_bytes(),
-                serde_json::to_vec(image).unwrap_or_default(),
-            )
-            .map_err(|e| self.store_err(e))?;
-        self.flush()
+        self.db().put_image(image)
     }
 }

@@ -1,11 +1,11 @@
-//! Schedules: what the server's scheduler queues, and when. Tree `schedules` (id ->
-//! Schedule). The cron expression is only stored here; the scheduler (web crate) reads it.
+//! Schedules: what the server's scheduler queues, and when, stored by id. The cron expression is only stored here; the scheduler (web crate) reads it.
 //! `last_fired` is written when the scheduler queues a run, so a restart knows which
 //! times were already served.
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{now, Catalog, CatalogError, Result};
+use crate::error::{CatalogError, Result};
+use crate::store::Catalog;
 
 /// Which findings a scheduled patch fixes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,10 +48,7 @@ pub struct Schedule {
 impl Catalog {
     /// Stores a schedule (new or changed).
     pub fn put_schedule(&self, s: &Schedule) -> Result<()> {
-        self.schedules
-            .insert(s.id.as_bytes(), serde_json::to_vec(s).unwrap_or_default())
-            .map_err(|e| self.store_err(e))?;
-        self.flush()
+        self.db().put_schedule(s)
     }
 
     /// A new schedule's id.
@@ -60,28 +57,20 @@ impl Catalog {
     }
 
     pub fn schedule(&self, id: &str) -> Result<Schedule> {
-        let v = self
-            .schedules
-            .get(id.as_bytes())
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| CatalogError::NoSchedule(id.to_string()))?;
-        self.decode("schedule", &v)
+        self.db()
+            .schedule(id)?
+            .ok_or_else(|| CatalogError::NoSchedule(id.to_string()))
     }
 
     pub fn schedules(&self) -> Result<Vec<Schedule>> {
-        self.decoded("schedule", self.schedules.iter())
+        self.db().schedules()
     }
 
     pub fn delete_schedule(&self, id: &str) -> Result<()> {
-        self.schedules
-            .remove(id.as_bytes())
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| CatalogError::NoSchedule(id.to_string()))?;
-        self.flush()
-    }
-
-    /// Seconds since the epoch, as the catalog records time.
-    pub fn now(&self) -> u64 {
-        now()
+        if self.db().remove_schedule(id)? {
+            Ok(())
+        } else {
+            Err(CatalogError::NoSchedule(id.to_string()))
+        }
     }
 }

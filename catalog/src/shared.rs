@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use coldpatch_collector::FileType;
 use serde::Serialize;
 
-use crate::store::{Catalog, CatalogError, Result};
+use crate::error::{CatalogError, Result};
+use crate::store::Catalog;
 
 /// An image joins a group when the group's first image holds at least this share of its
 /// regular-file bytes.

@@ -11,7 +11,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{Catalog, ImageRecord, Result, VersionRecord};
+use crate::error::Result;
+use crate::model::{ImageRecord, VersionRecord};
+use crate::store::Catalog;
 
 /// A version's (number, check value).
 pub type Numbered = (u32, [u8; 32]);
@@ -58,24 +60,12 @@ fn next_of(vs: &[VersionRecord], appliance: &[u8; 16], image: &str, base: u32) -
 impl Catalog {
     /// This catalog's appliance id: a random UUID made the first time it is asked for.
     pub fn appliance_id(&self) -> Result<[u8; 16]> {
-        let stored = self
-            .meta
-            .get(APPLIANCE_KEY)
-            .map_err(|e| self.store_err(e))?;
-        if let Some(id) = stored {
-            return <[u8; 16]>::try_from(&id[..]).map_err(|_| self.corrupt("appliance id"));
-        }
-        let fresh = uuid::Uuid::new_v4().into_bytes();
-        // Only the first writer wins; everybody reads what is stored.
-        let _ = self
-            .meta
-            .compare_and_swap(APPLIANCE_KEY, None as Option<&[u8]>, Some(&fresh[..]))
-            .map_err(|e| self.store_err(e))?;
-        let stored = self
-            .meta
-            .get(APPLIANCE_KEY)
-            .map_err(|e| self.store_err(e))?
-            .ok_or_else(|| self.corrupt("appliance id"))?;
+        let stored = match self.db().meta(APPLIANCE_KEY)? {
+            Some(id) => id,
+            None => self
+                .db()
+                .meta_init(APPLIANCE_KEY, &uuid::Uuid::new_v4().into_bytes())?,
+        };
         <[u8; 16]>::try_from(&stored[..]).map_err(|_| self.corrupt("appliance id"))
     }
 

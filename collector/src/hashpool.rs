@@ -84,14 +84,14 @@ fn worker(mut raw: RawExt4, jobs: &Mutex<Receiver<Job>>, results: &Sender<Outcom
         let Ok((index, ino)) = job else { return };
         let result = match raw.inode(ino) {
             Ok(inode) if inode.needs_fallback() => Hashed::ByPath,
-            Ok(inode) => match raw
-                .reader(&inode)
-                .and_then(|r| crate::walk::digest(r, &mut buf))
-            {
-                Ok((h, n)) => Hashed::Done(h, n),
-                Err(e) => Hashed::Failed(e),
+            Ok(inode) => match raw.reader(&inode) {
+                Ok(r) => match crate::walk::digest(r, &mut buf) {
+                    Ok((h, n)) => Hashed::Done(h, n),
+                    Err(e) => Hashed::Failed(e),
+                },
+                Err(e) => Hashed::Failed(e.to_string()),
             },
-            Err(e) => Hashed::Failed(e),
+            Err(e) => Hashed::Failed(e.to_string()),
         };
         if results.send(Outcome { index, result }).is_err() {
             return;

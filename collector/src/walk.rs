@@ -4,7 +4,6 @@
 use std::io::Read;
 
 use coldpatch_disk::{FileKind, GuestFs, Meta};
-use sha2::{Digest, Sha256};
 
 use crate::analyzer::{Analyzer, Offer};
 use crate::hashpool::{HashPool, Hashed};
@@ -171,7 +170,7 @@ pub fn walk(
                         match read_all(fs, &raw, max, &mut content) {
                             Ok(()) => {
                                 if opts.hash {
-                                    sha = Some(hex::encode(Sha256::digest(&content)));
+                                    sha = Some(coldpatch_disk::hash::sha256_bytes(&content));
                                     inv.stats.bytes_hashed += content.len() as u64;
                                 }
                                 offer(analyzers, &wanting, &path, &meta, Some(&content), inv);
@@ -404,17 +403,8 @@ pub(crate) fn hash_stream(
 }
 
 /// SHA-256 and length of everything a reader yields.
-pub(crate) fn digest(mut r: impl Read, buf: &mut [u8]) -> Result<(String, u64), String> {
-    let mut h = Sha256::new();
-    let mut n = 0u64;
-    loop {
-        let k = r.read(buf).map_err(|e| e.to_string())?;
-        if k == 0 {
-            return Ok((hex::encode(h.finalize()), n));
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
+pub(crate) fn digest(r: impl Read, buf: &mut [u8]) -> Result<(String, u64), String> {
+    coldpatch_disk::hash::sha256_reader(r, buf, None).map_err(|e| e.to_string())
 }
 
 fn security_facts(inv: &mut Inventory, path: &str, meta: &Meta) {

@@ -12,8 +12,33 @@
 
 use std::io::Read;
 
+use crate::bytes::{le_u16, le_u32, Short};
 use crate::ext4::PartReader;
 use crate::fs::FileKind;
+
+/// Why the fast path could not read something; the caller falls back to `ext4-view` or
+/// records it. The message is whole (it carries no separate cause).
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    /// A structure on disk is inconsistent or points outside the filesystem.
+    #[error("{0}")]
+    Corrupt(String),
+    /// A structure is larger than the fast path takes.
+    #[error("{0}")]
+    Limit(&'static str),
+    #[error("read at byte {at}: {message}")]
+    Read { at: u64, message: String },
+}
+
+impl From<Short> for RawError {
+    fn from(e: Short) -> RawError {
+        RawError::Corrupt(e.to_string())
+    }
+}
+
+fn corrupt(m: impl Into<String>) -> RawError {
+    RawError::Corrupt(m.into())
+}
 
 const MAGIC: u16 = 0xef53;
 const INCOMPAT_FILETYPE: u32 = 0x2;
@@ -50,15 +75,6 @@ const MAX_DIR_BYTES: u64 = 256 << 20;
 const MAX_GDT_BYTES: u64 = 64 << 20;
 /// Most extent-tree or indirect blocks read to map one file.
 const MAX_MAP_BLOCKS: usize = 1 << 16;
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
 
 /// One inode's fields that the walk needs.
 #[derive(Debug, Clone)]
@@ -110,39 +126,39 @@ impl RawExt4 {
     pub fn new(mut dev: PartReader) -> Option<RawExt4> {
         let mut sb = [0u8; 1024];
         read(&mut dev, 1024, &mut sb).ok()?;
-        if le16(&sb, 0x38) != MAGIC {
+        if le_u16(&sb, 0x38).ok()? != MAGIC {
             return None;
         }
-        let log = le32(&sb, 0x18);
+        let log = le_u32(&sb, 0x18).ok()?;
         if log > 6 {
             return None;
         }
         let block = 1024u64 << log;
-        let incompat = if le32(&sb, 0x4c) == 0 {
+        let incompat = if le_u32(&sb, 0x4c).ok()? == 0 {
             0
         } else {
-            le32(&sb, 0x60)
+            le_u32(&sb, 0x60).ok()?
         };
         if incompat & !INCOMPAT_HANDLED != 0 {
             return None;
         }
-        let inodes_count = u64::from(le32(&sb, 0x00));
-        let blocks_count = u64::from(le32(&sb, 0x04))
+        let inodes_count = u64::from(le_u32(&sb, 0x00).ok()?);
+        let blocks_count = u64::from(le_u32(&sb, 0x04).ok()?)
             | if incompat & INCOMPAT_64BIT != 0 {
-                u64::from(le32(&sb, 0x150)) << 32
+                u64::from(le_u32(&sb, 0x150).ok()?) << 32
             } else {
                 0
             };
-        let first_data_block = u64::from(le32(&sb, 0x14));
-        let blocks_per_group = u64::from(le32(&sb, 0x20));
-        let inodes_per_group = u64::from(le32(&sb, 0x28));
-        let inode_size = if le32(&sb, 0x4c) == 0 {
+        let first_data_block = u64::from(le_u32(&sb, 0x14).ok()?);
+        let blocks_per_group = u64::from(le_u32(&sb, 0x20).ok()?);
+        let inodes_per_group = u64::from(le_u32(&sb, 0x28).ok()?);
+        let inode_size = if le_u32(&sb, 0x4c).ok()? == 0 {
             128
         } else {
-            u64::from(le16(&sb, 0x58))
+            u64::from(le_u16(&sb, 0x58).ok()?)
         };
         let desc_size = if incompat & INCOMPAT_64BIT != 0 {
-            u64::from(le16(&sb, 0xfe))
+            u64::from(le_u16(&sb, 0xfe).ok()?)
         } else {
             32
         };
@@ -175,14 +191,15 @@ impl RawExt4 {
         let tables = gdt
             .chunks_exact(desc_size as usize)
             .map(|d| {
-                u64::from(le32(d, 0x08))
-                    | if desc_size >= 64 {
-                        u64::from(le32(d, 0x28)) << 32
-                    } else {
-                        0
-                    }
+                let lo = u64::from(le_u32(d, 0x08).ok()?);
+                let hi = if desc_size >= 64 {
+                    u64::from(le_u32(d, 0x28).ok()?) << 32
+                } else {
+                    0
+                };
+                Some(lo | hi)
             })
-            .collect::<Vec<_>>();
+            .collect::<Option<Vec<_>>>()?;
         if tables.iter().any(|&t| t >= blocks_count) {
             return None;
         }
@@ -197,48 +214,48 @@ impl RawExt4 {
         })
     }
 
-    pub fn inode(&mut self, ino: u64) -> Result<Inode, String> {
+    pub fn inode(&mut self, ino: u64) -> Result<Inode, RawError> {
         if ino == 0 || ino > self.inodes_count {
-            return Err(format!("inode {ino} out of range"));
+            return Err(corrupt(format!("inode {ino} out of range")));
         }
         let group = (ino - 1) / self.inodes_per_group;
         let index = (ino - 1) % self.inodes_per_group;
         let table = *self
             .tables
             .get(group as usize)
-            .ok_or("inode group out of range")?;
+            .ok_or_else(|| corrupt("inode group out of range"))?;
         let at = table * self.block + index * self.inode_size;
         let mut raw = vec![0u8; self.inode_size as usize];
         read(&mut self.dev, at, &mut raw)?;
-        let uid = u32::from(le16(&raw, 0x02)) | (u32::from(le16(&raw, 0x78)) << 16);
-        let gid = u32::from(le16(&raw, 0x18)) | (u32::from(le16(&raw, 0x7a)) << 16);
-        let size = u64::from(le32(&raw, 0x04)) | (u64::from(le32(&raw, 0x6c)) << 32);
-        let mut mtime = i64::from(le32(&raw, 0x10) as i32);
-        let mut ctime = i64::from(le32(&raw, 0x0c) as i32);
-        let extra_isize = u64::from(le16(&raw, 0x80));
+        let uid = u32::from(le_u16(&raw, 0x02)?) | (u32::from(le_u16(&raw, 0x78)?) << 16);
+        let gid = u32::from(le_u16(&raw, 0x18)?) | (u32::from(le_u16(&raw, 0x7a)?) << 16);
+        let size = u64::from(le_u32(&raw, 0x04)?) | (u64::from(le_u32(&raw, 0x6c)?) << 32);
+        let mut mtime = i64::from(le_u32(&raw, 0x10)? as i32);
+        let mut ctime = i64::from(le_u32(&raw, 0x0c)? as i32);
+        let extra_isize = u64::from(le_u16(&raw, 0x80)?);
         // The extra fields' low two bits extend the seconds beyond 2038.
         if self.inode_size > 128 && 128 + extra_isize >= 0x88 {
-            ctime += i64::from(le32(&raw, 0x84) & 3) << 32;
+            ctime += i64::from(le_u32(&raw, 0x84)? & 3) << 32;
         }
         if self.inode_size > 128 && 128 + extra_isize >= 0x8c {
-            mtime += i64::from(le32(&raw, 0x88) & 3) << 32;
+            mtime += i64::from(le_u32(&raw, 0x88)? & 3) << 32;
         }
         let mut block = [0u8; 60];
         block.copy_from_slice(&raw[0x28..0x28 + 60]);
         Ok(Inode {
-            mode: le16(&raw, 0x00),
+            mode: le_u16(&raw, 0x00)?,
             uid,
             gid,
             size,
             mtime,
             ctime,
-            flags: le32(&raw, 0x20),
+            flags: le_u32(&raw, 0x20)?,
             block,
         })
     }
 
     /// The runs of blocks holding an inode's data, in logical order.
-    fn runs(&mut self, inode: &Inode) -> Result<Vec<Run>, String> {
+    fn runs(&mut self, inode: &Inode) -> Result<Vec<Run>, RawError> {
         let blocks = inode.size.div_ceil(self.block);
         let mut out = Vec::new();
         let mut budget = MAX_MAP_BLOCKS;
@@ -252,10 +269,10 @@ impl RawExt4 {
                 .checked_add(r.len)
                 .is_none_or(|e| e > self.blocks_count)
             {
-                return Err(format!(
+                return Err(corrupt(format!(
                     "extent at block {} runs past the filesystem",
                     r.physical
-                ));
+                )));
             }
         }
         out.sort_by_key(|r| r.logical);
@@ -268,42 +285,44 @@ impl RawExt4 {
         budget: u16,
         out: &mut Vec<Run>,
         reads: &mut usize,
-    ) -> Result<(), String> {
-        if le16(node, 0) != EXTENT_MAGIC {
-            return Err("bad extent header magic".into());
+    ) -> Result<(), RawError> {
+        if le_u16(node, 0)? != EXTENT_MAGIC {
+            return Err(corrupt("bad extent header magic"));
         }
-        let entries = usize::from(le16(node, 2));
-        let depth = le16(node, 6);
+        let entries = usize::from(le_u16(node, 2)?);
+        let depth = le_u16(node, 6)?;
         if depth >= budget || 12 + entries * 12 > node.len() {
-            return Err("extent tree too deep or node overfull".into());
+            return Err(corrupt("extent tree too deep or node overfull"));
         }
         for i in 0..entries {
             let e = &node[12 + i * 12..24 + i * 12];
             if depth == 0 {
-                let raw_len = u64::from(le16(e, 4));
+                let raw_len = u64::from(le_u16(e, 4)?);
                 let (len, zero) = if raw_len > 32768 {
                     (raw_len - 32768, true)
                 } else {
                     (raw_len, false)
                 };
-                let physical = (u64::from(le16(e, 6)) << 32) | u64::from(le32(e, 8));
+                let physical = (u64::from(le_u16(e, 6)?) << 32) | u64::from(le_u32(e, 8)?);
                 out.push(Run {
-                    logical: u64::from(le32(e, 0)),
+                    logical: u64::from(le_u32(e, 0)?),
                     physical,
                     len,
                     zero,
                 });
                 if out.len() > MAX_EXTENTS {
-                    return Err("too many extents".into());
+                    return Err(RawError::Limit("too many extents"));
                 }
             } else {
-                let child = (u64::from(le16(e, 8)) << 32) | u64::from(le32(e, 4));
+                let child = (u64::from(le_u16(e, 8)?) << 32) | u64::from(le_u32(e, 4)?);
                 if child >= self.blocks_count {
-                    return Err(format!("extent index points past the filesystem ({child})"));
+                    return Err(corrupt(format!(
+                        "extent index points past the filesystem ({child})"
+                    )));
                 }
                 *reads = reads
                     .checked_sub(1)
-                    .ok_or("extent tree has too many nodes")?;
+                    .ok_or(RawError::Limit("extent tree has too many nodes"))?;
                 let mut buf = vec![0u8; self.block as usize];
                 read(&mut self.dev, child * self.block, &mut buf)?;
                 self.extent_node(&buf, depth, out, reads)?;
@@ -319,11 +338,11 @@ impl RawExt4 {
         blocks: u64,
         out: &mut Vec<Run>,
         reads: &mut usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), RawError> {
         let mut logical = 0u64;
         let ptrs: Vec<u64> = (0..15)
-            .map(|i| u64::from(le32(&inode.block, i * 4)))
-            .collect();
+            .map(|i| le_u32(&inode.block, i * 4).map(u64::from))
+            .collect::<Result<_, _>>()?;
         for &p in &ptrs[..12] {
             if logical >= blocks {
                 return Ok(());
@@ -348,7 +367,7 @@ impl RawExt4 {
         blocks: u64,
         out: &mut Vec<Run>,
         reads: &mut usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), RawError> {
         let per = self.block / 4;
         let span = per.pow(level);
         if ptr == 0 {
@@ -357,18 +376,18 @@ impl RawExt4 {
             return Ok(());
         }
         if ptr >= self.blocks_count {
-            return Err(format!("indirect block {ptr} past the filesystem"));
+            return Err(corrupt(format!("indirect block {ptr} past the filesystem")));
         }
         *reads = reads
             .checked_sub(1)
-            .ok_or("block map has too many indirect blocks")?;
+            .ok_or(RawError::Limit("block map has too many indirect blocks"))?;
         let mut buf = vec![0u8; self.block as usize];
         read(&mut self.dev, ptr * self.block, &mut buf)?;
         for i in 0..per as usize {
             if *logical >= blocks {
                 return Ok(());
             }
-            let p = u64::from(le32(&buf, i * 4));
+            let p = u64::from(le_u32(&buf, i * 4)?);
             if level == 1 {
                 push_block(out, *logical, p);
                 *logical += 1;
@@ -376,21 +395,21 @@ impl RawExt4 {
                 self.indirect_level(p, level - 1, logical, blocks, out, reads)?;
             }
             if out.len() > MAX_EXTENTS {
-                return Err("too many blocks".into());
+                return Err(RawError::Limit("too many blocks"));
             }
         }
         Ok(())
     }
 
     /// A reader over an inode's bytes (holes and uninitialised extents read as zeros).
-    pub fn reader(&mut self, inode: &Inode) -> Result<DataReader<'_>, String> {
+    pub fn reader(&mut self, inode: &Inode) -> Result<DataReader<'_>, RawError> {
         // A file can be sparse, but one claiming more bytes than its whole filesystem holds
         // would be hashed as zeros for hours: refuse it.
         if inode.size > self.blocks_count.saturating_mul(self.block) {
-            return Err(format!(
+            return Err(corrupt(format!(
                 "{} bytes is more than the filesystem holds",
                 inode.size
-            ));
+            )));
         }
         let runs = self.runs(inode)?;
         Ok(DataReader {
@@ -402,27 +421,30 @@ impl RawExt4 {
     }
 
     /// Entries of a directory inode: (name, inode number). "." and ".." are left out.
-    pub fn dir_entries(&mut self, inode: &Inode) -> Result<Vec<(Vec<u8>, u64)>, String> {
+    pub fn dir_entries(&mut self, inode: &Inode) -> Result<Vec<(Vec<u8>, u64)>, RawError> {
         if inode.size > MAX_DIR_BYTES {
-            return Err("directory too large for the fast path".into());
+            return Err(RawError::Limit("directory too large for the fast path"));
         }
         let mut data = Vec::with_capacity(inode.size as usize);
         self.reader(inode)?
             .read_to_end(&mut data)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RawError::Read {
+                at: 0,
+                message: e.to_string(),
+            })?;
         let mut out = Vec::new();
         for blk in data.chunks(self.block as usize) {
             let mut at = 0usize;
             while at + 8 <= blk.len() {
-                let ino = u64::from(le32(blk, at));
-                let rec_len = usize::from(le16(blk, at + 4));
+                let ino = u64::from(le_u32(blk, at)?);
+                let rec_len = usize::from(le_u16(blk, at + 4)?);
                 let name_len = usize::from(blk[at + 6]);
                 if rec_len < 8
                     || rec_len % 4 != 0
                     || at + rec_len > blk.len()
                     || 8 + name_len > rec_len
                 {
-                    return Err(format!("bad directory entry at byte {at}"));
+                    return Err(corrupt(format!("bad directory entry at byte {at}")));
                 }
                 if ino != 0 {
                     let name = &blk[at + 8..at + 8 + name_len];
@@ -437,7 +459,7 @@ impl RawExt4 {
     }
 
     /// A symlink's target: inline in the inode when short, else in its data.
-    pub fn link_target(&mut self, inode: &Inode) -> Result<Vec<u8>, String> {
+    pub fn link_target(&mut self, inode: &Inode) -> Result<Vec<u8>, RawError> {
         if inode.size < 60 && inode.flags & FL_EXTENTS == 0 {
             return Ok(inode.block[..inode.size as usize].to_vec());
         }
@@ -445,7 +467,10 @@ impl RawExt4 {
         self.reader(inode)?
             .take(4096)
             .read_to_end(&mut v)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RawError::Read {
+                at: 0,
+                message: e.to_string(),
+            })?;
         Ok(v)
     }
 }
@@ -469,9 +494,12 @@ fn push_block(out: &mut Vec<Run>, logical: u64, physical: u64) {
     });
 }
 
-fn read(dev: &mut PartReader, at: u64, buf: &mut [u8]) -> Result<(), String> {
+fn read(dev: &mut PartReader, at: u64, buf: &mut [u8]) -> Result<(), RawError> {
     use ext4_view::Ext4Read;
-    dev.read(at, buf).map_err(|e| e.to_string())
+    dev.read(at, buf).map_err(|e| RawError::Read {
+        at,
+        message: e.to_string(),
+    })
 }
 
 pub struct DataReader<'a> {

@@ -6,6 +6,7 @@
 //! filesystem. Image bytes are untrusted: every size from a header is checked against a
 //! limit before it is used, and nothing here writes to an image.
 
+pub mod bytes;
 pub mod cache;
 pub mod error;
 pub mod ext4;
@@ -14,6 +15,7 @@ pub mod file;
 pub mod fs;
 pub mod guestfs;
 pub mod guestfs_fs;
+pub mod hash;
 pub mod lock;
 pub mod open;
 pub mod partition;

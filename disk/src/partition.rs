@@ -4,8 +4,9 @@
 //! trust the entry count and entry size from the header; here every count is bounded, the
 //! EBR chain is loop-checked, and only the few fields we need are read.
 
+use crate::bytes::{le_u32, le_u64};
 use crate::error::{DiskError, Result};
-use crate::file::{le_u32, le_u64, ReadAt};
+use crate::file::ReadAt;
 
 /// Most partition entries read from a GPT (the spec's usual value is 128).
 pub const MAX_GPT_ENTRIES: u32 = 1024;
@@ -81,9 +82,10 @@ fn read_gpt(
     hdr: &[u8; 512],
 ) -> Result<Vec<Partition>> {
     let size = dev.size();
-    let entries_lba = le_u64(hdr, 72);
-    let count = le_u32(hdr, 80);
-    let entry_size = le_u32(hdr, 84);
+    let short = |e: crate::bytes::Short| corrupt(image, format!("GPT: {e}"));
+    let entries_lba = le_u64(hdr, 72).map_err(short)?;
+    let count = le_u32(hdr, 80).map_err(short)?;
+    let entry_size = le_u32(hdr, 84).map_err(short)?;
     if count > MAX_GPT_ENTRIES {
         return Err(DiskError::Limit {
             image: image.to_path_buf(),
@@ -113,8 +115,8 @@ fn read_gpt(
         if type_guid.iter().all(|&b| b == 0) {
             continue;
         }
-        let first = le_u64(e, 32);
-        let last = le_u64(e, 40);
+        let first = le_u64(e, 32).map_err(short)?;
+        let last = le_u64(e, 40).map_err(short)?;
         let (Some(pstart), Some(pend)) = (
             first.checked_mul(SECTOR),
             last.checked_add(1).and_then(|l| l.checked_mul(SECTOR)),
@@ -137,25 +139,25 @@ fn read_gpt(
             number: u32::try_from(i + 1).unwrap_or(u32::MAX),
             start: pstart,
             size: pend - pstart,
-            type_id: guid_string(type_guid),
+            type_id: guid_string(type_guid).map_err(short)?,
         });
     }
     Ok(parts)
 }
 
-fn guid_string(g: &[u8]) -> String {
-    format!(
-        "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{}",
-        le_u32(g, 0),
-        u16::from_le_bytes([g[4], g[5]]),
-        u16::from_le_bytes([g[6], g[7]]),
-        g[8],
-        g[9],
-        g[10..16]
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<String>()
-    )
+fn guid_string(g: &[u8]) -> Result<String, crate::bytes::Short> {
+    let tail = g.get(8..16).ok_or(crate::bytes::Short {
+        at: 8,
+        want: 8,
+        have: g.len(),
+    })?;
+    Ok(format!(
+        "{:08X}-{:04X}-{:04X}-{}",
+        le_u32(g, 0)?,
+        crate::bytes::le_u16(g, 4)?,
+        crate::bytes::le_u16(g, 6)?,
+        tail.iter().map(|b| format!("{b:02X}")).collect::<String>()
+    ))
 }
 
 struct MbrEntry {
@@ -165,12 +167,13 @@ struct MbrEntry {
 }
 
 fn mbr_entries(sector: &[u8; 512]) -> [MbrEntry; 4] {
+    // The four entries end at byte 510 of the 512: every read below is in range.
     std::array::from_fn(|i| {
-        let e = &sector[446 + 16 * i..446 + 16 * (i + 1)];
+        let at = 446 + 16 * i;
         MbrEntry {
-            kind: e[4],
-            lba: u64::from(le_u32(e, 8)),
-            sectors: u64::from(le_u32(e, 12)),
+            kind: sector[at + 4],
+            lba: le_u32(sector, at + 8).map_or(0, u64::from),
+            sectors: le_u32(sector, at + 12).map_or(0, u64::from),
         }
     })
 }

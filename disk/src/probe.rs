@@ -1,7 +1,8 @@
 //! Which filesystem (or volume) a partition holds, decided by superblock magic alone.
 
+use crate::bytes::le_u16;
 use crate::error::Result;
-use crate::file::{le_u16, ReadAt};
+use crate::file::ReadAt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsKind {
@@ -37,7 +38,7 @@ pub fn probe(dev: &mut dyn ReadAt, start: u64, size: u64) -> Result<FsKind> {
     let mut head = vec![0u8; usize::try_from(size.min(4096)).unwrap_or(0)];
     dev.read_at(start, &mut head)?;
     let at = |o: usize, m: &[u8]| head.get(o..o + m.len()) == Some(m);
-    if head.len() >= 1024 + 58 && le_u16(&head, 1024 + 56) == 0xef53 {
+    if le_u16(&head, 1024 + 56).is_ok_and(|m| m == 0xef53) {
         return Ok(FsKind::Ext);
     }
     if at(0, b"XFSB") {

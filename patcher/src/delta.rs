@@ -108,7 +108,7 @@ fn delta_err(dir: &Path, why: impl Into<String>) -> PatchError {
 
 /// SHA-256 of a file's bytes, with the file named in the error.
 fn sha256_of(path: &Path) -> Result<String, PatchError> {
-    crate::sha256_file(path).map_err(|e| PatchError::io(path, e))
+    coldpatch_disk::hash::sha256_file(path).map_err(|e| PatchError::io(path, e))
 }
 
 fn file_name(p: &str) -> String {
@@ -281,7 +281,10 @@ pub fn export(
         considered,
     };
     let tmp = out.join(".manifest.json.partial");
-    let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PatchError::Delta {
+        dir: out.to_path_buf(),
+        why: format!("cannot encode the manifest: {e}"),
+    })?;
     std::fs::write(&tmp, json)
         .and_then(|()| std::fs::rename(&tmp, out.join(MANIFEST)))
         .map_err(|e| PatchError::io(&out.join(MANIFEST), e))?;
@@ -668,7 +671,7 @@ fn prove(m: &Manifest, out: &Path, roots: &[PathBuf]) -> Result<(), PatchError> 
 mod tests {
     //! `verify` on a real qcow2 delta made with qemu-img, then one change per test case.
     use super::*;
-    use crate::sha256_file;
+    use coldpatch_disk::hash::sha256_file;
 
     const APP: [u8; 16] = [7; 16];
 

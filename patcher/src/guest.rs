@@ -2,17 +2,32 @@
 //! writable drive and the appliance is launched once (20–60 s under TCG); then each
 //! image in turn is mounted, changed with its own tools, unmounted and checked.
 //!
-//! What runs in the guest is the guest's own `/bin/sh` and `dpkg`, chrooted by the
-//! libguestfs daemon: the appliance is the sandbox, and nothing the guest prints is
+//! What runs in the guest is the guest's own `/bin/sh` and package tool (`pm/`),
+//! chrooted by the libguestfs daemon: the appliance is the sandbox, and nothing the guest prints is
 //! trusted. Success is decided afterwards by reading the overlay natively (see
 //! `run.rs`). Guest paths we write are checked to resolve, inside the guest, to
 //! themselves: a guest symlink never redirects a write.
 
 use std::path::{Path, PathBuf};
 
-use crate::plan::Plan;
-use crate::{sha256_file, PatchError};
 use coldpatch_disk::guestfs::{GuestfsError, Session};
+use coldpatch_disk::hash::sha256_file;
+
+use crate::appliance::push_log;
+pub use crate::appliance::{GuestError, Notify};
+use crate::plan::Plan;
+use crate::PatchError;
+
+fn host(path: &Path, e: impl std::fmt::Display) -> GuestError {
+    GuestError::Host {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn refused(m: impl Into<String>) -> GuestError {
+    GuestError::Refused(m.into())
+}
 
 /// A file to place in the guest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,56 +56,8 @@ pub struct Job<'a> {
     pub root_partition: Option<u32>,
 }
 
-/// Progress reports: (image, kind, message).
-pub type Notify<'a> = dyn FnMut(Option<&str>, &str, &str) + 'a;
-
-/// Each job's result (an error says why) and its log.
-pub type JobOutcome = (Result<(), String>, String);
-
-/// Output of the guest's package tool kept per image (the end, if it prints more).
-const LOG_LIMIT: usize = 1 << 20;
-/// How long one dpkg run may take in the guest before it is killed (TCG is slow, and a
-/// maintainer script may wait forever).
-const DPKG_TIMEOUT_SECS: u32 = 1800;
-
-fn g(e: GuestfsError) -> String {
-    e.to_string()
-}
-
-fn fault_set(point: &str) -> bool {
-    std::env::var("COLDPATCH_FAULT").as_deref() == Ok(point)
-}
-
-fn die(point: &str) -> ! {
-    eprintln!("coldpatch: fault injection: killed {point}");
-    std::process::abort();
-}
-
-/// Test hook for fault injection: `COLDPATCH_FAULT=<point>` ends the process abruptly
-/// (no destructors, no cleanup: as a kill would) at that point: `upload` after the first
-/// file is in the guest, `commit` after verification, before the commit. For `dpkg` see
-/// [`fault_during_dpkg`].
-pub fn fault(point: &str) {
-    if fault_set(point) {
-        die(&format!("at {point}"));
-    }
-}
-
-/// `COLDPATCH_FAULT=dpkg`: ends the process one second into the guest's first dpkg run,
-/// from another thread (the caller is blocked in libguestfs); `done` is called when dpkg
-/// returned, and ends it then if it was quicker.
-fn fault_during_dpkg(done: bool) {
-    if !fault_set("dpkg") {
-        return;
-    }
-    if done {
-        die("as dpkg returned");
-    }
-    std::thread::spawn(|| {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        die("during dpkg");
-    });
-}
+/// Each job's result and its log.
+pub type JobOutcome = (Result<(), GuestError>, String);
 
 /// Launches one appliance for all jobs and runs them in order. The outer error is for
 /// the appliance as a whole; each job has its own result and log.
@@ -101,7 +68,7 @@ pub fn run_all(
     smp: usize,
     notify: &mut Notify<'_>,
 ) -> Result<Vec<JobOutcome>, PatchError> {
-    let appliance = |e: GuestfsError| PatchError::Appliance(e.to_string());
+    let appliance = |e: GuestfsError| PatchError::Appliance(GuestError::Guestfs(e));
     let t = std::time::Instant::now();
     let mut s = match launch(jobs, smp) {
         Err(e) if e.hung => {
@@ -134,7 +101,7 @@ pub fn run_all(
         // Whatever happened, the next image starts from nothing mounted.
         let _ = s.umount_all();
         if let Err(e) = &r {
-            notify(Some(j.image), "failed", e);
+            notify(Some(j.image), "failed", &e.to_string());
         }
         out.push((r, log));
     }
@@ -226,17 +193,22 @@ fn kill_hypervisor(marker: &str) -> bool {
 /// The device on drive `i` that stands for `dev`: inspection resolves a guest's fstab
 /// by filesystem UUID, and copies of one image share UUIDs, so a mount may point at
 /// another drive's partition of the same number.
-fn on_drive(s: &mut Session, i: usize, devices: &[String], dev: &str) -> Result<String, String> {
-    let d = s.drive_of(dev).map_err(g)?;
+fn on_drive(
+    s: &mut Session,
+    i: usize,
+    devices: &[String],
+    dev: &str,
+) -> Result<String, GuestError> {
+    let d = s.drive_of(dev)?;
     if d == i {
         return Ok(dev.to_string());
     }
     let n = s.part_to_partnum(dev).map_err(|_| {
-        format!("{dev} is on another image's drive and is not a partition (LVM volume groups of the same name?); patch this image in a run of its own")
+        refused(format!("{dev} is on another image's drive and is not a partition (LVM volume groups of the same name?); patch this image in a run of its own"))
     })?;
     let base = devices
         .get(i)
-        .ok_or_else(|| format!("drive {i} has no device"))?;
+        .ok_or_else(|| refused(format!("drive {i} has no device")))?;
     Ok(format!("{base}{n}"))
 }
 
@@ -251,7 +223,7 @@ fn one(
     repo_root: Option<&Path>,
     log: &mut String,
     notify: &mut Notify<'_>,
-) -> Result<(), String> {
+) -> Result<(), GuestError> {
     let image = j.image;
     let (root, devs) = match j.root_partition {
         Some(part) => mount_native(s, i, devices, part)?,
@@ -264,18 +236,18 @@ fn one(
     );
     match j.change {
         Change::Packages { plan } => {
-            let root = repo_root.ok_or("no repository for a package change")?;
+            let root = repo_root.ok_or_else(|| refused("no repository for a package change"))?;
             install(s, image, plan, root, run, log, notify)?;
         }
         Change::Files { puts } => put_files(s, image, puts, log, notify)?,
     }
-    s.sync().map_err(g)?;
-    s.umount_all().map_err(g)?;
+    s.sync()?;
+    s.umount_all()?;
     for dev in &devs {
-        let t = s.vfs_type(dev).map_err(g)?;
+        let t = s.vfs_type(dev)?;
         if t.starts_with("ext") {
             s.e2fsck(dev)
-                .map_err(|e| format!("fsck of {dev} after the change failed: {e}"))?;
+                .map_err(|e| refused(format!("fsck of {dev} after the change failed: {e}")))?;
             notify(
                 Some(image),
                 "fsck",
@@ -294,25 +266,33 @@ fn mount_inspected(
     i: usize,
     devices: &[String],
     roots: &[String],
-) -> Result<(String, Vec<String>), String> {
+) -> Result<(String, Vec<String>), GuestError> {
     let mut mine = Vec::new();
     for r in roots {
-        if s.drive_of(r).map_err(g)? == i {
+        if s.drive_of(r)? == i {
             mine.push(r.clone());
         }
     }
     let root = match mine.as_slice() {
         [r] => r.clone(),
-        [] => return Err("libguestfs finds no operating system on this image".into()),
-        _ => return Err(format!("several operating systems on this image: {mine:?}")),
+        [] => {
+            return Err(refused(
+                "libguestfs finds no operating system on this image",
+            ))
+        }
+        _ => {
+            return Err(refused(format!(
+                "several operating systems on this image: {mine:?}"
+            )))
+        }
     };
-    let mut mounts = s.inspect_get_mountpoints(&root).map_err(g)?;
+    let mut mounts = s.inspect_get_mountpoints(&root)?;
     mounts.sort_by_key(|(mp, _)| mp.len());
     let mut devs = Vec::new();
     for (mp, dev) in &mounts {
         let dev = on_drive(s, i, devices, dev)?;
         s.mount(&dev, mp)
-            .map_err(|e| format!("cannot mount {dev} on {mp}: {e}"))?;
+            .map_err(|e| refused(format!("cannot mount {dev} on {mp}: {e}")))?;
         devs.push(dev);
     }
     Ok((root, devs))
@@ -349,20 +329,20 @@ fn mount_native(
     i: usize,
     devices: &[String],
     part: u32,
-) -> Result<(String, Vec<String>), String> {
+) -> Result<(String, Vec<String>), GuestError> {
     let base = devices
         .get(i)
-        .ok_or_else(|| format!("drive {i} has no device"))?;
+        .ok_or_else(|| refused(format!("drive {i} has no device")))?;
     let root = if part == 0 {
         base.clone()
     } else {
         format!("{base}{part}")
     };
     s.mount(&root, "/")
-        .map_err(|e| format!("cannot mount the root {root}: {e}"))?;
+        .map_err(|e| refused(format!("cannot mount the root {root}: {e}")))?;
     let mut devs = vec![root.clone()];
-    let fstab = if s.exists("/etc/fstab").map_err(g)? && !s.is_symlink("/etc/fstab").map_err(g)? {
-        String::from_utf8_lossy(&s.pread("/etc/fstab", 1 << 20, 0).map_err(g)?).into_owned()
+    let fstab = if s.exists("/etc/fstab")? && !s.is_symlink("/etc/fstab")? {
+        String::from_utf8_lossy(&s.pread("/etc/fstab", 1 << 20, 0)?).into_owned()
     } else {
         String::new()
     };
@@ -388,8 +368,8 @@ fn mount_native(
     }
     // This drive's partitions with their UUIDs and labels.
     let mut parts = Vec::new();
-    for p in s.list_partitions().map_err(g)? {
-        if s.drive_of(&p).map_err(g)? == i {
+    for p in s.list_partitions()? {
+        if s.drive_of(&p)? == i {
             let uuid = s.vfs_uuid(&p).unwrap_or_default();
             let label = s.vfs_label(&p).unwrap_or_default();
             let num = s.part_to_partnum(&p).unwrap_or(-1);
@@ -437,9 +417,9 @@ fn mount_native(
                     .iter()
                     .any(|d| mp.starts_with(d));
                 if holds_packages {
-                    return Err(format!(
+                    return Err(refused(format!(
                         "the guest's fstab mounts {spec} on {mp}, which is not a partition of this image found by UUID, label or number (LVM?); patch it in a run of its own"
-                    ));
+                    )));
                 }
             }
         }
@@ -448,41 +428,29 @@ fn mount_native(
     for (mp, dev) in mounts {
         plain_dir(s, &mp)?;
         s.mount(&dev, &mp)
-            .map_err(|e| format!("cannot mount {dev} on {mp}: {e}"))?;
+            .map_err(|e| refused(format!("cannot mount {dev} on {mp}: {e}")))?;
         devs.push(dev);
     }
     Ok((root, devs))
 }
 
 /// A guest directory we may write into: it exists and resolves to itself.
-fn plain_dir(s: &mut Session, dir: &str) -> Result<(), String> {
-    if !s.is_dir(dir).map_err(|e| e.to_string())? {
-        return Err(format!("{dir} is not a directory in the guest"));
+fn plain_dir(s: &mut Session, dir: &str) -> Result<(), GuestError> {
+    if !s.is_dir(dir)? {
+        return Err(refused(format!("{dir} is not a directory in the guest")));
     }
-    let real = s.realpath(dir).map_err(|e| e.to_string())?;
+    let real = s.realpath(dir)?;
     if real != dir {
-        return Err(format!(
+        return Err(refused(format!(
             "{dir} resolves to {real} inside the guest; refusing to write through a symlink"
-        ));
+        )));
     }
     Ok(())
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-fn push_log(log: &mut String, text: &str) {
-    log.push_str(text);
-    if log.len() > LOG_LIMIT {
-        let cut = log.len() - LOG_LIMIT;
-        let cut = (cut..log.len())
-            .find(|&c| log.is_char_boundary(c))
-            .unwrap_or(log.len());
-        log.drain(..cut);
-    }
-}
-
+/// Copies the plan's package files to a private staging directory, checks each against
+/// the indexed SHA-256, uploads them into the guest and has the image's package manager
+/// install them; the upload directory is removed afterwards.
 fn install(
     s: &mut Session,
     image: &str,
@@ -491,26 +459,32 @@ fn install(
     run: &str,
     log: &mut String,
     notify: &mut Notify<'_>,
-) -> Result<(), String> {
+) -> Result<(), GuestError> {
+    let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
+        refused(format!(
+            "no package manager installs {} packages",
+            plan.kind.as_str()
+        ))
+    })?;
     // Copies first, checked against the index: the repository may change under us.
-    let staging = tempfile::tempdir().map_err(|e| format!("cannot make a staging dir: {e}"))?;
+    let staging = tempfile::tempdir().map_err(|e| host(Path::new("staging"), e))?;
     let mut names = Vec::new();
     for step in &plan.steps {
         let src = repo_root.join(&step.file);
         let name = Path::new(&step.file)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".deb") && !n.contains('/'))
-            .ok_or_else(|| format!("{}: not a .deb file name", step.file))?;
+            .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
+            .ok_or_else(|| refused(format!("{}: not a {} file name", step.file, pm.file_ext())))?;
         let copy = staging.path().join(&name);
-        std::fs::copy(&src, &copy).map_err(|e| format!("{}: {e}", src.display()))?;
+        std::fs::copy(&src, &copy).map_err(|e| host(&src, e))?;
         if let Some(want) = &step.sha256 {
-            let have = sha256_file(&copy).map_err(|e| format!("{}: {e}", src.display()))?;
+            let have = sha256_file(&copy).map_err(|e| host(&src, e))?;
             if &have != want {
-                return Err(format!(
+                return Err(refused(format!(
                     "{} changed since the repository was indexed (SHA-256 {have}, indexed {want}); run `coldpatch repo index` again",
                     src.display()
-                ));
+                )));
             }
         }
         names.push((step, name, copy));
@@ -518,104 +492,28 @@ fn install(
     plain_dir(s, "/var/cache")?;
     plain_dir(s, "/usr/sbin")?;
     let dir = format!("/var/cache/coldpatch-{run}");
-    s.mkdir_p(&dir).map_err(g)?;
+    s.mkdir_p(&dir)?;
     notify(
         Some(image),
         "upload",
         &format!("{} package(s) to {dir}", names.len()),
     );
-    for (n, (_, name, copy)) in names.iter().enumerate() {
-        s.upload(copy, &format!("{dir}/{name}")).map_err(g)?;
+    let mut files = Vec::new();
+    for (n, (step, name, copy)) in names.iter().enumerate() {
+        let guest = format!("{dir}/{name}");
+        s.upload(copy, &guest)?;
         if n == 0 {
-            fault("upload");
+            crate::fault::at("upload");
         }
+        files.push((*step, guest));
     }
     notify(
         Some(image),
         "uploaded",
         &format!("{} package(s)", names.len()),
     );
-
-    // No service may start in an image that is not running.
-    let policy = "/usr/sbin/policy-rc.d";
-    let saved = format!("/usr/sbin/policy-rc.d.coldpatch-{run}");
-    let had_policy = s.exists(policy).map_err(g)? || s.is_symlink(policy).unwrap_or(false);
-    if had_policy {
-        s.mv(policy, &saved).map_err(g)?;
-    }
-    s.write(
-        policy,
-        b"#!/bin/sh\n# coldpatch: no service starts in an offline image\nexit 101\n",
-    )
-    .map_err(g)?;
-    s.chmod(0o755, policy).map_err(g)?;
-
-    let has_timeout = s.exists("/usr/bin/timeout").unwrap_or(false);
-    let mut stages: Vec<u32> = plan.steps.iter().map(|st| st.stage).collect();
-    stages.sort_unstable();
-    stages.dedup();
-    let mut result = Ok(());
-    for stage in stages {
-        let files: Vec<String> = names
-            .iter()
-            .filter(|(st, _, _)| st.stage == stage)
-            .map(|(_, n, _)| shell_quote(&format!("{dir}/{n}")))
-            .collect();
-        let limit = if has_timeout {
-            format!("timeout -k 30 {DPKG_TIMEOUT_SECS} ")
-        } else {
-            String::new()
-        };
-        let cmd = format!(
-            "(cd / && DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C \
-             PATH=/usr/sbin:/usr/bin:/sbin:/bin {limit}dpkg --force-confdef --force-confold -i {}; \
-             echo \"coldpatch-exit=$?\") 2>&1 | tail -c {LOG_LIMIT}",
-            files.join(" ")
-        );
-        notify(
-            Some(image),
-            "dpkg",
-            &format!("stage {stage}: dpkg -i {} package(s)", files.len()),
-        );
-        fault_during_dpkg(false);
-        let out = s.sh(&cmd).map_err(g)?;
-        fault_during_dpkg(true);
-        push_log(log, &out);
-        let status = out
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("coldpatch-exit="))
-            .and_then(|v| v.trim().parse::<i32>().ok());
-        // One event per package dpkg configured (its own words: "Setting up name (v)").
-        for l in out.lines() {
-            if let Some(p) = l.strip_prefix("Setting up ") {
-                notify(Some(image), "installed", p.trim_end_matches(" ...").trim());
-            }
-        }
-        match status {
-            Some(0) => notify(
-                Some(image),
-                "dpkg",
-                &format!("stage {stage}: dpkg finished"),
-            ),
-            other => {
-                let tail: Vec<&str> = out.lines().rev().take(8).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                result = Err(format!(
-                    "dpkg in the guest failed (exit {}): {}",
-                    other.map_or("unknown".to_string(), |c| c.to_string()),
-                    tail.join(" | ")
-                ));
-                break;
-            }
-        }
-    }
-    // Leave the guest as it was, apart from the packages.
+    let result = pm.install(s, image, run, &files, log, notify);
     let _ = s.rm_rf(&dir);
-    let _ = s.rm_rf(policy);
-    if had_policy {
-        s.mv(&saved, policy).map_err(g)?;
-    }
     result
 }
 
@@ -625,43 +523,42 @@ fn put_files(
     puts: &[Put],
     log: &mut String,
     notify: &mut Notify<'_>,
-) -> Result<(), String> {
+) -> Result<(), GuestError> {
     for p in puts {
         let parent = Path::new(&p.guest)
             .parent()
             .map(|d| d.to_string_lossy().into_owned())
-            .ok_or_else(|| format!("{}: no parent directory", p.guest))?;
+            .ok_or_else(|| refused(format!("{}: no parent directory", p.guest)))?;
         plain_dir(s, &parent)?;
-        let exists = s.exists(&p.guest).map_err(g)?;
-        if s.is_symlink(&p.guest).map_err(g)? {
-            return Err(format!(
+        let exists = s.exists(&p.guest)?;
+        if s.is_symlink(&p.guest)? {
+            return Err(refused(format!(
                 "{} is a symlink in the guest; refusing to write through it",
                 p.guest
-            ));
+            )));
         }
-        if exists && s.is_dir(&p.guest).map_err(g)? {
-            return Err(format!("{} is a directory in the guest", p.guest));
+        if exists && s.is_dir(&p.guest)? {
+            return Err(refused(format!("{} is a directory in the guest", p.guest)));
         }
         let keep = if exists {
-            Some(s.stat(&p.guest).map_err(g)?)
+            Some(s.stat(&p.guest)?)
         } else {
             None
         };
         // Upload from a private copy whose hash is the one planned.
-        let staging = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-        std::fs::copy(&p.source, staging.path())
-            .map_err(|e| format!("{}: {e}", p.source.display()))?;
-        let have = sha256_file(staging.path()).map_err(|e| e.to_string())?;
+        let staging = tempfile::NamedTempFile::new().map_err(|e| host(Path::new("staging"), e))?;
+        std::fs::copy(&p.source, staging.path()).map_err(|e| host(&p.source, e))?;
+        let have = sha256_file(staging.path()).map_err(|e| host(&p.source, e))?;
         if have != p.sha256 {
-            return Err(format!(
+            return Err(refused(format!(
                 "{} changed since the run was planned",
                 p.source.display()
-            ));
+            )));
         }
-        s.upload(staging.path(), &p.guest).map_err(g)?;
+        s.upload(staging.path(), &p.guest)?;
         let (mode, uid, gid) = keep.map_or((0o644, 0, 0), |st| (st.mode & 0o7777, st.uid, st.gid));
-        s.chmod(mode, &p.guest).map_err(g)?;
-        s.chown(uid, gid, &p.guest).map_err(g)?;
+        s.chmod(mode, &p.guest)?;
+        s.chown(uid, gid, &p.guest)?;
         let what = if exists { "replaced" } else { "added" };
         push_log(
             log,
@@ -672,7 +569,7 @@ fn put_files(
             ),
         );
         notify(Some(image), "file", &format!("{what} {}", p.guest));
-        fault("upload");
+        crate::fault::at("upload");
     }
     Ok(())
 }

@@ -1,20 +1,25 @@
-//! Offline upgrades of stopped images: planning (`plan.rs`), and applying a plan or a set
-//! of files on a qcow2 overlay in one libguestfs appliance (`guest.rs`), verified by
-//! reading the result natively and committed as the image's next version (`run.rs`).
+//! Offline upgrades of stopped images: planning (`plan.rs`, made by the image's package
+//! manager in `pm/`), and applying a plan or a set of files on a qcow2 overlay in one
+//! libguestfs appliance (`guest.rs`), verified by reading the result natively and
+//! committed as the image's next version (`run.rs`).
 //! Overlays and flattened copies are made by `qemu-img` (`overlay.rs`); one run per image
 //! at a time (`lock.rs`). Versions travel as deltas (`delta.rs`).
 
 use std::path::{Path, PathBuf};
 
+pub mod appliance;
 pub mod delta;
+pub mod fault;
 pub mod guest;
 pub mod lock;
 pub mod overlay;
 pub mod plan;
+pub mod pm;
 pub mod run;
 
-pub use guest::{Change, Put};
-pub use plan::{plan, Plan, Refusal, Request, Step};
+pub use guest::{Change, GuestError, Put};
+pub use plan::{Plan, Refusal, Request, Step};
+pub use pm::plan;
 pub use run::{
     execute, flatten, repository, rollback, Ask, Control, ImageResult, RunReport, Watch,
 };
@@ -23,11 +28,15 @@ pub use run::{
 pub enum PatchError {
     #[error("{image} is being patched by {holder}; try again when it has finished")]
     Busy { image: String, holder: String },
-    #[error("cannot plan {0}: {1}")]
-    Plan(String, String),
+    #[error("cannot plan {image}")]
+    Plan {
+        image: String,
+        #[source]
+        refusal: Box<Refusal>,
+    },
     /// The plan found nothing to do: not a failure of the run.
-    #[error("{1}")]
-    Nothing(String, String),
+    #[error("{why}")]
+    Nothing { image: String, why: String },
     #[error("{tool} on {file}: {message}")]
     Tool {
         tool: &'static str,
@@ -36,9 +45,9 @@ pub enum PatchError {
     },
     #[error("delta {dir}: {why}")]
     Delta { dir: PathBuf, why: String },
-    #[error("libguestfs appliance: {0}")]
-    Appliance(String),
-    #[error("{path}: {source}")]
+    #[error("libguestfs appliance")]
+    Appliance(#[source] GuestError),
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -52,20 +61,26 @@ pub enum PatchError {
     Repo(#[from] coldpatch_repo::RepoError),
 }
 
-/// SHA-256 of a file's bytes, hex.
-pub fn sha256_file(p: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
-}
-
 impl PatchError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> PatchError {
         PatchError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// Whether the request was at fault (a plan refused, an image busy or unknown, a bad
+    /// delta), as opposed to the machine (the appliance, I/O, the catalog's storage).
+    pub fn is_request(&self) -> bool {
+        match self {
+            PatchError::Busy { .. }
+            | PatchError::Plan { .. }
+            | PatchError::Nothing { .. }
+            | PatchError::Delta { .. }
+            | PatchError::Repo(_) => true,
+            PatchError::Catalog(e) => e.is_request(),
+            PatchError::Disk(e) => e.kind() != coldpatch_disk::ErrorKind::Io,
+            PatchError::Tool { .. } | PatchError::Appliance(_) | PatchError::Io { .. } => false,
         }
     }
 }

@@ -1,14 +1,13 @@
 //! One patch run per image at a time, across processes and threads: an exclusive
-//! `flock` on `<catalog>/locks/<hash of the image path>.lock`, held for the whole run and
+//! `flock` on `<state dir>/locks/<hash of the image path>.lock`, held for the whole run and
 //! released by the kernel when the process ends, however it ends. The file holds the
 //! run id and pid of the holder, for the refusal message.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::path::Path;
-
+use coldpatch_catalog::StateDir;
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
 
 use crate::PatchError;
 
@@ -17,9 +16,8 @@ pub struct ImageLock {
 }
 
 impl ImageLock {
-    pub fn acquire(catalog_dir: &Path, image: &str, run: &str) -> Result<ImageLock, PatchError> {
-        let dir = catalog_dir.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|e| PatchError::io(&dir, e))?;
+    pub fn acquire(state: &StateDir, image: &str, run: &str) -> Result<ImageLock, PatchError> {
+        let dir = state.ensure(state.locks())?;
         let name = hex::encode(&Sha256::digest(image.as_bytes())[..12]);
         let path = dir.join(format!("{name}.lock"));
         let file = OpenOptions::new()

@@ -2,7 +2,7 @@
 //! the one qemu, libguestfs and every consumer of these files agree with): a qcow2
 //! overlay on top of the current version, and a standalone copy of a version.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::PatchError;
@@ -25,14 +25,6 @@ fn qemu_img(args: &[&str], what: &Path) -> Result<String, PatchError> {
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }
-}
-
-/// Where a run's overlay for an image lives: `<catalog>/versions/<image id>/<run>.qcow2`.
-pub fn overlay_path(catalog_dir: &Path, image_id: u64, run: &str) -> PathBuf {
-    catalog_dir
-        .join("versions")
-        .join(image_id.to_string())
-        .join(format!("{run}.qcow2"))
 }
 
 /// A new qcow2 file whose backing file is `base` (by absolute path, with its format named

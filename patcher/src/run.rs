@@ -17,13 +17,13 @@ use coldpatch_catalog::{
 use coldpatch_collector::{CollectOptions, Inventory};
 use coldpatch_disk::qcow2::{stamp, Stamp};
 use coldpatch_disk::{Disk, OpenOptions};
-use coldpatch_vuln::distro::from_os_release;
 use coldpatch_vuln::{Finding, Index};
 
-use crate::guest::{self, Change, Job, Put};
+use crate::guest::{self, Change, GuestError, Job, Put};
 use crate::lock::ImageLock;
 use crate::overlay;
-use crate::plan::{plan, Request};
+use crate::plan::Request;
+use crate::pm::plan;
 use crate::PatchError;
 
 /// What one image came to in a run.
@@ -110,11 +110,7 @@ fn briefs(findings: &[Finding]) -> Vec<FindingBrief> {
 }
 
 fn findings_of(index: &Index, inv: &Inventory) -> Vec<Finding> {
-    inv.os
-        .as_ref()
-        .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename))
-        .map(|d| index.findings(&d, &inv.packages))
-        .unwrap_or_default()
+    index.inventory_findings(inv).1
 }
 
 /// Directories the files of an image's versions may be backed from: those of its
@@ -129,7 +125,7 @@ fn roots(catalog: &Catalog, img: &ImageRecord, inv: &Inventory) -> Vec<PathBuf> 
     if let Some(d) = Path::new(&img.path).parent() {
         v.push(d.to_path_buf());
     }
-    v.push(catalog.dir().join("versions").join(img.id.to_string()));
+    v.push(catalog.state().versions(img.id));
     v.sort();
     v.dedup();
     v
@@ -200,11 +196,12 @@ fn prepare(
     index: &Index,
     repo: Option<&coldpatch_repo::RepoIndex>,
 ) -> Result<Prepared, PatchError> {
-    let lock = ImageLock::acquire(ctx.catalog.dir(), key, &ctx.run.id)?;
+    let lock = ImageLock::acquire(ctx.catalog.state(), key, &ctx.run.id)?;
     sweep(ctx, key)?;
     let (img, inv) = ctx.catalog.current_inventory(key)?;
-    let versions_dir = ctx.catalog.dir().join("versions").join(img.id.to_string());
-    std::fs::create_dir_all(&versions_dir).map_err(|e| PatchError::io(&versions_dir, e))?;
+    ctx.catalog
+        .state()
+        .ensure(ctx.catalog.state().versions(img.id))?;
     let roots = roots(ctx.catalog, &img, &inv);
     let current = PathBuf::from(img.current_file());
     // Opening checks the format, the backing chain and qemu's locks: an image a running
@@ -219,7 +216,10 @@ fn prepare(
     let before = findings_of(index, &inv);
     let change = match ask {
         Ask::Packages { req, .. } => {
-            let repo = repo.ok_or_else(|| PatchError::Plan(key.into(), "no repository".into()))?;
+            let repo = repo.ok_or_else(|| PatchError::Plan {
+                image: key.into(),
+                refusal: Box::new(crate::Refusal::Nothing("no repository".into())),
+            })?;
             let pk = plan_key(&inv);
             let made = match ctx.plans.get(&pk) {
                 Some((first, made)) => {
@@ -240,8 +240,14 @@ fn prepare(
                 }
             };
             let p = made.map_err(|e| match e {
-                crate::Refusal::Nothing(why) => PatchError::Nothing(key.into(), why),
-                e => PatchError::Plan(key.into(), e.to_string()),
+                crate::Refusal::Nothing(why) => PatchError::Nothing {
+                    image: key.into(),
+                    why,
+                },
+                refusal => PatchError::Plan {
+                    image: key.into(),
+                    refusal: Box::new(refusal),
+                },
             })?;
             Change::Packages { plan: p }
         }
@@ -266,11 +272,16 @@ fn prepare(
         ),
         Change::Files { puts } => format!("{} file(s)", puts.len()),
     };
-    let overlay = overlay::overlay_path(ctx.catalog.dir(), img.id, &ctx.run.id);
+    let overlay = ctx.catalog.state().overlay(img.id, &ctx.run.id);
     let mut ri = RunImage {
         run: ctx.run.id.clone(),
         image: key.to_string(),
-        change: serde_json::to_value(&change).unwrap_or_default(),
+        change: serde_json::to_value(&change).map_err(|e| PatchError::Plan {
+            image: key.into(),
+            refusal: Box::new(crate::Refusal::Nothing(format!(
+                "the change cannot be recorded: {e}"
+            ))),
+        })?,
         overlay: Some(overlay.display().to_string()),
         base_version: img.current_version,
         log: String::new(),
@@ -315,13 +326,27 @@ fn prepare(
     })
 }
 
+/// Why a patched version was not accepted.
+#[derive(Debug, thiserror::Error)]
+enum Unverified {
+    #[error("the patched version cannot be opened: {0}")]
+    Open(coldpatch_disk::DiskError),
+    #[error("the patched version's backing chain cannot be read: {0}")]
+    Chain(std::io::Error),
+    #[error("the patched version cannot be read: {0}")]
+    Read(coldpatch_collector::CollectError),
+    /// What is not as planned, each part said.
+    #[error("{}", .0.join("; "))]
+    Wrong(Vec<String>),
+}
+
 /// Reads the overlay natively and checks the change took: planned packages at their
 /// planned versions, targeted advisories gone, files with their content.
 fn verify(
     p: &Prepared,
     index: &Index,
     change: &Change,
-) -> Result<(Inventory, Fingerprint, Vec<Finding>), String> {
+) -> Result<(Inventory, Fingerprint, Vec<Finding>), Unverified> {
     let opts = CollectOptions {
         open: OpenOptions {
             image_roots: p.roots.clone(),
@@ -330,11 +355,11 @@ fn verify(
         guestfs: true,
         ..CollectOptions::default()
     };
-    let disk = Disk::open(&p.overlay, &opts.open).map_err(|e| e.to_string())?;
+    let disk = Disk::open(&p.overlay, &opts.open).map_err(Unverified::Open)?;
     let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
-    let fp = Fingerprint::of(&chain).map_err(|e| e.to_string())?;
+    let fp = Fingerprint::of(&chain).map_err(Unverified::Chain)?;
     let mut inv = coldpatch_collector::collect_disk(&disk, &opts, &mut |_, _| {})
-        .map_err(|e| format!("the patched version cannot be read: {e}"))?;
+        .map_err(Unverified::Read)?;
     inv.image.path.clone_from(&p.image.path);
     let after = findings_of(index, &inv);
     let mut wrong = Vec::new();
@@ -385,7 +410,7 @@ fn verify(
     if wrong.is_empty() {
         Ok((inv, fp, after))
     } else {
-        Err(wrong.join("; "))
+        Err(Unverified::Wrong(wrong))
     }
 }
 
@@ -409,7 +434,7 @@ fn in_appliances(
     let store_err = std::sync::Mutex::new(None);
     let failed = |part: &[Job<'_>], msg: String| -> Vec<guest::JobOutcome> {
         part.iter()
-            .map(|_| (Err(msg.clone()), String::new()))
+            .map(|_| (Err(GuestError::Appliance(msg.clone())), String::new()))
             .collect()
     };
     let outcomes = std::thread::scope(|sc| {
@@ -512,27 +537,18 @@ pub fn execute(
         }
         Ask::Files { .. } => (None, None),
     };
-    let run = match control.run.clone() {
-        Some(mut r) => {
-            r.state = RunState::Running;
-            r.started = now();
-            r.pid = std::process::id();
-            catalog.put_run(&r)?;
-            r
-        }
-        None => catalog.start_run(kind, images)?,
+    let started = format!("{kind} on {} image(s)", images.len());
+    let (run, e) = match control.run.clone() {
+        Some(r) => catalog.begin_run(r, &started)?,
+        None => catalog.start_run(kind, images, &started)?,
     };
+    watch(&e);
     let mut ctx = Ctx {
         catalog,
         run,
         watch,
         plans: std::collections::HashMap::new(),
     };
-    ctx.event(
-        None,
-        "started",
-        &format!("{kind} on {} image(s)", images.len()),
-    )?;
     let mut results: Vec<ImageResult> = Vec::new();
     let mut ready: Vec<Prepared> = Vec::new();
     for key in images {
@@ -555,7 +571,7 @@ pub fn execute(
             Ok(p) => ready.push(p),
             Err(e) => {
                 let reason = e.to_string();
-                let outcome = if matches!(e, PatchError::Nothing(..)) {
+                let outcome = if matches!(e, PatchError::Nothing { .. }) {
                     ctx.event(Some(key), "unchanged", &reason)?;
                     Outcome::Unchanged { reason }
                 } else {
@@ -604,23 +620,22 @@ pub fn execute(
         }
     }
     let ok = results.iter().all(|r| r.outcome.is_ok());
-    ctx.run.state = if control.cancelled() {
+    let state = if control.cancelled() {
         RunState::Cancelled
     } else if ok {
         RunState::Succeeded
     } else {
         RunState::Failed
     };
-    ctx.run.finished = Some(now());
-    if !ok {
-        ctx.run.error = Some(format!(
+    let error = (!ok).then(|| {
+        format!(
             "{} of {} image(s) failed",
             results.iter().filter(|r| !r.outcome.is_ok()).count(),
             results.len()
-        ));
-    }
-    catalog.put_run(&ctx.run)?;
-    ctx.event(None, "finished", ctx.run.state.as_str())?;
+        )
+    });
+    let e = catalog.finish_run(&mut ctx.run, state, error)?;
+    (ctx.watch)(&e);
     results.sort_by(|a, b| a.image.cmp(&b.image));
     Ok(RunReport {
         run: ctx.run,
@@ -628,16 +643,10 @@ pub fn execute(
     })
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn finish_image(
     ctx: &mut Ctx<'_, '_>,
     p: Prepared,
-    res: Result<(), String>,
+    res: Result<(), GuestError>,
     log: String,
     index: &Index,
 ) -> Result<ImageResult, PatchError> {
@@ -660,13 +669,13 @@ fn finish_image(
                     let (number, check) = stamped;
                     stamp::write(&p.overlay, &Stamp { number, check }).map_err(|e| e.to_string())
                 })
-                .and_then(|()| verify(&p, index, change));
+                .and_then(|()| verify(&p, index, change).map_err(|e| e.to_string()));
             if let Err(why) = &v {
                 ctx.event(Some(&p.image.path), "verify-failed", why)?;
             }
             v
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     let targeted: Vec<String> = match change {
         Change::Packages { plan } => plan.fixes.keys().cloned().collect(),
@@ -691,7 +700,7 @@ fn finish_image(
                     after.len()
                 ),
             )?;
-            guest::fault("commit");
+            crate::fault::at("commit");
             ri.after = briefs(&after);
             let file = p.overlay.display().to_string();
             let options = ScanOptions {
@@ -798,21 +807,20 @@ fn one_step(
     watch: &mut Watch<'_>,
     step: impl FnOnce() -> Result<(&'static str, String), PatchError>,
 ) -> Result<RunRecord, PatchError> {
-    let mut run = catalog.start_run(kind, &[image.to_string()])?;
-    let r = ImageLock::acquire(catalog.dir(), image, &run.id).and_then(|_lock| step());
+    let (mut run, e) = catalog.start_run(kind, &[image.to_string()], kind)?;
+    watch(&e);
+    let r = ImageLock::acquire(catalog.state(), image, &run.id).and_then(|_lock| step());
     let e = match &r {
         Ok((what, msg)) => catalog.event(&run.id, Some(image), what, msg)?,
         Err(err) => catalog.event(&run.id, Some(image), "failed", &err.to_string())?,
     };
     watch(&e);
-    run.state = if r.is_ok() {
-        RunState::Succeeded
-    } else {
-        RunState::Failed
+    let (state, error) = match &r {
+        Ok(_) => (RunState::Succeeded, None),
+        Err(e) => (RunState::Failed, Some(e.to_string())),
     };
-    run.error = r.as_ref().err().map(ToString::to_string);
-    run.finished = Some(now());
-    catalog.put_run(&run)?;
+    let e = catalog.finish_run(&mut run, state, error)?;
+    watch(&e);
     r?;
     Ok(run)
 }

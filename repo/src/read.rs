@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use coldpatch_collector::analyzers::dpkg::relations as list;
 use coldpatch_collector::PackageKind;
-use sha2::{Digest, Sha256};
 
 use crate::{
     unreadable, Rejected, RepoError, RepoIndex, RepoPackage, MAX_DEPTH, MAX_FILES, MAX_INDEX_BYTES,
@@ -144,22 +143,11 @@ fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), RepoError> {
 }
 
 fn sha256_of(path: &Path) -> Result<(u64, String), String> {
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut h = Sha256::new();
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        if n > MAX_PACKAGE_BYTES {
-            return Err(format!("larger than the {MAX_PACKAGE_BYTES}-byte limit"));
-        }
-        h.update(&buf[..k]);
-    }
-    Ok((n, hex::encode(h.finalize())))
+    let (hex, n) = coldpatch_disk::hash::sha256_reader(f, &mut buf, Some(MAX_PACKAGE_BYTES))
+        .map_err(|e| e.to_string())?;
+    Ok((n, hex))
 }
 
 /// A deb package from its control paragraph (a .deb's control file or an index stanza).

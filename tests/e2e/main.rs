@@ -1,8 +1,6 @@
 //! End to end: the `coldpatch` binary on real images and a real catalog directory.
 
-#[path = "../../collector/tests/collector/util.rs"]
-#[allow(dead_code)]
-mod util;
+use coldpatch_testkit as util;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -60,6 +58,33 @@ fn collect_query_and_recollect_through_the_cli() {
 
     let imgs = json(&coldpatch(data.path(), &["images", "--json"]));
     assert_eq!(imgs.as_array().map(Vec::len), Some(2));
+
+    // A reader that goes away (`| head`) ends a command quietly, as JSON and as a table:
+    // the file lists of two images are megabytes, far more than a pipe holds.
+    for args in [&["files", "--json"][..], &["files"][..]] {
+        use std::io::Read;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coldpatch"))
+            .args(args)
+            .env("COLDPATCH_DATA_DIR", data.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut head = [0u8; 64];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut head)
+            .expect("the first bytes");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("Broken pipe"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 
     let libc = json(&coldpatch(
         data.path(),

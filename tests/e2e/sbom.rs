@@ -21,7 +21,10 @@ fn trivy() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("SKIP: no trivy at {} (run images/tools.sh)", p.display());
+        coldpatch_testkit::skip(&format!(
+            "no trivy at {} (run images/tools.sh)",
+            p.display()
+        ));
         None
     }
 }

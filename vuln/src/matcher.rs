@@ -234,6 +234,23 @@ impl Index {
         })
     }
 
+    /// The release an inventory's os-release names, and its findings (none when the OS
+    /// or its release is unknown): what every fleet scan, patch plan and version chart
+    /// asks of an inventory.
+    pub fn inventory_findings(
+        &self,
+        inv: &coldpatch_collector::Inventory,
+    ) -> (Option<Distro>, Vec<Finding>) {
+        let distro = inv.os.as_ref().and_then(|o| {
+            crate::distro::from_os_release(&o.id, &o.version_id, &o.version_codename)
+        });
+        let findings = distro
+            .as_ref()
+            .map(|d| self.findings(d, &inv.packages))
+            .unwrap_or_default();
+        (distro, findings)
+    }
+
     /// The findings for one image's packages: every advisory that leaves an installed
     /// package vulnerable. One finding per (package, advisory id), whichever feed says it.
     pub fn findings(&self, distro: &Distro, packages: &[Package]) -> Vec<Finding> {

@@ -1,40 +1,31 @@
-//! The REST API under `/api/v1`. Every route is declared once, in [`routes!`]: the same
-//! table registers the handlers and writes the OpenAPI document (`openapi.rs`), so the
-//! document cannot drift from the routes. Viewer routes take a [`Caller`] (being
-//! authenticated is being at least a viewer); operator and admin routes take `Need<ROLE>`.
-//! Lists page with `limit` (default 50, at most 500) and `offset` and answer
-//! `{items, total, limit, offset}`.
-
-use std::path::Path;
+//! The REST API under `/api/v1`: how requests arrive (routes, extractors, JSON); what
+//! they do is `service.rs`. Every route is declared once, in [`routes!`]: the same table
+//! registers the handlers and writes the OpenAPI document (`openapi.rs`), so the document
+//! cannot drift from the routes. Viewer routes take a [`Caller`] (being authenticated is
+//! being at least a viewer); operator and admin routes take `Need<ROLE>`. Lists page with
+//! `limit` (default 50, at most 500) and `offset` and answer `{items, total, limit,
+//! offset}`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use coldpatch_catalog::{Action, PlanPolicy, Role, RunState, Schedule, Versions};
-use coldpatch_vuln::distro::from_os_release;
+use std::path::Path;
+
+use coldpatch_catalog::{Role, Versions};
 use coldpatch_vuln::Severity;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Caller, Need, ADMIN, OPERATOR};
 use crate::error::{ApiError, ApiResult};
-use crate::fleet::{ImageSummary, SEVERITIES};
-use crate::jobs::JobSpec;
+use crate::fleet::SEVERITIES;
+use crate::openapi::RouteDoc;
+use crate::service::{
+    blocking, check_policy, filter_images, hits, image_id, import_upload, list_runs, paged,
+    repo_dir, schedule_from, severity, shared_report, start_patch, start_scan, version_findings,
+    ImagesQ, PageQ, PatchReq, RunsQ, ScanReq, ScheduleReq,
+};
 use crate::AppState;
 
 type St = web::Data<AppState>;
-
-/// One documented route.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteDoc {
-    pub method: &'static str,
-    /// Relative to `/api/v1`.
-    pub path: &'static str,
-    /// `None`: no authentication (the health check only).
-    pub role: Option<Role>,
-    pub summary: &'static str,
-    pub query: &'static [&'static str],
-    /// A JSON (or, for feeds, file) request body.
-    pub body: bool,
-}
 
 macro_rules! role {
     (none) => {
@@ -65,7 +56,7 @@ macro_rules! routes {
 
 routes! {
     get "/health" none [] false => health, "Liveness: no authentication";
-    get "/openapi.json" Viewer [] false => crate::openapi::serve, "This document";
+    get "/openapi.json" Viewer [] false => openapi_doc, "This document";
     get "/images" Viewer ["q", "os", "vulnerable", "min_severity", "limit", "offset"] false => images, "Images, with their current version's summary";
     get "/images/{id}" Viewer [] false => image, "One image: record, versions, summary";
     get "/images/{id}/packages" Viewer ["q", "limit", "offset"] false => image_packages, "Packages of an image's current version";
@@ -86,7 +77,7 @@ routes! {
     post "/runs" Operator [] true => run_start, "Queue a patch run";
     get "/runs/{id}" Viewer [] false => run, "One run with its images and events";
     post "/runs/{id}/cancel" Operator [] false => run_cancel, "Cancel a queued or running run";
-    get "/runs/{id}/events" Viewer [] false => crate::console::run_events, "A run's events as server-sent events, live until it finishes";
+    get "/runs/{id}/events" Viewer [] false => crate::events::run_events, "A run's events as server-sent events, live until it finishes";
     get "/schedules" Viewer ["limit", "offset"] false => schedules, "Schedules";
     post "/schedules" Admin [] true => schedule_create, "Create a schedule";
     get "/schedules/{id}" Viewer [] false => schedule, "One schedule";
@@ -97,116 +88,30 @@ routes! {
     delete "/tokens/{id}" Admin [] false => token_revoke, "Revoke a token and end its sessions";
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PageQ {
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
-}
-
-pub const MAX_LIMIT: usize = 500;
-
-#[derive(Serialize)]
-pub struct Paged<T> {
-    pub items: Vec<T>,
-    pub total: usize,
-    pub limit: usize,
-    pub offset: usize,
-}
-
-pub fn paged<T>(
-    mut items: Vec<T>,
-    limit: Option<usize>,
-    offset: Option<usize>,
-) -> ApiResult<Paged<T>> {
-    let limit = limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad(format!("limit must be 1..={MAX_LIMIT}")));
-    }
-    let offset = offset.unwrap_or(0);
-    let total = items.len();
-    let items = if offset >= total {
-        Vec::new()
-    } else {
-        items.drain(offset..total.min(offset + limit)).collect()
-    };
-    Ok(Paged {
-        items,
-        total,
-        limit,
-        offset,
-    })
-}
-
 /// A JSON answer (a `Value`, which unlike a response may cross threads).
 pub type Reply = web::Json<serde_json::Value>;
 
-fn ok<T: Serialize>(v: &T) -> Reply {
-    web::Json(serde_json::to_value(v).unwrap_or_default())
+fn ok<T: Serialize>(v: &T) -> ApiResult<Reply> {
+    serde_json::to_value(v)
+        .map(web::Json)
+        .map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))
 }
 
-fn severity(s: Option<&str>) -> ApiResult<Option<Severity>> {
-    s.map(|s| {
-        s.parse::<Severity>().map_err(|_| {
-            ApiError::bad(format!(
-                "unknown severity {s:?} (critical, high, medium, low, negligible, unknown)"
-            ))
-        })
-    })
-    .transpose()
-}
-
-/// Runs catalog work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("worker: {e}")))?
+/// The OpenAPI document of these routes; it never changes while the process runs, so it
+/// is written once, on first request.
+async fn openapi_doc(_: Caller) -> Reply {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    web::Json(DOC.get_or_init(|| crate::openapi::document(ROUTES)).clone())
 }
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImagesQ {
-    pub q: Option<String>,
-    pub os: Option<String>,
-    pub vulnerable: Option<bool>,
-    pub min_severity: Option<String>,
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
-}
-
-/// The images a filter selects, from the fleet view.
-pub fn filter_images<'v>(v: &'v [ImageSummary], q: &ImagesQ) -> ApiResult<Vec<&'v ImageSummary>> {
-    let min = severity(q.min_severity.as_deref())?;
-    Ok(v.iter()
-        .filter(|i| q.q.as_ref().is_none_or(|s| i.path.contains(s.as_str())))
-        .filter(|i| {
-            q.os.as_ref()
-                .is_none_or(|o| i.os.as_deref().is_some_and(|x| x.contains(o.as_str())))
-        })
-        .filter(|i| {
-            q.vulnerable
-                .is_none_or(|want| want != i.findings.is_empty())
-        })
-        .filter(|i| min.is_none_or(|m| i.findings.iter().any(|f| f.severity >= m)))
-        .collect())
-}
-
 async fn images(st: St, _: Caller, q: web::Query<ImagesQ>) -> ApiResult<Reply> {
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
     let list = filter_images(&view.images, &q)?;
-    Ok(ok(&paged(list, q.limit, q.offset)?))
-}
-
-pub fn image_id(st: &AppState, id: &str) -> ApiResult<coldpatch_catalog::ImageRecord> {
-    if id.parse::<u64>().is_err() {
-        return Err(ApiError::bad(format!("image id {id:?} is not a number")));
-    }
-    Ok(st.catalog.image(id)?)
+    ok(&paged(list, q.limit, q.offset)?)
 }
 
 async fn image(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
@@ -216,9 +121,9 @@ async fn image(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
         let scan = img.current_scan.map(|s| st.catalog.scan(s)).transpose()?;
         let view = st.fleet.view(&st.catalog)?;
         let summary = view.image(img.id).cloned();
-        Ok(ok(&serde_json::json!({
+        ok(&serde_json::json!({
             "image": img, "versions": versions, "scan": scan, "summary": summary,
-        })))
+        }))
     })
     .await
 }
@@ -246,7 +151,7 @@ async fn image_packages(
             .into_iter()
             .filter(|p| q.q.as_ref().is_none_or(|s| p.name.contains(s.as_str())))
             .collect();
-        Ok(ok(&paged(list, q.limit, q.offset)?))
+        ok(&paged(list, q.limit, q.offset)?)
     })
     .await
 }
@@ -267,7 +172,7 @@ async fn image_files(
             .map(|h| h.file)
             .filter(|f| q.q.as_ref().is_none_or(|s| f.path.contains(s.as_str())))
             .collect();
-        Ok(ok(&paged(list, q.limit, q.offset)?))
+        ok(&paged(list, q.limit, q.offset)?)
     })
     .await
 }
@@ -304,65 +209,18 @@ async fn image_findings(
                 .cmp(&a.severity)
                 .then(a.of.advisory.cmp(&b.of.advisory))
         });
-        Ok(ok(&paged(list, q.limit, q.offset)?))
+        ok(&paged(list, q.limit, q.offset)?)
     })
     .await
-}
-
-/// Each version of an image with its findings by severity (matched now, against the
-/// stored feeds): what the findings-over-versions chart draws.
-#[derive(Debug, Clone, Serialize)]
-pub struct VersionFindings {
-    pub version: coldpatch_catalog::VersionRecord,
-    pub by_severity: Option<[usize; 6]>,
-}
-
-pub fn version_findings(
-    st: &AppState,
-    img: &coldpatch_catalog::ImageRecord,
-) -> ApiResult<Vec<VersionFindings>> {
-    let view = st.fleet.view(&st.catalog)?;
-    let current = view
-        .image(img.id)
-        .filter(|s| s.version == img.current_version);
-    let mut out = Vec::new();
-    for v in st.catalog.versions_of(img)? {
-        let by_severity = match v.scan {
-            // The current version's counts are in the fleet view already.
-            Some(_) if v.number == img.current_version && current.is_some() => {
-                current.map(|c| c.by_severity)
-            }
-            Some(s) => {
-                let inv = st.catalog.inventory(s, false)?;
-                let found = inv
-                    .os
-                    .as_ref()
-                    .and_then(|o| from_os_release(&o.id, &o.version_id, &o.version_codename))
-                    .map(|d| view.index.findings(&d, &inv.packages))
-                    .unwrap_or_default();
-                let mut t = [0; 6];
-                for f in &found {
-                    t[crate::fleet::severity_slot(f.severity)] += 1;
-                }
-                Some(t)
-            }
-            None => None,
-        };
-        out.push(VersionFindings {
-            version: v,
-            by_severity,
-        });
-    }
-    Ok(out)
 }
 
 async fn image_versions(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
     blocking(move || {
         let img = image_id(&st, &id)?;
-        Ok(ok(&serde_json::json!({
+        ok(&serde_json::json!({
             "severities": SEVERITIES,
             "items": version_findings(&st, &img)?,
-        })))
+        }))
     })
     .await
 }
@@ -384,7 +242,7 @@ async fn packages(st: St, _: Caller, q: web::Query<PackagesQ>) -> ApiResult<Repl
             q.name.as_deref(),
             q.older_than.as_deref(),
         )?;
-        Ok(ok(&paged(hits, q.limit, q.offset)?))
+        ok(&paged(hits, q.limit, q.offset)?)
     })
     .await
 }
@@ -411,7 +269,7 @@ async fn files(st: St, _: Caller, q: web::Query<FilesQ>) -> ApiResult<Reply> {
             q.path.as_deref(),
             q.sha256.as_deref(),
         )?;
-        Ok(ok(&paged(hits, q.limit, q.offset)?))
+        ok(&paged(hits, q.limit, q.offset)?)
     })
     .await
 }
@@ -455,37 +313,7 @@ async fn advisories(st: St, _: Caller, q: web::Query<AdvisoriesQ>) -> ApiResult<
             .then(b.images.cmp(&a.images))
             .then(a.id.cmp(&b.id))
     });
-    Ok(ok(&paged(rows, q.limit, q.offset)?))
-}
-
-/// One image an advisory hits, with the packages it is found in.
-#[derive(Debug, Clone, Serialize)]
-pub struct Hit {
-    pub image: u64,
-    pub path: String,
-    pub version: u32,
-    pub findings: Vec<coldpatch_vuln::Finding>,
-}
-
-/// Images an advisory (or an alias of it) hits, from the fleet view.
-pub fn hits(view: &crate::fleet::FleetView, id: &str) -> Vec<Hit> {
-    view.images
-        .iter()
-        .filter_map(|i| {
-            let f: Vec<_> = i
-                .findings
-                .iter()
-                .filter(|f| f.of.names(id))
-                .cloned()
-                .collect();
-            (!f.is_empty()).then(|| Hit {
-                image: i.id,
-                path: i.path.clone(),
-                version: i.version,
-                findings: f,
-            })
-        })
-        .collect()
+    ok(&paged(rows, q.limit, q.offset)?)
 }
 
 async fn advisory(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
@@ -497,10 +325,10 @@ async fn advisory(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> 
         )));
     };
     let worst = h.iter().flat_map(|x| &x.findings).map(|f| f.severity).max();
-    Ok(ok(&serde_json::json!({
+    ok(&serde_json::json!({
         "id": first.of.advisory, "aliases": first.of.aliases, "feed": first.of.feed,
         "severity": worst, "images": h,
-    })))
+    }))
 }
 
 async fn affected(
@@ -510,7 +338,7 @@ async fn affected(
     q: web::Query<PageQ>,
 ) -> ApiResult<Reply> {
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
-    Ok(ok(&paged(hits(&view, &id), q.limit, q.offset)?))
+    ok(&paged(hits(&view, &id), q.limit, q.offset)?)
 }
 
 #[derive(Deserialize)]
@@ -521,25 +349,12 @@ struct SharedQ {
 }
 
 async fn shared(st: St, _: Caller, q: web::Query<SharedQ>) -> ApiResult<Reply> {
-    blocking(move || Ok(ok(&shared_report(&st, q.images.as_deref())?))).await
-}
-
-pub fn shared_report(
-    st: &AppState,
-    ids: Option<&str>,
-) -> ApiResult<coldpatch_catalog::shared::SharedReport> {
-    let keys: Vec<String> = match ids.filter(|s| !s.trim().is_empty()) {
-        Some(s) => s
-            .split(',')
-            .map(|i| image_id(st, i.trim()).map(|r| r.path))
-            .collect::<ApiResult<_>>()?,
-        None => st.catalog.images()?.into_iter().map(|i| i.path).collect(),
-    };
-    Ok(st.catalog.shared(&keys)?)
+    blocking(move || ok(&shared_report(&st, q.images.as_deref())?)).await
 }
 
 async fn feeds(st: St, _: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
-    Ok(ok(&paged(st.catalog.feeds()?, q.limit, q.offset)?))
+    let list = blocking(move || Ok(st.catalog.feeds()?)).await?;
+    ok(&paged(list, q.limit, q.offset)?)
 }
 
 #[derive(Deserialize)]
@@ -548,9 +363,6 @@ struct FeedQ {
     name: Option<String>,
     format: Option<String>,
 }
-
-/// Largest feed file accepted by upload (the Debian tracker JSON is under 100 MiB).
-pub const MAX_FEED_UPLOAD: usize = 128 << 20;
 
 async fn feed_upload(
     Need(who): Need<ADMIN>,
@@ -563,101 +375,7 @@ async fn feed_upload(
         import_upload(&st, q.name.as_deref(), q.format.as_deref(), &source, &body)
     })
     .await?;
-    Ok(ok(&report))
-}
-
-/// Validates an uploaded feed fully (parsed with the same limits as `feed import`) and
-/// only then stores it.
-pub fn import_upload(
-    st: &AppState,
-    name: Option<&str>,
-    format: Option<&str>,
-    source: &str,
-    body: &[u8],
-) -> ApiResult<coldpatch_catalog::ImportReport> {
-    if body.is_empty() {
-        return Err(ApiError::bad("the feed upload is empty"));
-    }
-    if let Some(n) = name {
-        if n.is_empty()
-            || n.len() > 100
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-        {
-            return Err(ApiError::bad(
-                "a feed name is 1-100 characters of letters, digits and - _ . :",
-            ));
-        }
-    }
-    let format = format
-        .map(|f| {
-            f.parse::<coldpatch_vuln::feed::Format>()
-                .map_err(ApiError::bad)
-        })
-        .transpose()?;
-    let dir = st.catalog.dir().join("uploads");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("feed-")
-        .tempfile_in(&dir)
-        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
-    std::fs::write(tmp.path(), body).map_err(|e| ApiError::internal(e.to_string()))?;
-    let data = coldpatch_vuln::feed::read(tmp.path(), format).map_err(|e| {
-        ApiError::bad(format!(
-            "not a valid feed; nothing stored: {}",
-            e.to_string()
-                .replace(&tmp.path().display().to_string(), "upload")
-        ))
-    })?;
-    if data.advisories.is_empty() {
-        return Err(ApiError::bad(format!(
-            "the upload holds no usable advisory ({} rejected); nothing stored",
-            data.rejected.len()
-        )));
-    }
-    let name = name.map_or_else(|| data.suggested_name.clone(), str::to_string);
-    let report = st
-        .catalog
-        .import_feed(&name, source, st.catalog.now(), data)?;
-    st.fleet.changed();
-    Ok(report)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScanReq {
-    /// Image files on the server; none: every image in the catalog.
-    #[serde(default)]
-    pub images: Vec<String>,
-    #[serde(default)]
-    pub rescan: bool,
-}
-
-/// Image files a request names: each must be a regular file (or an image already in the
-/// catalog, by id or path); none: every image.
-pub fn image_files_of(st: &AppState, images: &[String]) -> ApiResult<Vec<String>> {
-    if images.is_empty() {
-        return Ok(st.catalog.images()?.into_iter().map(|i| i.path).collect());
-    }
-    images
-        .iter()
-        .map(|i| {
-            if let Ok(r) = st.catalog.image(i) {
-                return Ok(r.path);
-            }
-            let p = Path::new(i);
-            match std::fs::metadata(p) {
-                Ok(m) if m.is_file() => p
-                    .canonicalize()
-                    .map(|c| c.display().to_string())
-                    .map_err(|e| ApiError::bad(format!("{i}: {e}"))),
-                Ok(_) => Err(ApiError::bad(format!("{i} is not a regular file"))),
-                Err(e) => Err(ApiError::bad(format!("{i}: {e}"))),
-            }
-        })
-        .collect()
+    ok(&report)
 }
 
 async fn scan_start(
@@ -665,55 +383,8 @@ async fn scan_start(
     st: St,
     body: web::Json<ScanReq>,
 ) -> ApiResult<HttpResponse> {
-    let run = blocking(move || {
-        let images = image_files_of(&st, &body.images)?;
-        st.jobs.submit(
-            &JobSpec::Collect {
-                images,
-                rescan: body.rescan,
-            },
-            None,
-        )
-    })
-    .await?;
+    let run = blocking(move || start_scan(&st, &body)).await?;
     Ok(HttpResponse::Accepted().json(run))
-}
-
-/// (Unknown fields cannot be refused here: serde does not combine that with the
-/// flattened policy.)
-#[derive(Debug, Deserialize)]
-pub struct PatchReq {
-    #[serde(default)]
-    pub images: Vec<String>,
-    #[serde(default)]
-    pub image: Option<String>,
-    pub repo: String,
-    #[serde(flatten)]
-    pub policy: PlanPolicy,
-}
-
-/// A repository directory a request names: it must exist.
-pub fn repo_dir(repo: &str) -> ApiResult<String> {
-    let p = Path::new(repo);
-    if !p.is_dir() {
-        return Err(ApiError::bad(format!(
-            "repository {repo} is not a directory on the server"
-        )));
-    }
-    p.canonicalize()
-        .map(|c| c.display().to_string())
-        .map_err(|e| ApiError::bad(format!("{repo}: {e}")))
-}
-
-pub fn check_policy(p: &PlanPolicy) -> ApiResult<()> {
-    if let PlanPolicy::Cves { ids } = p {
-        if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
-            return Err(ApiError::bad(
-                "policy cves needs at least one advisory or CVE id",
-            ));
-        }
-    }
-    Ok(())
 }
 
 async fn plan_preview(
@@ -741,9 +412,9 @@ async fn plan_preview(
             &inv.packages,
             &findings,
             &index,
-            &crate::jobs::request(&body.policy),
+            &coldpatch_jobs::request(&body.policy),
         ) {
-            Ok(p) => Ok(ok(&p)),
+            Ok(p) => ok(&p),
             Err(r) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("cannot plan {}: {r}", img.path),
@@ -753,60 +424,8 @@ async fn plan_preview(
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunsQ {
-    pub state: Option<String>,
-    pub kind: Option<String>,
-    pub image: Option<String>,
-    pub limit: Option<usize>,
-    pub offset: Option<usize>,
-}
-
-pub fn list_runs(st: &AppState, q: &RunsQ) -> ApiResult<Vec<coldpatch_catalog::RunRecord>> {
-    if let Some(s) = &q.state {
-        serde_json::from_value::<RunState>(serde_json::Value::String(s.clone()))
-            .map_err(|_| ApiError::bad(format!("unknown run state {s:?}")))?;
-    }
-    Ok(st
-        .catalog
-        .runs()?
-        .into_iter()
-        .filter(|r| q.state.as_ref().is_none_or(|s| r.state.as_str() == s))
-        .filter(|r| q.kind.as_ref().is_none_or(|k| &r.kind == k))
-        .filter(|r| {
-            q.image
-                .as_ref()
-                .is_none_or(|i| r.images.iter().any(|x| x.contains(i.as_str())))
-        })
-        .collect())
-}
-
 async fn runs(st: St, _: Caller, q: web::Query<RunsQ>) -> ApiResult<Reply> {
-    blocking(move || Ok(ok(&paged(list_runs(&st, &q)?, q.limit, q.offset)?))).await
-}
-
-/// Queues a patch run from a request.
-pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalog::RunRecord> {
-    check_policy(&body.policy)?;
-    let repo = repo_dir(&body.repo)?;
-    let mut names = body.images.clone();
-    names.extend(body.image.clone());
-    if names.is_empty() {
-        return Err(ApiError::bad("name at least one image to patch"));
-    }
-    let images = names
-        .iter()
-        .map(|i| Ok(st.catalog.image(i)?.path))
-        .collect::<ApiResult<Vec<_>>>()?;
-    st.jobs.submit(
-        &JobSpec::Patch {
-            images,
-            policy: body.policy.clone(),
-            repo,
-        },
-        None,
-    )
+    blocking(move || ok(&paged(list_runs(&st, &q)?, q.limit, q.offset)?)).await
 }
 
 async fn run_start(
@@ -823,73 +442,19 @@ async fn run(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
         let run = st.catalog.run(&id)?;
         let images = st.catalog.run_images(&id)?;
         let events = st.catalog.events(&id)?;
-        Ok(ok(
-            &serde_json::json!({"run": run, "images": images, "events": events}),
-        ))
+        ok(&serde_json::json!({"run": run, "images": images, "events": events}))
     })
     .await
 }
 
 async fn run_cancel(Need(_): Need<OPERATOR>, st: St, id: web::Path<String>) -> ApiResult<Reply> {
-    let c = blocking(move || st.jobs.cancel(&id)).await?;
-    Ok(ok(&c))
+    let c = blocking(move || Ok(st.jobs.cancel(&id)?)).await?;
+    ok(&c)
 }
 
 async fn schedules(st: St, _: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
-    Ok(ok(&paged(st.catalog.schedules()?, q.limit, q.offset)?))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleReq {
-    pub name: String,
-    pub cron: String,
-    #[serde(default)]
-    pub images: Vec<String>,
-    pub action: Action,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Checks a schedule request and makes it a schedule (id and times from `old`, if any).
-pub fn schedule_from(st: &AppState, r: ScheduleReq, old: Option<&Schedule>) -> ApiResult<Schedule> {
-    if r.name.trim().is_empty() || r.name.len() > 200 {
-        return Err(ApiError::bad("a schedule's name is 1-200 characters"));
-    }
-    crate::scheduler::parse(&r.cron)?;
-    let images = if r.images.is_empty() {
-        Vec::new()
-    } else {
-        image_files_of(st, &r.images)?
-    };
-    let action = match r.action {
-        Action::Patch { policy, repo } => {
-            check_policy(&policy)?;
-            Action::Patch {
-                policy,
-                repo: repo_dir(&repo)?,
-            }
-        }
-        a => a,
-    };
-    Ok(Schedule {
-        id: match old {
-            Some(o) => o.id.clone(),
-            None => st.catalog.new_schedule_id()?,
-        },
-        name: r.name.trim().to_string(),
-        cron: r.cron.trim().to_string(),
-        images,
-        action,
-        enabled: r.enabled,
-        created: old.map_or_else(|| st.catalog.now(), |o| o.created),
-        last_fired: old.and_then(|o| o.last_fired),
-        last_run: old.and_then(|o| o.last_run.clone()),
-    })
+    let list = blocking(move || Ok(st.catalog.schedules()?)).await?;
+    ok(&paged(list, q.limit, q.offset)?)
 }
 
 async fn schedule_create(
@@ -907,7 +472,8 @@ async fn schedule_create(
 }
 
 async fn schedule(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
-    Ok(ok(&st.catalog.schedule(&id)?))
+    let s = blocking(move || Ok(st.catalog.schedule(&id)?)).await?;
+    ok(&s)
 }
 
 async fn schedule_update(
@@ -920,7 +486,7 @@ async fn schedule_update(
         let old = st.catalog.schedule(&id)?;
         let s = schedule_from(&st, body.into_inner(), Some(&old))?;
         st.catalog.put_schedule(&s)?;
-        Ok(ok(&s))
+        ok(&s)
     })
     .await
 }
@@ -930,12 +496,13 @@ async fn schedule_delete(
     st: St,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    st.catalog.delete_schedule(&id)?;
+    blocking(move || Ok(st.catalog.delete_schedule(&id)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn tokens(Need(_): Need<ADMIN>, st: St, q: web::Query<PageQ>) -> ApiResult<Reply> {
-    Ok(ok(&paged(st.catalog.tokens()?, q.limit, q.offset)?))
+    let list = blocking(move || Ok(st.catalog.tokens()?)).await?;
+    ok(&paged(list, q.limit, q.offset)?)
 }
 
 #[derive(Deserialize)]
@@ -953,7 +520,8 @@ async fn token_create(
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return Err(ApiError::bad("a token's name is 1-100 characters"));
     }
-    let (rec, secret) = st.catalog.create_token(body.name.trim(), body.role)?;
+    let (rec, secret) =
+        blocking(move || Ok(st.catalog.create_token(body.name.trim(), body.role)?)).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({"token": rec, "secret": secret})))
 }
 
@@ -962,7 +530,8 @@ async fn token_revoke(
     st: St,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let rec = st.catalog.revoke_token(&id)?;
+    let st2 = st.clone();
+    let rec = blocking(move || Ok(st2.catalog.revoke_token(&id)?)).await?;
     st.sessions.revoke_token(&rec.id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,14 +6,18 @@
 //! Secure.
 
 use std::collections::HashMap;
-use std::future::{ready, Ready};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Payload;
+use std::future::{ready, Ready};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use coldpatch_catalog::{Role, TokenRecord};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -142,10 +146,12 @@ impl Caller {
     }
 }
 
-fn identify(req: &HttpRequest) -> Result<Caller, ApiError> {
+/// Who sent `req`. A bearer token is looked up in the catalog off the async threads.
+async fn identify(req: HttpRequest) -> Result<Caller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("server state missing"))?;
+        .ok_or_else(|| ApiError::internal("server state missing"))?
+        .clone();
     if let Some(h) = req.headers().get("authorization") {
         let secret = h
             .to_str()
@@ -157,7 +163,10 @@ fn identify(req: &HttpRequest) -> Result<Caller, ApiError> {
                     "the Authorization header must be \"Bearer <token>\"",
                 )
             })?;
-        return match state.catalog.check_token(secret.trim())? {
+        let secret = secret.trim().to_string();
+        let catalog = state.catalog.clone();
+        let found = crate::service::blocking(move || Ok(catalog.check_token(&secret)?)).await?;
+        return match found {
             Some(t) => Ok(Caller {
                 role: t.role,
                 name: t.name,
@@ -187,11 +196,40 @@ fn identify(req: &HttpRequest) -> Result<Caller, ApiError> {
     ))
 }
 
+/// Who sent a request, as [`authenticate`] found it.
+#[derive(Clone)]
+struct Identity(Result<Caller, (StatusCode, String)>);
+
+/// Middleware: finds who sent each request once, before any extractor runs (a bearer
+/// token is looked up in the catalog off the async threads), and keeps it in the
+/// request's extensions for [`Caller`], [`PageCaller`] and [`Need`]. Extraction then
+/// never waits, so a role is refused before a handler's body or query is read.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let who = identify(req.request().clone())
+        .await
+        .map_err(|e| (e.status, e.message));
+    req.extensions_mut().insert(Identity(who));
+    next.call(req).await
+}
+
+fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {
+    match req.extensions().get::<Identity>() {
+        Some(Identity(Ok(c))) => Ok(c.clone()),
+        Some(Identity(Err((status, message)))) => Err(ApiError::new(*status, message.clone())),
+        None => Err(ApiError::internal(
+            "the request was not authenticated (the server lacks its middleware)",
+        )),
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Caller, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(identify(req))
+        ready(caller_of(req))
     }
 }
 
@@ -203,7 +241,7 @@ impl FromRequest for PageCaller {
     type Error = actix_web::Error;
     type Future = Ready<Result<PageCaller, actix_web::Error>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(match identify(req) {
+        ready(match caller_of(req) {
             Ok(c) => Ok(PageCaller(c)),
             Err(e) if e.status == StatusCode::UNAUTHORIZED => {
                 let to = format!("/login?next={}", encode(req.path()));
@@ -220,35 +258,38 @@ impl FromRequest for PageCaller {
     }
 }
 
-/// Percent-encodes a path for a query value (only what a path can hold here).
+/// What a query value keeps unencoded: RFC 3986's unreserved characters and `/`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes a path for a query value.
 pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
-pub const OPERATOR: u8 = 1;
-pub const ADMIN: u8 = 2;
+pub const OPERATOR: u8 = Role::Operator.rank();
+pub const ADMIN: u8 = Role::Admin.rank();
 
-/// A caller with at least role `R` (1: operator, 2: admin). As a handler's first
-/// argument it refuses (401/403) before the body or query is even read, so a caller
-/// without the role learns nothing from how a bad request would fail.
+/// A caller with at least the role of rank `R` ([`OPERATOR`], [`ADMIN`]; a number that is
+/// no role's rank does not compile). As a handler's first argument it refuses (401/403)
+/// before the body or query is even read, so a caller without the role learns nothing
+/// from how a bad request would fail.
 pub struct Need<const R: u8>(pub Caller);
 
 impl<const R: u8> FromRequest for Need<R> {
     type Error = ApiError;
     type Future = Ready<Result<Need<R>, ApiError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let role = match R {
-            ADMIN => Role::Admin,
-            OPERATOR => Role::Operator,
-            _ => Role::Viewer,
+        let role = const {
+            match Role::from_rank(R) {
+                Some(r) => r,
+                None => panic!("Need<R>: R is not the rank of a role"),
+            }
         };
-        ready(identify(req).and_then(|c| c.need(role).map(|()| Need(c))))
+        ready(caller_of(req).and_then(|c| c.need(role).map(|()| Need(c))))
     }
 }

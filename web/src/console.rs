@@ -2,34 +2,35 @@
 //! only script is the run page's few lines that append server-sent events to the log as
 //! text. Forms post with the session's CSRF value.
 
-use std::time::Duration;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coldpatch_catalog::{Action, PlanPolicy, Role, RunState};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, PreEscaped};
 use serde::Deserialize;
 
-use crate::api::{self, blocking, ImagesQ, PatchReq, ScheduleReq};
-use crate::auth::{Caller, PageCaller, COOKIE};
+use crate::auth::{PageCaller, COOKIE};
 use crate::charts;
 use crate::error::{ApiError, ApiResult};
 use crate::fleet::SEVERITIES;
+use crate::layout::{self, Viewer};
+use crate::service::{self, blocking, ImagesQ, PatchReq, ScheduleReq};
 use crate::AppState;
 
 type St = web::Data<AppState>;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}
-header{background:#1f3a5f;color:#fff;padding:.6em 1em;display:flex;gap:1.2em;align-items:center}
-header a{color:#fff;text-decoration:none}header form{margin-left:auto}
-main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0}
-td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:14px}
-.sev-critical{color:#8b0000;font-weight:bold}.sev-high{color:#d9480f}.cards{display:flex;gap:1em;flex-wrap:wrap}
-.card{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;min-width:10em}.card b{font-size:1.6em;display:block}
-.err{color:#a00}code{font-size:13px}#events li{font-family:monospace;font-size:13px}";
-
-/// Routes of the console (outside `/api/v1`).
+/// Routes of the console (outside `/api/v1`); their errors are HTML pages.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(crate::error::html_pages())
+            .configure(routes)
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::not_found("no such page"))
+            })),
+    );
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_page))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
@@ -49,39 +50,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/shared", web::get().to(shared_page));
 }
 
-fn page(title: &str, who: Option<&Caller>, body: Markup) -> HttpResponse {
-    let m = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · coldpatch" }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                header {
-                    strong { "coldpatch" }
-                    @if let Some(c) = who {
-                        a href="/" { "Fleet" }
-                        a href="/runs" { "Runs" }
-                        a href="/schedules" { "Schedules" }
-                        a href="/shared" { "Shared content" }
-                        form method="post" action="/logout" {
-                            input type="hidden" name="csrf" value=(c.csrf());
-                            span { (c.name) " (" (c.role.as_str()) ") " }
-                            button type="submit" { "Log out" }
-                        }
-                    }
-                }
-                main { h1 { (title) } (body) }
-            }
-        }
-    };
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("content-security-policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline' 'self'; frame-ancestors 'none'"))
-        .insert_header(("x-content-type-options", "nosniff"))
-        .body(m.into_string())
+/// A console page in the shared frame, with the caller's name and log-out form.
+fn page(title: &str, who: Option<&crate::auth::Caller>, body: maud::Markup) -> HttpResponse {
+    let viewer = who.map(|c| Viewer {
+        name: &c.name,
+        role: c.role.as_str(),
+        csrf: c.csrf(),
+    });
+    layout::page(title, viewer, body)
+}
+
+/// A value as compact JSON for a table cell (what failed to encode says so).
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("(cannot show: {e})"))
 }
 
 fn see(to: &str) -> HttpResponse {
@@ -91,7 +72,7 @@ fn see(to: &str) -> HttpResponse {
 }
 
 fn when(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    coldpatch_catalog::clock::rfc3339(secs)
 }
 
 #[derive(Deserialize)]
@@ -131,7 +112,8 @@ struct LoginForm {
 }
 
 async fn login(st: St, form: web::Form<LoginForm>) -> ApiResult<HttpResponse> {
-    let Some(t) = st.catalog.check_token(form.token.trim())? else {
+    let (st2, secret) = (st.clone(), form.token.trim().to_string());
+    let Some(t) = blocking(move || Ok(st2.catalog.check_token(&secret)?)).await? else {
         return Ok(see("/login?error=1"));
     };
     let cookie = st.sessions.create(&t);
@@ -184,10 +166,10 @@ async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiResult
         move || Ok(st.fleet.view(&st.catalog)?)
     })
     .await?;
-    let list = api::filter_images(&view.images, &q)?;
-    let shown = api::paged(
+    let list = service::filter_images(&view.images, &q)?;
+    let shown = service::paged(
         list,
-        Some(q.limit.unwrap_or(100).min(api::MAX_LIMIT)),
+        Some(q.limit.unwrap_or(100).min(service::MAX_LIMIT)),
         q.offset,
     )?;
     let fixable: Vec<_> = view
@@ -195,7 +177,7 @@ async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiResult
         .iter()
         .filter(|i| i.fixable_critical > 0)
         .collect();
-    let now = st.catalog.now();
+    let now = coldpatch_catalog::clock::now();
     let stale = coldpatch_catalog::feeds::stale(&view.feeds, 7 * 86400, now);
     let top = view.advisories_hit();
     Ok(page(
@@ -265,9 +247,9 @@ async fn image_page(
     let files_q = q.files.clone();
     let (img, scan, versions, inv, files, summary) = blocking(move || {
         let st = st2;
-        let img = api::image_id(&st, &id)?;
+        let img = service::image_id(&st, &id)?;
         let scan = img.current_scan.map(|s| st.catalog.scan(s)).transpose()?;
-        let versions = api::version_findings(&st, &img)?;
+        let versions = service::version_findings(&st, &img)?;
         let inv = match img.current_scan {
             Some(s) => Some(st.catalog.inventory(s, false)?),
             None => None,
@@ -433,8 +415,8 @@ async fn patch_form(
     who.need(Role::Operator)?;
     let policy = policy_of(&form.policy)?;
     let run = blocking(move || {
-        let img = api::image_id(&st, &id)?;
-        api::start_patch(
+        let img = service::image_id(&st, &id)?;
+        service::start_patch(
             &st,
             &PatchReq {
                 images: vec![img.path],
@@ -454,7 +436,7 @@ async fn advisory_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiRes
         move || Ok(st.fleet.view(&st.catalog)?)
     })
     .await?;
-    let hits = api::hits(&view, &id);
+    let hits = service::hits(&view, &id);
     let first = hits.first().and_then(|h| h.findings.first()).cloned();
     Ok(page(
         &id,
@@ -483,7 +465,7 @@ async fn advisory_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiRes
 }
 
 async fn runs_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
-    let runs = st.catalog.runs()?;
+    let runs = blocking(move || Ok(st.catalog.runs()?)).await?;
     Ok(page(
         "Runs",
         Some(&who.0),
@@ -529,7 +511,7 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
             table #run-images {
                 tr { th { "Image" } th { "Outcome" } th { "Findings before" } th { "after" } }
                 @for ri in &images {
-                    tr { td { (ri.image) } td { (serde_json::to_string(&ri.outcome).unwrap_or_default()) } td { (ri.before.len()) } td { (ri.after.len()) } }
+                    tr { td { (ri.image) } td { (json_text(&ri.outcome)) } td { (ri.before.len()) } td { (ri.after.len()) } }
                 }
             }
             h2 { "Events" }
@@ -562,77 +544,14 @@ async fn cancel_form(
     who.0.check_csrf(&form.csrf)?;
     who.0.need(Role::Operator)?;
     let id2 = id.clone();
-    blocking(move || st.jobs.cancel(&id2)).await?;
+    blocking(move || Ok(st.jobs.cancel(&id2)?)).await?;
     Ok(see(&format!("/runs/{id}")))
-}
-
-#[derive(Deserialize)]
-pub struct EventsQ {
-    skip: Option<usize>,
-}
-
-/// `GET /api/v1/runs/{id}/events`: the run's events as server-sent events (`data:` one
-/// JSON event each), from `skip` on, live until the run's `finished` event.
-pub async fn run_events(
-    st: St,
-    _: Caller,
-    id: web::Path<String>,
-    q: web::Query<EventsQ>,
-) -> ApiResult<HttpResponse> {
-    let id = id.into_inner();
-    st.catalog.run(&id)?;
-    let start = q.skip.unwrap_or(0);
-    // State: (events sent so far, finished). Polls the catalog, where every event is
-    // written first; a comment line after ~15 s of quiet keeps proxies from closing it.
-    let stream = futures_util::stream::unfold((start, false), move |(sent, done)| {
-        let st = st.clone();
-        let id = id.clone();
-        async move {
-            if done {
-                return None;
-            }
-            for tick in 0.. {
-                if tick > 0 {
-                    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-                }
-                let events = st.catalog.events(&id).unwrap_or_default();
-                if events.len() > sent {
-                    let mut out = String::new();
-                    let mut finished = false;
-                    for e in &events[sent..] {
-                        out.push_str("data: ");
-                        out.push_str(&serde_json::to_string(e).unwrap_or_default());
-                        out.push_str("\n\n");
-                        finished |= e.kind == "finished" && e.image.is_none();
-                    }
-                    let next = (events.len(), finished);
-                    return Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), next));
-                }
-                let ended = st
-                    .catalog
-                    .run(&id)
-                    .map(|r| !matches!(r.state, RunState::Queued | RunState::Running))
-                    .unwrap_or(true);
-                if ended {
-                    return None;
-                }
-                if tick >= 50 {
-                    return Some((Ok(web::Bytes::from_static(b": waiting\n\n")), (sent, false)));
-                }
-            }
-            None
-        }
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .streaming(stream))
 }
 
 async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
     let who = who.0;
-    let list = st.catalog.schedules()?;
-    let repos = st.catalog.repo_roots()?;
+    let (list, repos) =
+        blocking(move || Ok((st.catalog.schedules()?, st.catalog.repo_roots()?))).await?;
     Ok(page(
         "Schedules",
         Some(&who),
@@ -642,7 +561,7 @@ async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
                 @for s in &list {
                     tr {
                         td { (s.id) } td { (s.name) } td { code { (s.cron) } }
-                        td { (match &s.action { Action::Collect => "collect and match".to_string(), Action::Patch { policy, repo } => format!("patch ({}) from {repo}", serde_json::to_string(policy).unwrap_or_default()) }) }
+                        td { (match &s.action { Action::Collect => "collect and match".to_string(), Action::Patch { policy, repo } => format!("patch ({}) from {repo}", json_text(policy)) }) }
                         td { @if s.images.is_empty() { "all" } @else { (s.images.len()) } }
                         td { (s.enabled) }
                         td { (s.last_fired.map(when).unwrap_or_else(|| "never".into())) }
@@ -715,7 +634,7 @@ async fn schedule_form(
         enabled: true,
     };
     blocking(move || {
-        let s = api::schedule_from(&st, req, None)?;
+        let s = service::schedule_from(&st, req, None)?;
         st.catalog.put_schedule(&s)?;
         Ok(())
     })
@@ -731,7 +650,7 @@ async fn schedule_delete_form(
 ) -> ApiResult<HttpResponse> {
     who.0.check_csrf(&form.csrf)?;
     who.0.need(Role::Admin)?;
-    st.catalog.delete_schedule(&id)?;
+    blocking(move || Ok(st.catalog.delete_schedule(&id)?)).await?;
     Ok(see("/schedules"))
 }
 
@@ -743,7 +662,7 @@ struct SharedQ {
 async fn shared_page(st: St, who: PageCaller, q: web::Query<SharedQ>) -> ApiResult<HttpResponse> {
     let st2 = st.clone();
     let ids = q.images.clone();
-    let r = blocking(move || api::shared_report(&st2, ids.as_deref())).await?;
+    let r = blocking(move || service::shared_report(&st2, ids.as_deref())).await?;
     Ok(page(
         "Shared content",
         Some(&who.0),

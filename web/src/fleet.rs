@@ -231,7 +231,7 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
     out.sort_by_key(|i| i.id);
     let mut v = FleetView {
         generation,
-        built_at: catalog.now(),
+        built_at: coldpatch_catalog::clock::now(),
         images: out,
         feeds: summary.feeds,
         advisories: summary.advisories,

@@ -1,31 +1,32 @@
 //! The server behind `coldpatch serve`: the console (`console.rs`), the REST API under
-//! `/api/v1` (`api.rs`, documented by `openapi.rs` from the same route table), the job
-//! queue and its worker pool (`jobs.rs`), the scheduler (`scheduler.rs`) and the cached
-//! fleet view they all read (`fleet.rs`). One process holds the catalog; while it runs,
-//! `server.json` in the data directory names it, so the CLI can say where to go instead.
+//! `/api/v1` (`api.rs`, documented by `openapi.rs` from the same route table), and the
+//! cached fleet view they read (`fleet.rs`), over the job queue and scheduler of the jobs
+//! crate. One process holds an embedded catalog; while it runs, the state directory's
+//! `server.json` names it, so the CLI can say where to go instead.
 
 pub mod api;
 pub mod auth;
 pub mod charts;
 pub mod console;
 pub mod error;
+pub mod events;
 pub mod fleet;
-pub mod jobs;
+pub mod layout;
 pub mod openapi;
-pub mod scheduler;
+pub mod service;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
-use coldpatch_catalog::Catalog;
+use coldpatch_catalog::{Catalog, ServerInfo};
+use coldpatch_jobs::{scheduler, Jobs};
 
 use crate::error::ApiError;
 
 pub struct AppState {
     pub catalog: Arc<Catalog>,
-    pub jobs: Arc<jobs::Jobs>,
+    pub jobs: Arc<Jobs>,
     pub fleet: Arc<fleet::Fleet>,
     pub sessions: auth::Sessions,
     /// The session cookie's Secure flag (on unless the server is told it runs on plain
@@ -37,8 +38,11 @@ impl AppState {
     /// `appliances`: libguestfs appliances per patch run.
     pub fn new(catalog: Arc<Catalog>, secure_cookies: bool, appliances: usize) -> AppState {
         let fleet = Arc::new(fleet::Fleet::default());
+        let stale = fleet.clone();
         AppState {
-            jobs: Arc::new(jobs::Jobs::new(catalog.clone(), fleet.clone(), appliances)),
+            jobs: Arc::new(
+                Jobs::new(catalog.clone(), appliances).on_change(move || stale.changed()),
+            ),
             catalog,
             fleet,
             sessions: auth::Sessions::default(),
@@ -67,7 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad(format!("bad path: {e}")).into()),
     )
-    .app_data(web::PayloadConfig::new(api::MAX_FEED_UPLOAD))
+    .app_data(web::PayloadConfig::new(service::MAX_FEED_UPLOAD))
     .service(
         web::scope("/api/v1")
             .configure(api::configure)
@@ -78,28 +82,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(console::configure);
 }
 
-/// Where a running server says it is: `<data dir>/server.json`.
-pub fn server_file(data_dir: &Path) -> PathBuf {
-    data_dir.join("server.json")
-}
-
-/// Serves on `listener` until the process is stopped. `workers`: job worker threads
-/// (0: jobs only run through [`jobs::Jobs::run_next`]); `scheduler`: run the scheduler.
+/// Serves on `listener` until the process is stopped.
 pub fn run(
     state: web::Data<AppState>,
     listener: TcpListener,
     http_workers: usize,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let s = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
-        .workers(http_workers.max(1))
-        .listen(listener)?
-        .run();
+    let s = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(auth::authenticate))
+            .configure(configure)
+    })
+    .workers(http_workers.max(1))
+    .listen(listener)?
+    .run();
     Ok(s)
 }
 
 pub struct Options {
     pub listen: String,
-    pub data_dir: PathBuf,
+    /// Job worker threads (0: jobs only run through [`Jobs::run_next`]).
     pub workers: usize,
     pub appliances: usize,
     pub secure_cookies: bool,
@@ -116,9 +119,11 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
     ));
     let listener = TcpListener::bind(&opts.listen)?;
     let addr = listener.local_addr()?;
-    let info = serde_json::json!({"pid": std::process::id(), "listen": addr.to_string()});
-    let file = server_file(&opts.data_dir);
-    std::fs::write(&file, info.to_string())?;
+    let server_state = catalog.state().clone();
+    server_state.write_server(&ServerInfo {
+        pid: std::process::id(),
+        listen: addr.to_string(),
+    })?;
     match state.jobs.resume_queued() {
         Ok(n) if n > 0 => {
             eprintln!("serve: {n} run(s) left queued by the last server queued again")
@@ -126,11 +131,11 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
         Ok(_) => {}
         Err(e) => eprintln!("serve: cannot read queued runs: {e}"),
     }
-    state.jobs.spawn_workers(opts.workers);
-    scheduler::spawn(catalog.clone(), state.jobs.clone());
+    state.jobs.spawn_workers(opts.workers)?;
+    scheduler::spawn(catalog.clone(), state.jobs.clone())?;
     eprintln!(
-        "serve: console and API on http://{addr}/ (catalog {})",
-        opts.data_dir.display()
+        "serve: console and API on http://{addr}/ ({})",
+        catalog.describe()
     );
     let res = actix_web::rt::System::new().block_on(async move {
         run(
@@ -140,6 +145,6 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
         )?
         .await
     });
-    let _ = std::fs::remove_file(&file);
+    server_state.clear_server();
     res
 }

@@ -1,18 +1,29 @@
-//! The OpenAPI 3.0 document of `/api/v1`, written from the route table
-//! ([`crate::api::ROUTES`]): every route that is registered is documented, and nothing
-//! else is. Bodies and answers are described loosely (JSON objects); the paths, methods,
+//! The OpenAPI 3.0 document of `/api/v1`, written from a route table (the API's
+//! `ROUTES`, which registers the handlers too): every route that is registered is
+//! documented, and nothing else is. Bodies and answers are described loosely (JSON objects); the paths, methods,
 //! parameters, roles and error shape are exact.
 
-use actix_web::web;
 use serde_json::{json, Map, Value};
 
-use crate::api::ROUTES;
-use crate::auth::Caller;
-use crate::error::ApiResult;
+use coldpatch_catalog::Role;
 
-pub fn document() -> Value {
+/// One documented route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    pub method: &'static str,
+    /// Relative to `/api/v1`.
+    pub path: &'static str,
+    /// `None`: no authentication (the health check only).
+    pub role: Option<Role>,
+    pub summary: &'static str,
+    pub query: &'static [&'static str],
+    /// A JSON (or, for feeds, file) request body.
+    pub body: bool,
+}
+
+pub fn document(routes: &[RouteDoc]) -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for r in ROUTES {
+    for r in routes {
         let mut params: Vec<Value> = r
             .path
             .split('/')
@@ -78,10 +89,4 @@ pub fn document() -> Value {
             }
         }
     })
-}
-
-/// The document never changes while the process runs: written once, on first request.
-pub async fn serve(_: Caller) -> ApiResult<web::Json<serde_json::Value>> {
-    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    Ok(web::Json(DOC.get_or_init(document).clone()))
 }

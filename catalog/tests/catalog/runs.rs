@@ -64,7 +64,9 @@ fn versions_commit_whole_refuse_a_moved_base_and_roll_back() {
         .expect("record");
     assert_eq!(c.image(img).expect("image").all_versions().len(), 1);
 
-    let run = c.start_run("apply", &[img.to_string()]).expect("run");
+    let (run, _) = c
+        .start_run("apply", &[img.to_string()], "apply")
+        .expect("run");
     c.put_run_image(&part(&run.id, img, 0)).expect("part");
     let next = c
         .next_version(&c.image(img).expect("image"), 0)
@@ -151,7 +153,13 @@ fn runs_and_their_events_survive_reopening_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = {
         let c = Catalog::open(dir.path()).expect("open");
-        let mut run = c.start_run("apply", &["/img/a.qcow2".into()]).expect("run");
+        let (mut run, started) = c
+            .start_run("apply", &["/img/a.qcow2".into()], "apply on 1 image(s)")
+            .expect("run");
+        assert_eq!(
+            (started.kind.as_str(), run.state),
+            ("started", RunState::Running)
+        );
         for (i, k) in ["planned", "overlay", "appliance", "committed"]
             .iter()
             .enumerate()
@@ -159,10 +167,18 @@ fn runs_and_their_events_survive_reopening_in_order() {
             c.event(&run.id, Some("/img/a.qcow2"), k, &format!("step {i}"))
                 .expect("event");
         }
-        run.state = RunState::Succeeded;
-        c.put_run(&run).expect("put");
+        let finished = c
+            .finish_run(&mut run, RunState::Succeeded, None)
+            .expect("finish");
+        assert_eq!(
+            (finished.kind.as_str(), finished.message.as_str()),
+            ("finished", "succeeded")
+        );
+        assert!(run.finished.is_some());
         assert_eq!(c.running_on("/img/a.qcow2").expect("running"), []);
-        let other = c.start_run("files", &["/img/a.qcow2".into()]).expect("run");
+        let (other, _) = c
+            .start_run("files", &["/img/a.qcow2".into()], "files")
+            .expect("run");
         assert_eq!(c.running_on("/img/a.qcow2").expect("running"), [other]);
         run.id
     };
@@ -176,7 +192,17 @@ fn runs_and_their_events_survive_reopening_in_order() {
             e.kind
         })
         .collect();
-    assert_eq!(kinds, ["planned", "overlay", "appliance", "committed"]);
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "planned",
+            "overlay",
+            "appliance",
+            "committed",
+            "finished"
+        ]
+    );
     assert_eq!(c.run(&id).expect("run").state, RunState::Succeeded);
     assert_eq!(c.runs().expect("runs").len(), 2);
     assert!(matches!(c.run("nope"), Err(CatalogError::NoRun(_))));
@@ -230,4 +256,42 @@ fn check_values_chain_through_parents_and_survive_reopening() {
         .expect("found");
     assert_eq!((found.path.as_str(), v.number), (img, 1));
     assert!(c.find_check(&"0".repeat(64)).expect("find").is_none());
+}
+
+#[test]
+fn check_values_match_their_documented_layout() {
+    // Known answers for the layout in versions.rs, computed outside this crate (Python's
+    // hashlib over the documented bytes): "coldpatch-version-check-v1", the number as
+    // u32 BE, the 16-byte appliance id, the image name's length (u32 BE) and bytes, the
+    // parent's 32-byte check value (zeros for version 0).
+    use coldpatch_catalog::versions::check_value;
+    let appliance: [u8; 16] = std::array::from_fn(|i| i as u8);
+    let img = "/img/a.qcow2";
+    let v0 = check_value(0, &appliance, img, None);
+    assert_eq!(
+        hex::encode(v0),
+        "f0dd87af06997bb75b5d52666de88e5b61375b16c0d57eb9ee3c7b4a51de6905"
+    );
+    assert_eq!(
+        hex::encode(check_value(1, &appliance, img, Some(&v0))),
+        "73e474c12a26d4182d21c80106bb51b83282c5e700479d71464dd9fa4e277d91"
+    );
+    assert_eq!(
+        hex::encode(check_value(1, &appliance, img, Some(&[0xab; 32]))),
+        "04022a3e387b39b49712a56bd08f46aca62bbf4a02a58caa2469f99e84f2299b"
+    );
+}
+
+#[test]
+fn a_catalog_another_handle_holds_is_refused_as_locked() {
+    // The catalog's own lock, not an error message's wording, says it is in use.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Catalog::open(dir.path()).expect("open");
+    match Catalog::open(dir.path()) {
+        Err(CatalogError::Locked { dir: d }) => assert_eq!(d, dir.path()),
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second handle opened a held catalog"),
+    }
+    drop(first);
+    Catalog::open(dir.path()).expect("free again once the first handle is gone");
 }

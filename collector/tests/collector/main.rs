@@ -8,4 +8,4 @@ mod images;
 mod peers_apk;
 mod peers_dpkg;
 mod peers_rpm;
-mod util;
+use coldpatch_testkit as util;

@@ -3,7 +3,7 @@
 //! Layout reference: qemu's docs/interop/qcow2.txt. Every field that sizes an allocation
 //! or a table is checked against [`Limits`] before anything is allocated.
 
-use crate::file::{be_u32, be_u64};
+use crate::bytes::{be_u32, be_u64, Short};
 
 pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 /// Bytes of header we read up front: the v3 header plus room for extensions.
@@ -60,6 +60,12 @@ pub enum HeaderError {
     Limit(String, u64),
 }
 
+impl From<Short> for HeaderError {
+    fn from(e: Short) -> HeaderError {
+        HeaderError::Corrupt(format!("header: {e}"))
+    }
+}
+
 impl Header {
     pub fn cluster_size(&self) -> u64 {
         1u64 << self.cluster_bits
@@ -78,17 +84,17 @@ impl Header {
         if &b[0..4] != MAGIC {
             return corrupt("bad magic".into());
         }
-        let version = be_u32(b, 4);
+        let version = be_u32(b, 4)?;
         if version != 2 && version != 3 {
             return Err(HeaderError::Unsupported("a version other than 2 or 3"));
         }
-        let backing_file_offset = be_u64(b, 8);
-        let backing_file_size = be_u32(b, 16);
-        let cluster_bits = be_u32(b, 20);
-        let size = be_u64(b, 24);
-        let crypt_method = be_u32(b, 32);
-        let l1_size = be_u32(b, 36);
-        let l1_table_offset = be_u64(b, 40);
+        let backing_file_offset = be_u64(b, 8)?;
+        let backing_file_size = be_u32(b, 16)?;
+        let cluster_bits = be_u32(b, 20)?;
+        let size = be_u64(b, 24)?;
+        let crypt_method = be_u32(b, 32)?;
+        let l1_size = be_u32(b, 36)?;
+        let l1_table_offset = be_u64(b, 40)?;
         if crypt_method != 0 {
             return Err(HeaderError::Encrypted);
         }
@@ -99,7 +105,7 @@ impl Header {
             if b.len() < 104 {
                 return corrupt(format!("v3 header is {} bytes, needs 104", b.len()));
             }
-            (be_u64(b, 72), be_u32(b, 100))
+            (be_u64(b, 72)?, be_u32(b, 100)?)
         } else {
             (0, 72)
         };
@@ -212,8 +218,8 @@ impl Header {
         };
         let mut count = 0;
         while at + 8 <= limit {
-            let ty = be_u32(b, at);
-            let len = be_u32(b, at + 4) as usize;
+            let ty = be_u32(b, at)?;
+            let len = be_u32(b, at + 4)? as usize;
             at += 8;
             if ty == EXT_END {
                 return Ok(());

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::header::{Header, HeaderError, HEADER_READ};
 use super::header_error;
-use crate::file::{be_u32, be_u64};
+use crate::bytes::{be_u32, be_u64};
 use crate::{DiskError, Result};
 
 /// The extension's type number.
@@ -53,7 +53,7 @@ impl Stamp {
         let mut check = [0u8; 32];
         check.copy_from_slice(&data[8..40]);
         Some(Stamp {
-            number: be_u32(data, 4),
+            number: be_u32(data, 4).ok()?,
             check,
         })
     }
@@ -126,9 +126,9 @@ pub fn write(path: &Path, stamp: &Stamp) -> Result<()> {
 /// the end marker, the backing file name (with its offset updated), zeros to the end.
 fn restamp(hdr: &Header, old: &[u8], stamp: &Stamp) -> Result<Vec<u8>, HeaderError> {
     let start = hdr.header_length as usize;
-    let backing_off = usize::try_from(be_u64(old, 8)).unwrap_or(usize::MAX);
-    let backing_len = be_u32(old, 16) as usize;
-    let backing = if be_u64(old, 8) != 0 {
+    let backing_off = usize::try_from(be_u64(old, 8)?).unwrap_or(usize::MAX);
+    let backing_len = be_u32(old, 16)? as usize;
+    let backing = if be_u64(old, 8)? != 0 {
         old.get(backing_off..backing_off.saturating_add(backing_len))
             .ok_or_else(|| HeaderError::Corrupt("backing file name outside the header".into()))?
     } else {
@@ -143,8 +143,8 @@ fn restamp(hdr: &Header, old: &[u8], stamp: &Stamp) -> Result<Vec<u8>, HeaderErr
     let mut at = start;
     let mut count = 0;
     while at + 8 <= limit {
-        let ty = be_u32(old, at);
-        let len = be_u32(old, at + 4) as usize;
+        let ty = be_u32(old, at)?;
+        let len = be_u32(old, at + 4)? as usize;
         if ty == EXT_END {
             break;
         }

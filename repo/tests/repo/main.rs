@@ -6,9 +6,7 @@
 //!
 //! And hostile input: a tampered file, a junk file, a broken index.
 
-#[path = "../../../collector/tests/collector/util.rs"]
-#[allow(dead_code)]
-mod util;
+use coldpatch_testkit as util;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -5,9 +5,7 @@
 //!   dev-dependency, found through `cargo metadata`); the document must also
 //!   deserialize into serde-spdx's types.
 
-#[path = "../../../collector/tests/collector/util.rs"]
-#[allow(dead_code)]
-mod util;
+use coldpatch_testkit as util;
 
 use std::path::PathBuf;
 
@@ -46,7 +44,10 @@ fn tools() -> Option<PathBuf> {
     if p.join("cyclonedx").is_dir() {
         Some(p)
     } else {
-        eprintln!("SKIP: no schemas at {} (run images/tools.sh)", p.display());
+        coldpatch_testkit::skip(&format!(
+            "no schemas at {} (run images/tools.sh)",
+            p.display()
+        ));
         None
     }
 }

@@ -9,21 +9,7 @@ use coldpatch_vuln::{feed, Advisory, Format, Status};
 use serde_json::Value;
 
 pub fn vuln_peers() -> Option<PathBuf> {
-    let p = std::env::var_os("COLDPATCH_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/peers")
-        })
-        .join("vuln");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: peer vulnerability cases not found at {}",
-            p.display()
-        );
-        None
-    }
+    Some(coldpatch_testkit::peers()?.join("vuln"))
 }
 
 pub fn json(p: &Path) -> Value {

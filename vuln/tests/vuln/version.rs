@@ -9,17 +9,7 @@ use coldpatch_vuln::version::{
 };
 
 fn peers() -> Option<PathBuf> {
-    let p = std::env::var_os("COLDPATCH_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/peers")
-        });
-    if p.join("vercmp").is_dir() {
-        Some(p.join("vercmp"))
-    } else {
-        eprintln!("SKIP: peer vectors not found at {}", p.display());
-        None
-    }
+    Some(coldpatch_testkit::peers()?.join("vercmp"))
 }
 
 fn load(name: &str) -> Option<serde_json::Value> {

@@ -3,7 +3,7 @@
 use coldpatch_catalog::Role;
 use coldpatch_web::api::ROUTES;
 
-use crate::{call, catalog_with, json, start, util};
+use crate::{call, catalog_with, image_dir, json, start};
 
 const ROLES: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
 
@@ -38,7 +38,7 @@ fn every_route_answers_every_role_as_documented() {
         .state
         .jobs
         .submit(
-            &coldpatch_web::jobs::JobSpec::Collect {
+            &coldpatch_jobs::JobSpec::Collect {
                 images: keys.clone(),
                 rescan: false,
             },
@@ -308,7 +308,7 @@ fn fleet_questions_uploads_jobs_schedules_and_tokens() {
     let (st, t) = upload(b"{\"not\": \"a feed\"}", &a);
     assert_eq!(st, 400, "{t}");
     assert!(t.contains("nothing stored"), "{t}");
-    let (st, _) = upload(&vec![b' '; coldpatch_web::api::MAX_FEED_UPLOAD + 1], &a);
+    let (st, _) = upload(&vec![b' '; coldpatch_web::service::MAX_FEED_UPLOAD + 1], &a);
     assert_eq!(st, 413);
     let (st, _) = upload(b"{}", &o);
     assert_eq!(st, 403);
@@ -362,7 +362,7 @@ fn fleet_questions_uploads_jobs_schedules_and_tokens() {
     assert!(t.contains("/no/such/file"), "{t}");
 
     // A plan preview from the real bullseye-security repository writes no run.
-    let repo = util::image_dir("repo-bullseye-security").join("repo");
+    let repo = image_dir("repo-bullseye-security").join("repo");
     let runs = s.state.catalog.runs().expect("runs").len();
     let (st, t) = call(
         "post",
@@ -538,4 +538,37 @@ fn console_login_cookies_csrf_and_escaping() {
     let dash = r.body_mut().read_to_string().expect("body");
     assert!(dash.contains("Findings by severity") && dash.contains("<svg"));
     assert!(!dash.contains("New schedule"));
+    // A console page that fails is a page for a person, with what went wrong and a way
+    // back; the same failure through the API stays JSON.
+    for (path, status, says) in [
+        ("/images/999999", 404, "no image 999999"),
+        ("/no/such/page", 404, "no such page"),
+    ] {
+        let mut r = ag
+            .get(&format!("{}{path}", s.base))
+            .header("cookie", &vcookie)
+            .call()
+            .expect("page");
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let ty = r.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .to_string();
+        assert!(ty.starts_with("text/html"), "{path}: {ty}");
+        let html = r.body_mut().read_to_string().expect("body");
+        assert!(
+            html.contains(says) && html.contains(r#"href="/""#),
+            "{path}: {html}"
+        );
+    }
+    let (st, text) = call(
+        "get",
+        &format!("{}/api/v1/images/999999", s.base),
+        Some(s.token(Role::Viewer)),
+        None,
+    );
+    assert_eq!(st, 404);
+    assert!(json(&text)["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no image 999999")));
 }

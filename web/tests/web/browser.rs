@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coldpatch_catalog::Role;
 use fantoccini::{ClientBuilder, Locator};
 
-use crate::{catalog_with, start, util};
+use crate::{catalog_with, image_dir, start};
 
 struct Driver(Child);
 
@@ -43,7 +43,7 @@ fn console_from_login_to_a_finished_patch_run() {
         );
     }
     let (dir, catalog, keys) = catalog_with(&["debian-11-old"]);
-    let repo = util::image_dir("repo-bullseye-security").join("repo");
+    let repo = image_dir("repo-bullseye-security").join("repo");
     coldpatch_patcher::repository(&catalog, &repo).expect("index the repository");
     let s = start(dir, catalog, 1);
     let port = free_port();

@@ -1,16 +1,11 @@
 //! The server on port 0 with a real catalog on disk: real images collected natively,
 //! real Debian advisories (tests/data/feeds), tokens of every role.
 
-#[path = "../../../collector/tests/collector/util.rs"]
-#[allow(dead_code)]
-mod util;
-
 mod api;
 mod browser;
-mod jobs;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 use actix_web::web;
@@ -42,37 +37,7 @@ impl Server {
     }
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A catalog in a fresh directory holding the named images (copied, so tests that patch
-/// do not touch the cache) and the repository's real Debian feeds.
-pub fn catalog_with(images: &[&str]) -> (tempfile::TempDir, Catalog, Vec<String>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Catalog::open(&dir.path().join("catalog")).expect("catalog");
-    let mut keys = Vec::new();
-    for name in images {
-        let src = util::image_dir(name).join("disk.qcow2");
-        let dst = dir.path().join(format!("{name}.qcow2"));
-        std::fs::copy(&src, &dst).expect("copy image");
-        let opts = coldpatch_collector::CollectOptions::default();
-        let (scan, _) = catalog
-            .ingest(&dst, &opts, false, &mut |_, _| {})
-            .expect("collect");
-        assert!(scan.packages > 0);
-        keys.push(dst.canonicalize().expect("path").display().to_string());
-    }
-    for feed in ["debian-tracker.json", "osv"] {
-        let p = repo_root().join("tests/data/feeds").join(feed);
-        let data = coldpatch_vuln::feed::read(&p, None).expect("feed");
-        let name = data.suggested_name.clone();
-        catalog
-            .import_feed(&name, &p.display().to_string(), 0, data)
-            .expect("import");
-    }
-    (dir, catalog, keys)
-}
+pub use coldpatch_testkit::{catalog_with, image_dir, root as repo_root};
 
 /// Starts the app on 127.0.0.1:0 with job workers (0: jobs only run when a test says).
 pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server {
@@ -82,7 +47,7 @@ pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server
         tokens.push((role, secret));
     }
     let state = web::Data::new(AppState::new(Arc::new(catalog), false, 1));
-    state.jobs.spawn_workers(workers);
+    state.jobs.spawn_workers(workers).expect("workers");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = std::sync::mpsc::channel();

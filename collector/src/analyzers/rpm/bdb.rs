@@ -19,23 +19,15 @@ pub fn is_bdb(data: &[u8]) -> bool {
             || read32(data, 12, true) == Some(HASH_MAGIC))
 }
 
+/// A u32 in the database's byte order (BerkeleyDB writes its host's).
 fn read32(b: &[u8], at: usize, be: bool) -> Option<u32> {
-    let s = b.get(at..at + 4)?;
-    let a = [s[0], s[1], s[2], s[3]];
-    Some(if be {
-        u32::from_be_bytes(a)
-    } else {
-        u32::from_le_bytes(a)
-    })
+    use coldpatch_disk::bytes::{be_u32, le_u32};
+    if be { be_u32(b, at) } else { le_u32(b, at) }.ok()
 }
 
 fn read16(b: &[u8], at: usize, be: bool) -> Option<u16> {
-    let s = b.get(at..at + 2)?;
-    Some(if be {
-        u16::from_be_bytes([s[0], s[1]])
-    } else {
-        u16::from_le_bytes([s[0], s[1]])
-    })
+    use coldpatch_disk::bytes::{be_u16, le_u16};
+    if be { be_u16(b, at) } else { le_u16(b, at) }.ok()
 }
 
 /// Every value of the database, in page order (the order rpm and go-rpmdb read them).

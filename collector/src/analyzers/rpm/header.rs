@@ -49,8 +49,7 @@ struct Entry {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    coldpatch_disk::bytes::be_u32(b, at).ok()
 }
 
 pub fn parse(blob: &[u8]) -> Result<RpmHeader, String> {

@@ -14,8 +14,7 @@ pub fn is_ndb(data: &[u8]) -> bool {
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    coldpatch_disk::bytes::le_u32(b, at).ok()
 }
 
 /// Header blobs in slot order.

@@ -2,7 +2,8 @@
 //! last fired (or since it was made) gets one run queued. However many occasions were
 //! missed while the server was down, one run catches them up. [`step`] does one pass at
 //! a given time: the server calls it every [`TICK`], tests call it with the time they
-//! want. Cron expressions have five fields (minute hour day month weekday), in UTC.
+//! want. Cron expressions have five fields (minute hour day month weekday), in UTC; the
+//! `cron` crate reads them (as six fields, seconds fixed at 0).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,26 +11,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coldpatch_catalog::{Action, Catalog, Schedule};
 
-use crate::error::{ApiError, ApiResult};
-use crate::jobs::{JobSpec, Jobs};
+use crate::{JobError, JobSpec, Jobs};
+
+type Result<T> = std::result::Result<T, JobError>;
 
 pub const TICK: Duration = Duration::from_secs(15);
 
 /// Parses a five-field cron expression (seconds are fixed at 0).
-pub fn parse(expr: &str) -> ApiResult<cron::Schedule> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
-        return Err(ApiError::bad(format!(
-            "cron expression {expr:?} has {fields} fields; give five: minute hour day month weekday"
-        )));
-    }
+pub fn parse(expr: &str) -> Result<cron::Schedule> {
     let f: Vec<&str> = expr.split_whitespace().collect();
-    let expr6 = format!("0 {} {} {} {} {}", f[0], f[1], f[2], f[3], weekdays(f[4]));
-    cron::Schedule::from_str(&expr6).map_err(|e| {
-        ApiError::bad(format!(
-            "cron expression {expr:?}: {}",
-            e.to_string().lines().last().unwrap_or_default()
-        ))
+    let [minute, hour, day, month, weekday] = f[..] else {
+        return Err(JobError::Cron {
+            expr: expr.to_string(),
+            why: format!(
+                "{} fields; give five: minute hour day month weekday",
+                f.len()
+            ),
+        });
+    };
+    let expr6 = format!("0 {minute} {hour} {day} {month} {}", weekdays(weekday));
+    cron::Schedule::from_str(&expr6).map_err(|e| JobError::Cron {
+        expr: expr.to_string(),
+        why: e.to_string().lines().last().unwrap_or_default().to_string(),
     })
 }
 
@@ -68,7 +71,7 @@ fn at(secs: u64) -> DateTime<Utc> {
 }
 
 /// The latest occasion in (since, now], if any.
-pub fn due(s: &Schedule, now: u64) -> ApiResult<Option<u64>> {
+pub fn due(s: &Schedule, now: u64) -> Result<Option<u64>> {
     let since = s.last_fired.unwrap_or(s.created);
     if now <= since {
         return Ok(None);
@@ -88,7 +91,7 @@ pub fn due(s: &Schedule, now: u64) -> ApiResult<Option<u64>> {
 }
 
 /// What a schedule queues when it fires.
-pub fn spec(catalog: &Catalog, s: &Schedule) -> ApiResult<JobSpec> {
+pub fn spec(catalog: &Catalog, s: &Schedule) -> Result<JobSpec> {
     let images = if s.images.is_empty() {
         catalog.images()?.into_iter().map(|i| i.path).collect()
     } else {
@@ -108,7 +111,7 @@ pub fn spec(catalog: &Catalog, s: &Schedule) -> ApiResult<JobSpec> {
 }
 
 /// One pass at `now`: queues a run for every schedule due; returns their ids.
-pub fn step(catalog: &Catalog, jobs: &Jobs, now: u64) -> ApiResult<Vec<String>> {
+pub fn step(catalog: &Catalog, jobs: &Jobs, now: u64) -> Result<Vec<String>> {
     let mut queued = Vec::new();
     for mut s in catalog.schedules()? {
         if !s.enabled {
@@ -133,16 +136,18 @@ pub fn step(catalog: &Catalog, jobs: &Jobs, now: u64) -> ApiResult<Vec<String>> 
 
 /// Calls [`step`] every [`TICK`] on a thread of its own, at once on start first (the
 /// catch-up of what was missed while the server was down).
-pub fn spawn(catalog: std::sync::Arc<Catalog>, jobs: std::sync::Arc<Jobs>) {
+pub fn spawn(
+    catalog: std::sync::Arc<Catalog>,
+    jobs: std::sync::Arc<Jobs>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("coldpatch-scheduler".into())
         .spawn(move || loop {
-            if let Err(e) = step(&catalog, &jobs, catalog.now()) {
-                eprintln!("scheduler: {e}");
+            if let Err(e) = step(&catalog, &jobs, coldpatch_catalog::clock::now()) {
+                eprintln!("scheduler: {}", crate::reason(e));
             }
             std::thread::sleep(TICK);
         })
-        .expect("spawning the scheduler thread");
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! The scheduler and the job queue, driven one step at a time, and across a restart.
+//! The scheduler and the job queue on real images and a real catalog, driven one step
+//! at a time ([`Jobs::claim`], [`Jobs::run_next`]), and across a restart.
 
-use coldpatch_catalog::{Action, Catalog, RunState, Schedule};
-use coldpatch_web::jobs::{JobSpec, Jobs};
-use coldpatch_web::scheduler;
 use std::sync::Arc;
 
-use crate::catalog_with;
+use coldpatch_catalog::{Action, Catalog, RunState, Schedule};
+use coldpatch_jobs::{scheduler, JobSpec, Jobs};
+use coldpatch_testkit::catalog_with;
 
 /// 2026-01-05 00:00:00 UTC, a Monday.
 const T0: u64 = 1_767_571_200;
@@ -26,11 +26,7 @@ fn nightly(images: Vec<String>) -> Schedule {
 }
 
 fn jobs(c: &Arc<Catalog>) -> Jobs {
-    Jobs::new(
-        c.clone(),
-        Arc::new(coldpatch_web::fleet::Fleet::default()),
-        1,
-    )
+    Jobs::new(c.clone(), 1)
 }
 
 #[test]
@@ -123,19 +119,19 @@ fn runs_on_one_image_never_overlap_and_a_queued_run_cancels_cleanly() {
     let gone = j.submit(&spec, None).expect("c");
     assert_eq!(j.cancel(&gone.id).expect("cancel").how, "dequeued");
     assert!(j.cancel(&gone.id).is_err());
-    // Two workers, two runs on one image: the second starts after the first finished.
-    let workers = j.spawn_workers(2);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    let done = |id: &str| {
-        c.run(id)
-            .map(|r| r.state == RunState::Succeeded)
-            .unwrap_or(false)
-    };
-    while !(done(&a.id) && done(&b.id)) {
-        assert!(std::time::Instant::now() < deadline, "runs did not finish");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    // Two runs on one image: while the first is claimed, the second cannot be.
+    let first = j.claim().expect("the first run is runnable");
+    assert_eq!(first.run.id, a.id);
+    assert!(
+        j.claim().is_none(),
+        "the second run shares the first's image and must wait"
+    );
+    assert_eq!(j.run_claimed(first), a.id);
+    assert_eq!(j.run_next(), Some(b.id.clone()));
+    assert_eq!(j.run_next(), None);
+    for id in [&a.id, &b.id] {
+        assert_eq!(c.run(id).expect("run").state, RunState::Succeeded);
     }
-    j.stop();
     let span = |id: &str| {
         let ev = c.events(id).expect("events");
         let t = |k: &str| ev.iter().find(|e| e.kind == k).map(|e| e.time_ms).expect(k);
@@ -155,14 +151,13 @@ fn runs_on_one_image_never_overlap_and_a_queued_run_cancels_cleanly() {
         .map(|e| e.kind)
         .collect();
     assert_eq!(kinds, ["queued", "cancelled", "finished"]);
-    drop(workers);
     drop(dir);
 }
 
 #[test]
 fn a_running_patch_run_cancelled_leaves_the_image_as_it_was() {
     let (dir, catalog, keys) = catalog_with(&["debian-11-old"]);
-    let repo = crate::util::image_dir("repo-bullseye-security").join("repo");
+    let repo = coldpatch_testkit::image_dir("repo-bullseye-security").join("repo");
     let c = Arc::new(catalog);
     let j = Arc::new(jobs(&c));
     let run = j
@@ -175,7 +170,7 @@ fn a_running_patch_run_cancelled_leaves_the_image_as_it_was() {
             None,
         )
         .expect("queue");
-    let _workers = j.spawn_workers(1);
+    let _workers = j.spawn_workers(1).expect("workers");
     // Cancel once the overlay exists: the appliance is starting (20 s or more under TCG).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
     let overlay = loop {

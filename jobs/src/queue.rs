@@ -1,86 +1,37 @@
-//! The job queue: collect and patch runs, queued as catalog runs (state `queued`, with
-//! their spec) and run by a bounded pool of worker threads. A job whose images overlap a
-//! running job's waits, so runs on one image never overlap (the patcher's per-image lock
-//! also guards against other processes). [`Jobs::run_next`] runs one job in the calling
-//! thread: the deterministic "one step" that tests and a pool of zero workers use.
-//! Every log line names its run.
+//! The queue in this process: runs queued in the catalog, claimed by a bounded pool of
+//! worker threads or one at a time by [`Jobs::run_next`] (the deterministic step tests
+//! and a pool of zero workers use). A job whose images overlap a running job's waits, so
+//! runs on one image never overlap here (the patcher's per-image lock also guards
+//! against other processes).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use coldpatch_catalog::{Catalog, PlanPolicy, RunRecord, RunState};
+use coldpatch_catalog::{Catalog, CatalogError, PlanPolicy, RunRecord, RunState};
 use coldpatch_collector::CollectOptions;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::{chain, ApiError, ApiResult};
-use crate::fleet::Fleet;
-
-/// What a queued run does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "job")]
-pub enum JobSpec {
-    /// Collect the images (again, when changed; always with `rescan`).
-    Collect {
-        images: Vec<String>,
-        #[serde(default)]
-        rescan: bool,
-    },
-    /// Patch the images from a repository directory.
-    Patch {
-        images: Vec<String>,
-        #[serde(flatten)]
-        policy: PlanPolicy,
-        repo: String,
-    },
-}
-
-impl JobSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            JobSpec::Collect { .. } => "collect",
-            JobSpec::Patch { .. } => "apply",
-        }
-    }
-    pub fn images(&self) -> &[String] {
-        match self {
-            JobSpec::Collect { images, .. } | JobSpec::Patch { images, .. } => images,
-        }
-    }
-}
-
-pub fn request(policy: &PlanPolicy) -> coldpatch_patcher::Request {
-    match policy {
-        PlanPolicy::AllFixable => coldpatch_patcher::Request {
-            all_fixable: true,
-            ..Default::default()
-        },
-        PlanPolicy::MinSeverity { severity } => coldpatch_patcher::Request {
-            min_severity: Some(*severity),
-            ..Default::default()
-        },
-        PlanPolicy::Cves { ids } => coldpatch_patcher::Request {
-            advisories: ids.clone(),
-            ..Default::default()
-        },
-    }
-}
+use crate::spec::{request, JobSpec};
+use crate::{reason, JobError};
 
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<RunRecord>,
+    /// Running jobs: their images and cancel flags.
     running: HashMap<String, (Vec<String>, Arc<AtomicBool>)>,
     stop: bool,
 }
 
 pub struct Jobs {
     catalog: Arc<Catalog>,
-    fleet: Arc<Fleet>,
     inner: Mutex<Inner>,
     wake: Condvar,
     /// libguestfs appliances per patch run.
     appliances: usize,
+    /// Called when a job changed what the catalog holds (images, scans, versions).
+    changed: Box<dyn Fn() + Send + Sync>,
 }
 
 /// What cancelling did.
@@ -91,6 +42,20 @@ pub struct Cancelled {
     pub how: &'static str,
 }
 
+/// A job taken from the queue: its images are held until it is run or dropped.
+pub struct Claim<'a> {
+    jobs: &'a Jobs,
+    pub run: RunRecord,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.jobs.lock().running.remove(&self.run.id);
+        self.jobs.wake.notify_all();
+    }
+}
+
 fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
     eprintln!(
         "run {run}: {kind}{}: {message}",
@@ -98,27 +63,44 @@ fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
     );
 }
 
+/// Why a claimed job could not run to its end.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("unreadable job: {0}")]
+    Spec(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Patch(#[from] coldpatch_patcher::PatchError),
+}
+
 impl Jobs {
-    pub fn new(catalog: Arc<Catalog>, fleet: Arc<Fleet>, appliances: usize) -> Jobs {
+    pub fn new(catalog: Arc<Catalog>, appliances: usize) -> Jobs {
         Jobs {
             catalog,
-            fleet,
             inner: Mutex::new(Inner::default()),
             wake: Condvar::new(),
             appliances: appliances.max(1),
+            changed: Box::new(|| {}),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// Calls `f` after every job (a cached view of the fleet goes stale).
+    pub fn on_change(mut self, f: impl Fn() + Send + Sync + 'static) -> Jobs {
+        self.changed = Box::new(f);
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues a job as a new run; returns the run (state `queued`).
-    pub fn submit(&self, spec: &JobSpec, schedule: Option<&str>) -> ApiResult<RunRecord> {
+    pub fn submit(&self, spec: &JobSpec, schedule: Option<&str>) -> Result<RunRecord, JobError> {
         if spec.images().is_empty() {
-            return Err(ApiError::bad("no image to run on"));
+            return Err(JobError::NoImages);
         }
-        let value = serde_json::to_value(spec).map_err(|e| ApiError::internal(e.to_string()))?;
+        let value = serde_json::to_value(spec).map_err(JobError::Encode)?;
         let run = self
             .catalog
             .queue_run(spec.kind(), spec.images(), value, schedule)?;
@@ -133,8 +115,8 @@ impl Jobs {
         Ok(run)
     }
 
-    /// Queues again the runs a previous server process left queued.
-    pub fn resume_queued(&self) -> ApiResult<usize> {
+    /// Queues again the runs a previous process left queued.
+    pub fn resume_queued(&self) -> Result<usize, JobError> {
         let mut left: Vec<RunRecord> = self
             .catalog
             .runs()?
@@ -160,20 +142,17 @@ impl Jobs {
         self.lock().queue.len()
     }
 
-    pub fn cancel(&self, id: &str) -> ApiResult<Cancelled> {
+    pub fn cancel(&self, id: &str) -> Result<Cancelled, JobError> {
         let mut g = self.lock();
         if let Some(pos) = g.queue.iter().position(|r| r.id == id) {
-            let mut run = g
-                .queue
-                .remove(pos)
-                .ok_or_else(|| ApiError::internal("queue"))?;
+            let dequeued = g.queue.remove(pos);
             drop(g);
-            run.state = RunState::Cancelled;
-            run.finished = Some(self.catalog.now());
-            self.catalog.put_run(&run)?;
-            self.catalog
-                .event(id, None, "cancelled", "cancelled before it started")?;
-            self.catalog.event(id, None, "finished", "cancelled")?;
+            if let Some(mut run) = dequeued {
+                self.catalog
+                    .event(id, None, "cancelled", "cancelled before it started")?;
+                self.catalog
+                    .finish_run(&mut run, RunState::Cancelled, None)?;
+            }
             log(id, None, "cancelled", "before it started");
             return Ok(Cancelled {
                 run: id.to_string(),
@@ -197,70 +176,79 @@ impl Jobs {
         }
         drop(g);
         let run = self.catalog.run(id)?;
-        Err(ApiError::conflict(format!(
-            "run {id} is {}: only a queued or running run can be cancelled",
-            run.state.as_str()
-        )))
+        Err(JobError::NotCancellable {
+            run: id.to_string(),
+            state: run.state.as_str(),
+        })
     }
 
     /// Takes the first queued job none of whose images a running job holds.
-    fn take(g: &mut Inner) -> Option<(RunRecord, Arc<AtomicBool>)> {
-        let busy: std::collections::HashSet<&String> =
-            g.running.values().flat_map(|(imgs, _)| imgs).collect();
+    fn take(&self, g: &mut Inner) -> Option<Claim<'_>> {
+        let busy: HashSet<&String> = g.running.values().flat_map(|(imgs, _)| imgs).collect();
         let pos = g
             .queue
             .iter()
             .position(|r| !r.images.iter().any(|i| busy.contains(i)))?;
         let run = g.queue.remove(pos)?;
-        let flag = Arc::new(AtomicBool::new(false));
+        let cancel = Arc::new(AtomicBool::new(false));
         g.running
-            .insert(run.id.clone(), (run.images.clone(), flag.clone()));
-        Some((run, flag))
+            .insert(run.id.clone(), (run.images.clone(), cancel.clone()));
+        Some(Claim {
+            jobs: self,
+            run,
+            cancel,
+        })
+    }
+
+    /// Claims the next runnable job without running it; `None` when none can start.
+    pub fn claim(&self) -> Option<Claim<'_>> {
+        self.take(&mut self.lock())
+    }
+
+    /// Runs a claimed job here, to its end, then frees its images; returns its run id.
+    pub fn run_claimed(&self, claim: Claim<'_>) -> String {
+        let id = claim.run.id.clone();
+        self.execute(claim.run.clone(), &claim.cancel);
+        drop(claim);
+        id
     }
 
     /// Runs the next runnable job here, to its end. `None` when none can start.
     pub fn run_next(&self) -> Option<String> {
-        let (run, flag) = Self::take(&mut self.lock())?;
-        Some(self.run_taken(run, &flag))
-    }
-
-    /// Runs a job [`Jobs::take`] handed out, then frees its images for the queue.
-    fn run_taken(&self, run: RunRecord, flag: &AtomicBool) -> String {
-        let id = run.id.clone();
-        self.execute(run, flag);
-        self.lock().running.remove(&id);
-        self.wake.notify_all();
-        id
+        let claim = self.claim()?;
+        Some(self.run_claimed(claim))
     }
 
     /// Starts `n` worker threads.
-    pub fn spawn_workers(self: &Arc<Self>, n: usize) -> Vec<std::thread::JoinHandle<()>> {
+    pub fn spawn_workers(
+        self: &Arc<Self>,
+        n: usize,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
         (0..n)
             .map(|i| {
                 let me = self.clone();
                 std::thread::Builder::new()
                     .name(format!("coldpatch-worker-{i}"))
                     .spawn(move || me.work())
-                    .expect("spawning a worker thread")
             })
             .collect()
     }
 
     fn work(&self) {
         loop {
-            let (run, flag) = {
+            let claim = {
                 let mut g = self.lock();
                 loop {
                     if g.stop {
                         return;
                     }
-                    if let Some(t) = Self::take(&mut g) {
-                        break t;
+                    if let Some(c) = self.take(&mut g) {
+                        break c;
                     }
                     g = self.wake.wait(g).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            self.run_taken(run, &flag);
+            self.run_claimed(claim);
         }
     }
 
@@ -272,60 +260,54 @@ impl Jobs {
 
     fn execute(&self, run: RunRecord, cancel: &AtomicBool) {
         let id = run.id.clone();
-        let spec: Result<JobSpec, String> = run
-            .spec
-            .clone()
-            .ok_or_else(|| "the run has no job spec".to_string())
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
-        let res = match spec {
-            Ok(JobSpec::Collect { images, rescan }) => self.collect(run, &images, rescan, cancel),
-            Ok(JobSpec::Patch {
+        let res = match run.spec.clone().map(serde_json::from_value::<JobSpec>) {
+            Some(Ok(JobSpec::Collect { images, rescan })) => {
+                self.collect(run, &images, rescan, cancel)
+            }
+            Some(Ok(JobSpec::Patch {
                 images,
                 policy,
                 repo,
-            }) => self.patch(run, &images, &policy, &repo, cancel),
-            Err(e) => Err(format!("unreadable job: {e}")),
+            })) => self.patch(run, &images, &policy, &repo, cancel),
+            Some(Err(e)) => Err(RunError::Spec(e.to_string())),
+            None => Err(RunError::Spec("the run has no job spec".into())),
         };
-        self.fleet.changed();
+        (self.changed)();
         if let Err(e) = res {
             // The run could not even start (a bad repository, a store error): say so on it.
+            let why = reason(e);
             if let Ok(mut r) = self.catalog.run(&id) {
-                r.state = RunState::Failed;
-                r.error = Some(e.clone());
-                r.finished = Some(self.catalog.now());
-                let _ = self.catalog.put_run(&r);
-                let _ = self.catalog.event(&id, None, "failed", &e);
-                let _ = self.catalog.event(&id, None, "finished", "failed");
+                let _ = self.catalog.event(&id, None, "failed", &why);
+                let _ = self
+                    .catalog
+                    .finish_run(&mut r, RunState::Failed, Some(why.clone()));
             }
-            log(&id, None, "failed", &e);
+            log(&id, None, "failed", &why);
         }
     }
 
-    fn event(&self, run: &str, image: Option<&str>, kind: &str, msg: &str) -> Result<(), String> {
+    fn event(
+        &self,
+        run: &str,
+        image: Option<&str>,
+        kind: &str,
+        msg: &str,
+    ) -> Result<(), CatalogError> {
         log(run, image, kind, msg);
-        self.catalog
-            .event(run, image, kind, msg)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.catalog.event(run, image, kind, msg).map(|_| ())
     }
 
     fn collect(
         &self,
-        mut run: RunRecord,
+        run: RunRecord,
         images: &[String],
         rescan: bool,
         cancel: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let c = &self.catalog;
-        run.state = RunState::Running;
-        run.pid = std::process::id();
-        c.put_run(&run).map_err(|e| e.to_string())?;
-        self.event(
-            &run.id,
-            None,
-            "started",
-            &format!("collect on {} image(s)", images.len()),
-        )?;
+        let started = format!("collect on {} image(s)", images.len());
+        let (mut run, _) = c.begin_run(run, &started)?;
+        log(&run.id, None, "started", &started);
         let opts = CollectOptions::default();
         let mut failed = 0;
         for img in images {
@@ -349,21 +331,23 @@ impl Jobs {
                 )?,
                 Err(e) => {
                     failed += 1;
-                    self.event(&run.id, Some(img), "failed", &chain(&e))?;
+                    self.event(&run.id, Some(img), "failed", &reason(e))?;
                 }
             }
         }
-        run.state = if cancel.load(Ordering::SeqCst) {
-            RunState::Cancelled
+        let (state, error) = if cancel.load(Ordering::SeqCst) {
+            (RunState::Cancelled, None)
         } else if failed == 0 {
-            RunState::Succeeded
+            (RunState::Succeeded, None)
         } else {
-            run.error = Some(format!("{failed} of {} image(s) failed", images.len()));
-            RunState::Failed
+            (
+                RunState::Failed,
+                Some(format!("{failed} of {} image(s) failed", images.len())),
+            )
         };
-        run.finished = Some(c.now());
-        c.put_run(&run).map_err(|e| e.to_string())?;
-        self.event(&run.id, None, "finished", run.state.as_str())
+        let e = c.finish_run(&mut run, state, error)?;
+        log(&run.id, None, &e.kind, &e.message);
+        Ok(())
     }
 
     fn patch(
@@ -373,7 +357,7 @@ impl Jobs {
         policy: &PlanPolicy,
         repo: &str,
         cancel: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let req = request(policy);
         let ask = coldpatch_patcher::Ask::Packages {
             req: &req,
@@ -390,8 +374,7 @@ impl Jobs {
                 cancel: Some(cancel),
             },
             &mut |e| log(&id, e.image.as_deref(), &e.kind, &e.message),
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        )?;
+        Ok(())
     }
 }

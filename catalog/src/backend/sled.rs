@@ -1,0 +1,539 @@
+//! The embedded backend: one sled store in the catalog's directory, one tree per kind of
+//! record, records as JSON (large ones, inventories, file lists, run images and
+//! repository indexes, zstd-compressed). Every key encoding lives here.
+//!
+//! Trees: `images` (id, u64 BE -> ImageRecord), `paths` (path -> image id), `scans` (id ->
+//! ScanRecord), `image_scans` (image id ++ scan id -> ()), `inventories` and `files` (scan
+//! id -> zstd JSON), `meta` (name -> bytes: counters, the appliance id), `feeds` (name ->
+//! FeedRecord), `advisories` (feed, NUL, advisory id -> JSON; small, and plain JSON loads
+//! faster than compressed: a scan reads them all), `repos` (root -> zstd StoredRepo),
+//! `runs` (id -> RunRecord), `run_images` (run id, NUL, image path -> zstd RunImage),
+//! `events` (run id, NUL, time ms BE, seq BE -> Event), `tokens` (id -> TokenRecord),
+//! `schedules` (id -> Schedule).
+//!
+//! One process at a time: opening takes an exclusive `flock` on `catalog.lock` in the
+//! directory (not blocking), so a catalog another process holds is told apart from any
+//! other failure by the lock's own answer, before sled is opened at all.
+
+use std::fs::File;
+use std::path::Path;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{Backend, NewScan, Written};
+use crate::error::{CatalogError, Result};
+use crate::model::{ImageRecord, ScanRecord};
+use crate::{Event, FeedRecord, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
+
+pub(crate) struct Sled {
+    describe: String,
+    db: sled::Db,
+    images: sled::Tree,
+    paths: sled::Tree,
+    scans: sled::Tree,
+    image_scans: sled::Tree,
+    inventories: sled::Tree,
+    files: sled::Tree,
+    meta: sled::Tree,
+    feeds: sled::Tree,
+    advisories: sled::Tree,
+    repos: sled::Tree,
+    runs: sled::Tree,
+    run_images: sled::Tree,
+    events: sled::Tree,
+    tokens: sled::Tree,
+    schedules: sled::Tree,
+    _lock: Flock<File>,
+}
+
+/// `a NUL b`: keys of records that belong to a run or a feed.
+fn key(a: &str, tail: &[u8]) -> Vec<u8> {
+    let mut k = a.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(tail);
+    k
+}
+
+fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// Why a transaction gave up.
+enum Abort {
+    /// The image had moved on to this version.
+    Moved(u32),
+    Corrupt(&'static str),
+}
+
+impl Sled {
+    pub(crate) fn open(dir: &Path) -> Result<Sled> {
+        let describe = format!("sled catalog at {}", dir.display());
+        let store = |source: std::io::Error| CatalogError::Store {
+            catalog: describe.clone(),
+            source: source.into(),
+        };
+        std::fs::create_dir_all(dir).map_err(store)?;
+        let lock_file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("catalog.lock"))
+            .map_err(store)?;
+        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(CatalogError::Locked {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err((_, errno)) => return Err(store(std::io::Error::from(errno))),
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| CatalogError::Store {
+                catalog: describe.clone(),
+                source: e.into(),
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|e| CatalogError::Store {
+                catalog: describe.clone(),
+                source: e.into(),
+            })
+        };
+        Ok(Sled {
+            images: tree("images")?,
+            paths: tree("paths")?,
+            scans: tree("scans")?,
+            image_scans: tree("image_scans")?,
+            inventories: tree("inventories")?,
+            files: tree("files")?,
+            meta: tree("meta")?,
+            feeds: tree("feeds")?,
+            advisories: tree("advisories")?,
+            repos: tree("repos")?,
+            runs: tree("runs")?,
+            run_images: tree("run_images")?,
+            events: tree("events")?,
+            tokens: tree("tokens")?,
+            schedules: tree("schedules")?,
+            db,
+            describe,
+            _lock: lock,
+        })
+    }
+
+    fn err(&self, e: sled::Error) -> CatalogError {
+        CatalogError::Store {
+            catalog: self.describe.clone(),
+            source: e.into(),
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> CatalogError {
+        CatalogError::Corrupt {
+            catalog: self.describe.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn json<T: Serialize>(&self, what: &str, v: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(v).map_err(|e| CatalogError::Store {
+            catalog: self.describe.clone(),
+            source: format!("cannot encode {what}: {e}").into(),
+        })
+    }
+
+    fn packed<T: Serialize>(&self, what: &str, v: &T) -> Result<Vec<u8>> {
+        self.compress(what, &self.json(what, v)?)
+    }
+
+    fn compress(&self, what: &str, json: &[u8]) -> Result<Vec<u8>> {
+        zstd::bulk::compress(json, 3).map_err(|e| CatalogError::Store {
+            catalog: self.describe.clone(),
+            source: format!("cannot compress {what}: {e}").into(),
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|_| self.corrupt(what))
+    }
+
+    fn unpack_json(&self, what: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        zstd::stream::decode_all(bytes).map_err(|_| self.corrupt(what))
+    }
+
+    fn unpack<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
+        self.decode(what, &self.unpack_json(what, bytes)?)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        what: &str,
+        k: &[u8],
+    ) -> Result<Option<T>> {
+        tree.get(k)
+            .map_err(|e| self.err(e))?
+            .map(|v| self.decode(what, &v))
+            .transpose()
+    }
+
+    fn put<T: Serialize>(&self, tree: &sled::Tree, what: &str, k: &[u8], v: &T) -> Result<()> {
+        tree.insert(k, self.json(what, v)?)
+            .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    /// Every value of a key range, decoded with `read`.
+    fn each<T>(
+        &self,
+        kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        read: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        kvs.into_iter()
+            .map(|kv| {
+                let (_, v) = kv.map_err(|e| self.err(e))?;
+                read(&v)
+            })
+            .collect()
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<T>> {
+        self.each(kvs, |v| self.decode(what, v))
+    }
+
+    /// A transaction's outcome as ours, flushed to disk when it went through.
+    fn committed(&self, res: std::result::Result<(), TransactionError<Abort>>) -> Result<Written> {
+        match res {
+            Ok(()) => {
+                self.flush()?;
+                Ok(Written::Yes)
+            }
+            Err(TransactionError::Abort(Abort::Moved(v))) => Ok(Written::Moved(v)),
+            Err(TransactionError::Abort(Abort::Corrupt(what))) => Err(self.corrupt(what)),
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+        }
+    }
+}
+
+impl Backend for Sled {
+    fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn next_id(&self, counter: &str) -> Result<u64> {
+        let v = self
+            .meta
+            .update_and_fetch(counter, |old| {
+                let n = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((n + 1).to_be_bytes().to_vec())
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map_or(1, u64::from_be_bytes))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        // Only the first writer wins; everybody reads what is stored.
+        let _ = self
+            .meta
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))
+            .map_err(|e| self.err(e))?;
+        self.flush()?;
+        self.meta(key)?.ok_or_else(|| self.corrupt(key))
+    }
+
+    fn image_id(&self, path: &str) -> Result<Option<u64>> {
+        match self.paths.get(path.as_bytes()).map_err(|e| self.err(e))? {
+            Some(v) => <[u8; 8]>::try_from(&v[..])
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| self.corrupt("image path")),
+            None => Ok(None),
+        }
+    }
+
+    fn image(&self, id: u64) -> Result<Option<ImageRecord>> {
+        self.get(&self.images, "image", &id_key(id))
+    }
+
+    fn images(&self) -> Result<Vec<ImageRecord>> {
+        self.all("image", &self.images)
+    }
+
+    fn put_image(&self, image: &ImageRecord) -> Result<()> {
+        self.put(&self.images, "image", &id_key(image.id), image)
+    }
+
+    fn scan(&self, id: u64) -> Result<Option<ScanRecord>> {
+        self.get(&self.scans, "scan", &id_key(id))
+    }
+
+    fn scan_ids(&self, image: u64) -> Result<Vec<u64>> {
+        self.image_scans
+            .scan_prefix(id_key(image))
+            .map(|kv| {
+                let (k, _) = kv.map_err(|e| self.err(e))?;
+                k.get(8..16)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| self.corrupt("image_scans key"))
+            })
+            .collect()
+    }
+
+    fn inventory_json(&self, scan: u64) -> Result<Option<Vec<u8>>> {
+        self.inventories
+            .get(id_key(scan))
+            .map_err(|e| self.err(e))?
+            .map(|v| self.unpack_json("inventory", &v))
+            .transpose()
+    }
+
+    fn files_json(&self, scan: u64) -> Result<Option<Vec<u8>>> {
+        self.files
+            .get(id_key(scan))
+            .map_err(|e| self.err(e))?
+            .map(|v| self.unpack_json("files", &v))
+            .transpose()
+    }
+
+    fn record_scan(&self, new: NewScan<'_>) -> Result<Written> {
+        // The blobs go first, under a scan id nothing refers to yet: a crash before the
+        // transaction leaves only unreferenced blobs.
+        let key = id_key(new.scan.id);
+        self.inventories
+            .insert(key, self.compress("inventory", new.inventory)?)
+            .map_err(|e| self.err(e))?;
+        self.files
+            .insert(key, self.compress("files", new.files)?)
+            .map_err(|e| self.err(e))?;
+        let image_key = id_key(new.image.id);
+        let image_json = self.json("image", new.image)?;
+        let scan_json = self.json("scan", new.scan)?;
+        let mut link = image_key.to_vec();
+        link.extend_from_slice(&key);
+        let ri = new
+            .run_image
+            .map(|ri| Ok::<_, CatalogError>((key_ri(ri), self.packed("run image", ri)?)))
+            .transpose()?;
+        let res = (
+            &self.images,
+            &self.paths,
+            &self.scans,
+            &self.image_scans,
+            &self.run_images,
+        )
+            .transaction(|(images, paths, scans, links, ris)| {
+                if let Some(want) = new.expect_version {
+                    let stored = images
+                        .get(image_key)?
+                        .ok_or(ConflictableTransactionError::Abort(Abort::Corrupt("image")))?;
+                    let stored: ImageRecord = serde_json::from_slice(&stored).map_err(|_| {
+                        ConflictableTransactionError::Abort(Abort::Corrupt("image"))
+                    })?;
+                    if stored.current_version != want {
+                        return Err(ConflictableTransactionError::Abort(Abort::Moved(
+                            stored.current_version,
+                        )));
+                    }
+                }
+                scans.insert(&key, scan_json.clone())?;
+                links.insert(link.clone(), vec![])?;
+                images.insert(&image_key, image_json.clone())?;
+                paths.insert(new.image.path.as_bytes(), &image_key)?;
+                if let Some((k, v)) = &ri {
+                    ris.insert(k.clone(), v.clone())?;
+                }
+                Ok(())
+            });
+        self.committed(res)
+    }
+
+    fn put_run(&self, run: &RunRecord, event: Option<&Event>) -> Result<()> {
+        let run_json = self.json("run", run)?;
+        let ev = event
+            .map(|e| Ok::<_, CatalogError>((key_event(e), self.json("event", e)?)))
+            .transpose()?;
+        let res = (&self.runs, &self.events).transaction(|(runs, events)| {
+            runs.insert(run.id.as_bytes(), run_json.clone())?;
+            if let Some((k, v)) = &ev {
+                events.insert(k.clone(), v.clone())?;
+            }
+            Ok(())
+        });
+        self.committed(res).map(|_| ())
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        self.get(&self.runs, "run", id.as_bytes())
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>> {
+        self.all("run", self.runs.iter().rev())
+    }
+
+    fn put_event(&self, event: &Event) -> Result<()> {
+        self.put(&self.events, "event", &key_event(event), event)
+    }
+
+    fn events(&self, run: &str) -> Result<Vec<Event>> {
+        self.all("event", self.events.scan_prefix(key(run, &[])))
+    }
+
+    fn put_run_image(&self, ri: &RunImage) -> Result<()> {
+        self.run_images
+            .insert(key_ri(ri), self.packed("run image", ri)?)
+            .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    fn run_images(&self, run: &str) -> Result<Vec<RunImage>> {
+        self.each(self.run_images.scan_prefix(key(run, &[])), |v| {
+            self.unpack("run image", v)
+        })
+    }
+
+    fn feeds(&self) -> Result<Vec<FeedRecord>> {
+        self.all("feed", &self.feeds)
+    }
+
+    fn advisories_json(&self, feed: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = key(feed, &[]);
+        self.advisories
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                Ok((id, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn replace_feed(
+        &self,
+        feed: &FeedRecord,
+        upsert: &[(String, Vec<u8>)],
+        remove: &[String],
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (id, json) in upsert {
+            batch.insert(key(&feed.name, id.as_bytes()), json.as_slice());
+        }
+        for id in remove {
+            batch.remove(key(&feed.name, id.as_bytes()));
+        }
+        let rec = self.json("feed", feed)?;
+        let res = (&self.advisories, &self.feeds).transaction(|(adv, feeds)| {
+            adv.apply_batch(&batch)?;
+            feeds.insert(feed.name.as_bytes(), rec.clone())?;
+            Ok(())
+        });
+        self.committed(res).map(|_| ())
+    }
+
+    fn put_repo(&self, repo: &StoredRepo) -> Result<()> {
+        self.repos
+            .insert(repo.index.root.as_bytes(), self.packed("repo", repo)?)
+            .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    fn repo(&self, root: &str) -> Result<Option<StoredRepo>> {
+        self.repos
+            .get(root.as_bytes())
+            .map_err(|e| self.err(e))?
+            .map(|v| self.unpack("repo", &v))
+            .transpose()
+    }
+
+    fn repos(&self) -> Result<Vec<StoredRepo>> {
+        self.each(&self.repos, |v| self.unpack("repo", v))
+    }
+
+    fn repo_roots(&self) -> Result<Vec<String>> {
+        self.repos
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(|e| self.err(e))?;
+                Ok(String::from_utf8_lossy(&k).into_owned())
+            })
+            .collect()
+    }
+
+    fn put_token(&self, token: &TokenRecord) -> Result<()> {
+        self.put(&self.tokens, "token", token.id.as_bytes(), token)
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        self.get(&self.tokens, "token", id.as_bytes())
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.all("token", self.tokens.iter())
+    }
+
+    fn remove_token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        let v = self.tokens.remove(id.as_bytes()).map_err(|e| self.err(e))?;
+        self.flush()?;
+        v.map(|v| self.decode("token", &v)).transpose()
+    }
+
+    fn put_schedule(&self, s: &Schedule) -> Result<()> {
+        self.put(&self.schedules, "schedule", s.id.as_bytes(), s)
+    }
+
+    fn schedule(&self, id: &str) -> Result<Option<Schedule>> {
+        self.get(&self.schedules, "schedule", id.as_bytes())
+    }
+
+    fn schedules(&self) -> Result<Vec<Schedule>> {
+        self.all("schedule", self.schedules.iter())
+    }
+
+    fn remove_schedule(&self, id: &str) -> Result<bool> {
+        let v = self
+            .schedules
+            .remove(id.as_bytes())
+            .map_err(|e| self.err(e))?;
+        self.flush()?;
+        Ok(v.is_some())
+    }
+}
+
+fn key_ri(ri: &RunImage) -> Vec<u8> {
+    key(&ri.run, ri.image.as_bytes())
+}
+
+/// Time first, then the per-process sequence: events of several processes of one run
+/// (a resumed sweep) stay in order.
+fn key_event(e: &Event) -> Vec<u8> {
+    let mut tail = e.time_ms.to_be_bytes().to_vec();
+    tail.extend_from_slice(&e.seq.to_be_bytes());
+    key(&e.run, &tail)
+}

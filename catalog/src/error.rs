@@ -1,0 +1,76 @@
+//! The catalog's one error type. Backend failures arrive as [`CatalogError::Store`] with
+//! the backend's error boxed as the cause, so no storage engine's type is part of the
+//! public API; every variant names the catalog or the record it is about.
+
+use std::path::PathBuf;
+
+pub type StoreCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog at {dir} is in use by another coldpatch process")]
+    Locked { dir: PathBuf },
+    /// `catalog` names the catalog as [`crate::Catalog::describe`] does.
+    #[error("{catalog}: storage failed")]
+    Store {
+        catalog: String,
+        #[source]
+        source: StoreCause,
+    },
+    #[error("{catalog}: stored record {what} is unreadable")]
+    Corrupt { catalog: String, what: String },
+    /// A scan's consumer could not take more output (the reader went away).
+    #[error("output closed")]
+    Output,
+    #[error("no repository {0} in the catalog; run `coldpatch repo index {0}`")]
+    NoRepo(String),
+    #[error("no image {0} in the catalog")]
+    NoImage(String),
+    #[error("{0} has no recorded scan; run `coldpatch collect` first")]
+    NotCollected(String),
+    #[error("no run {0} in the catalog")]
+    NoRun(String),
+    #[error("no token {0} in the catalog")]
+    NoToken(String),
+    #[error("no schedule {0} in the catalog")]
+    NoSchedule(String),
+    #[error("{image}: version {base} was patched, but version {current} is current now")]
+    Moved {
+        image: String,
+        base: u32,
+        current: u32,
+    },
+    #[error("{image} has no version {version}")]
+    NoVersion { image: String, version: u32 },
+    #[error("{0}: the current version has no earlier version to return to")]
+    NoParent(String),
+    #[error("invalid path pattern {pattern:?}")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("cannot prepare the state directory {dir}")]
+    State {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CatalogError {
+    /// Whether the error is about what was asked (a missing record, a bad pattern, a
+    /// version that moved), not about the catalog failing.
+    pub fn is_request(&self) -> bool {
+        !matches!(
+            self,
+            CatalogError::Store { .. }
+                | CatalogError::Corrupt { .. }
+                | CatalogError::Locked { .. }
+                | CatalogError::State { .. }
+                | CatalogError::Output
+        )
+    }
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;

@@ -1,0 +1,47 @@
+//! Jobs: what the server's queue, the scheduler and (later) worker processes share. A job
+//! is a catalog run in state `queued` carrying its [`JobSpec`]; [`Jobs`] takes it
+//! through its life — queue ([`Jobs::submit`]), claim ([`Jobs::claim`]: the first queued
+//! job none of whose images a running job holds), run (the collector or the patcher),
+//! cancel ([`Jobs::cancel`]) and finish (the catalog's `finish_run`, the one place a
+//! run's end is written). [`scheduler`] queues jobs from stored schedules.
+//!
+//! Every log line names its run (`run ID: ...`).
+
+mod queue;
+pub mod scheduler;
+mod spec;
+
+pub use queue::{Cancelled, Claim, Jobs};
+pub use spec::{request, JobSpec};
+
+use coldpatch_catalog::CatalogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("no image to run on")]
+    NoImages,
+    #[error("run {run} is {state}: only a queued or running run can be cancelled")]
+    NotCancellable { run: String, state: &'static str },
+    #[error("cron expression {expr:?}: {why}")]
+    Cron { expr: String, why: String },
+    #[error("cannot record the job")]
+    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl JobError {
+    /// Whether the request was at fault (as opposed to the catalog failing).
+    pub fn is_request(&self) -> bool {
+        match self {
+            JobError::NoImages | JobError::NotCancellable { .. } | JobError::Cron { .. } => true,
+            JobError::Encode(_) => false,
+            JobError::Catalog(e) => e.is_request(),
+        }
+    }
+}
+
+/// An error with its causes, `outer: inner: ...`, as a run records it.
+pub(crate) fn reason(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}

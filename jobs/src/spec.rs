@@ -1,0 +1,56 @@
+//! What a queued run is to do: its spec, stored with the run so a restart runs it still.
+
+use coldpatch_catalog::PlanPolicy;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "job")]
+pub enum JobSpec {
+    /// Collect the images (again, when changed; always with `rescan`).
+    Collect {
+        images: Vec<String>,
+        #[serde(default)]
+        rescan: bool,
+    },
+    /// Patch the images from a repository directory.
+    Patch {
+        images: Vec<String>,
+        #[serde(flatten)]
+        policy: PlanPolicy,
+        repo: String,
+    },
+}
+
+impl JobSpec {
+    /// The run kind it makes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Collect { .. } => "collect",
+            JobSpec::Patch { .. } => "apply",
+        }
+    }
+
+    pub fn images(&self) -> &[String] {
+        match self {
+            JobSpec::Collect { images, .. } | JobSpec::Patch { images, .. } => images,
+        }
+    }
+}
+
+/// The patcher's request for a stored policy.
+pub fn request(policy: &PlanPolicy) -> coldpatch_patcher::Request {
+    match policy {
+        PlanPolicy::AllFixable => coldpatch_patcher::Request {
+            all_fixable: true,
+            ..Default::default()
+        },
+        PlanPolicy::MinSeverity { severity } => coldpatch_patcher::Request {
+            min_severity: Some(*severity),
+            ..Default::default()
+        },
+        PlanPolicy::Cves { ids } => coldpatch_patcher::Request {
+            advisories: ids.clone(),
+            ..Default::default()
+        },
+    }
+}

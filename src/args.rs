@@ -1,0 +1,394 @@
+//! The command line, as one clap table: every command, flag and its help text. Parsed
+//! here, validated where each command runs (paths canonicalised, images resolved).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "coldpatch",
+    version,
+    about = "Inventory, scan and patch stopped VM disk images without booting them"
+)]
+pub struct Cli {
+    /// Catalog directory [default: the user's data directory, e.g. ~/.local/share/coldpatch]
+    #[arg(long, global = true, env = "COLDPATCH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Read images and record their OS, packages and files in the catalog
+    Collect {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// Packages and OS only: do not record the file list
+        #[arg(long)]
+        no_files: bool,
+        /// Record files but do not hash their content
+        #[arg(long)]
+        no_hash: bool,
+        /// Read an image even while a running VM writes it
+        #[arg(long)]
+        force: bool,
+        /// Directory backing files may live in (repeatable) [default: the image's directory]
+        #[arg(long = "image-root", value_name = "DIR")]
+        image_roots: Vec<PathBuf>,
+        /// Collect again even if the image is unchanged since its last scan
+        #[arg(long)]
+        rescan: bool,
+        /// Never start a libguestfs appliance (roots on LVM, XFS or btrfs then fail)
+        #[arg(long)]
+        no_guestfs: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the images in the catalog
+    Images {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one image: OS, disk layout, packages, security facts, scan history
+    Show {
+        /// Image path or id
+        image: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packages across the fleet
+    Packages {
+        /// Exact package name
+        #[arg(long)]
+        name: Option<String>,
+        /// Only versions older than this (compared by each package's own rules)
+        #[arg(long, value_name = "VERSION")]
+        older_than: Option<String>,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Vulnerability feeds: import (OSV, Debian Security Tracker, Alpine secdb) and list
+    Feed {
+        #[command(subcommand)]
+        command: FeedCommand,
+    },
+    /// Match images' packages against the imported feeds (default: every image)
+    Scan {
+        /// Image paths or ids
+        #[arg(value_name = "IMAGE")]
+        images: Vec<String>,
+        /// Exit with code 3 if a finding has at least this severity
+        /// (negligible, low, medium, high, critical, unknown)
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<coldpatch_vuln::Severity>,
+        /// Only findings with a fixed version available
+        #[arg(long)]
+        only_fixable: bool,
+        /// Warn when a feed's data is older than this
+        #[arg(long, env = "COLDPATCH_MAX_FEED_AGE", default_value = "7days", value_parser = humantime::parse_duration)]
+        max_feed_age: Duration,
+        /// Every version of each image, not only the current one
+        #[arg(long)]
+        all_versions: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every image affected by an advisory or CVE id, with installed and fixed versions
+    Affected {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Patch runs, newest first
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One patch run: its images, outcomes, events and logs
+    Run {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Offline patching: plan, apply, put files, roll back, flatten
+    Patch {
+        #[command(subcommand)]
+        command: PatchCommand,
+    },
+    /// Local package repositories for offline patching
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
+    /// Write the software bill of materials of an image (its current inventory)
+    Sbom {
+        /// Image path or id
+        image: String,
+        /// cyclonedx (CycloneDX 1.6 JSON) or spdx (SPDX 2.3 JSON)
+        #[arg(long, default_value = "cyclonedx")]
+        format: coldpatch_sbom::SbomFormat,
+        /// Write to this file instead of standard output
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// What changed between two images or versions (IMAGE, IMAGE@N): packages and files
+    Diff {
+        /// The old side: image path or id, optionally @N for its version N
+        a: String,
+        /// The new side
+        b: String,
+        /// Count a changed modification time as a change
+        #[arg(long)]
+        times: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write what a consumer needs to hold a version: nothing, its overlay, a chain of
+    /// overlays, a flattened image, or a diff against a shared base image; with a manifest
+    Export {
+        /// Image path or id
+        image: String,
+        /// The version to ship [default: the current one]
+        #[arg(long)]
+        version: Option<u32>,
+        /// What the consumer holds: a version number of this image or a check value
+        #[arg(
+            long = "for",
+            value_name = "CHECK|VERSION",
+            conflicts_with = "against",
+            required_unless_present = "against"
+        )]
+        holder: Option<String>,
+        /// Write a diff against this image's current version, which both sides hold
+        #[arg(long, value_name = "BASE")]
+        against: Option<String>,
+        /// A new or empty directory
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a delta written by export, apply it onto the file the consumer holds (never
+    /// written: the result is a new file) and prove the result by reading it
+    ImportDelta {
+        dir: PathBuf,
+        /// The base file the delta applies to
+        #[arg(long, value_name = "FILE")]
+        onto: PathBuf,
+        /// The new file [default: <image>-v<N>.qcow2 beside the base]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Content images share (same path and SHA-256), what each holds alone, and what a
+    /// shared base image would save; images grouped by common content
+    Shared {
+        /// Image paths or ids [default: every image]
+        images: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the console and REST API on this catalog, with the job queue and scheduler
+    /// (the catalog is held by the server while it runs; the CLI then refuses and names it)
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: String,
+        /// Job worker threads (runs on different images go side by side)
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=64))]
+        workers: u16,
+        /// libguestfs appliances per patch run
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        appliances: u16,
+        /// Send the session cookie without the Secure flag (plain http off localhost)
+        #[arg(long)]
+        insecure_cookies: bool,
+    },
+    /// API tokens for the server (made here, before `serve`, or by an admin through the API)
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Files across the fleet
+    Files {
+        /// Glob on the guest path, e.g. '/etc/ssh/*' or '**/authorized_keys'
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// SHA-256 of the content
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        #[command(flatten)]
+        select: Select,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; its secret is printed once and only its hash is kept
+    Create {
+        /// What the token may do: viewer reads, operator also scans and patches, admin also
+        /// manages tokens, feeds and schedules
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// A name to tell it by
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum FeedCommand {
+    /// Import a feed file, OSV directory or OSV zip; replaces the feed's previous records
+    Import {
+        path: PathBuf,
+        /// Store under this name [default: from the content, e.g. debian-tracker]
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not detect the format (osv, debian-tracker, alpine-secdb)
+        #[arg(long)]
+        format: Option<coldpatch_vuln::Format>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the imported feeds
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which images and versions a fleet query reads, and how it answers.
+#[derive(clap::Args)]
+pub struct Select {
+    /// Only this image (path or id)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Every version of each image, not only the current one
+    #[arg(long)]
+    pub all_versions: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What to fix: advisories, packages, or everything fixable.
+#[derive(clap::Args)]
+pub struct Fix {
+    /// Local repository directory (indexed now if it is not yet)
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Fix this advisory or CVE (repeatable)
+    #[arg(long = "cve", value_name = "ID")]
+    pub cves: Vec<String>,
+    /// Upgrade this installed package to the newest version offered (repeatable)
+    #[arg(long = "package", value_name = "NAME")]
+    pub packages: Vec<String>,
+    /// Fix every finding that has a fix
+    #[arg(long)]
+    pub all_fixable: bool,
+    /// Fix every finding of this severity or worse that has a fix
+    #[arg(long, value_name = "SEVERITY")]
+    pub min_severity: Option<coldpatch_vuln::Severity>,
+}
+
+impl Fix {
+    pub fn request(&self) -> coldpatch_patcher::Request {
+        coldpatch_patcher::Request {
+            packages: self.packages.clone(),
+            advisories: self.cves.clone(),
+            all_fixable: self.all_fixable,
+            min_severity: self.min_severity,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Batch {
+    /// Split the images over this many libguestfs appliances run side by side (each pays
+    /// one launch, 20-60 s under TCG; worth it with CPUs to spare)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub appliances: u16,
+}
+
+#[derive(Subcommand)]
+pub enum PatchCommand {
+    /// Print what an upgrade would install, and why, without writing anything
+    Plan {
+        /// Image path or id
+        image: String,
+        #[command(flatten)]
+        fix: Fix,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upgrade images offline on a qcow2 overlay (one appliance for all), verify, and
+    /// record each as the image's next version
+    Apply {
+        /// Image paths or ids
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        #[command(flatten)]
+        fix: Fix,
+        #[command(flatten)]
+        batch: Batch,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or replace files in images (same overlay, verify and commit path)
+    Files {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+        /// A host file and the absolute guest path to write it to (repeatable)
+        #[arg(long = "put", value_name = "SRC:GUEST_PATH", required = true)]
+        puts: Vec<String>,
+        #[command(flatten)]
+        batch: Batch,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the current version's parent current again
+    Rollback { image: String },
+    /// Write a standalone qcow2 image of the current version
+    Flatten {
+        image: String,
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RepoCommand {
+    /// Read a directory of .deb/.rpm files or a mirrored apt layout into the catalog
+    Index {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the indexed repositories
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Packages an indexed repository offers
+    Packages {
+        dir: String,
+        /// Exact package name
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,41 @@
+//! Image and version arguments as the catalog names them, and how a row names an image.
+
+use std::path::Path;
+
+use coldpatch_catalog::Catalog;
+
+/// Image keys on the command line may be relative paths; the catalog stores absolute ones.
+pub fn image_key(k: &str) -> String {
+    Path::new(k)
+        .canonicalize()
+        .map_or_else(|_| k.to_string(), |p| p.display().to_string())
+}
+
+/// Image arguments as the catalog's image paths (ids resolved); unknown ones as given,
+/// for the patcher to refuse by name.
+pub fn versions(all: bool) -> coldpatch_catalog::Versions {
+    if all {
+        coldpatch_catalog::Versions::All
+    } else {
+        coldpatch_catalog::Versions::Current
+    }
+}
+
+/// An image in a table: with `@vN` when rows of several versions are shown.
+pub fn shown(image: &str, version: u32, all: bool) -> String {
+    if all {
+        format!("{image}@v{version}")
+    } else {
+        image.to_string()
+    }
+}
+
+pub fn keys(catalog: &Catalog, images: &[String]) -> Vec<String> {
+    images
+        .iter()
+        .map(|i| {
+            let k = image_key(i);
+            catalog.image(&k).map_or(k, |r| r.path)
+        })
+        .collect()
+}

@@ -1,0 +1,447 @@
+//! What a request does, whichever way it arrives: the REST API (`api.rs`) and the
+//! console (`console.rs`) both call these, so a filter, a page, a patch run or a schedule
+//! means the same in both. Nothing here knows HTTP beyond the status of an error; every
+//! function that touches the catalog is synchronous and runs off the async threads (see
+//! [`blocking`]).
+
+use std::path::Path;
+
+use actix_web::web;
+use coldpatch_catalog::{Action, PlanPolicy, RunState, Schedule};
+use coldpatch_jobs::JobSpec;
+use coldpatch_vuln::Severity;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+use crate::fleet::ImageSummary;
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct PageQ {
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+pub const MAX_LIMIT: usize = 500;
+
+#[derive(Serialize)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+pub fn paged<T>(
+    mut items: Vec<T>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+) -> ApiResult<Paged<T>> {
+    let limit = limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad(format!("limit must be 1..={MAX_LIMIT}")));
+    }
+    let offset = offset.unwrap_or(0);
+    let total = items.len();
+    let items = if offset >= total {
+        Vec::new()
+    } else {
+        items.drain(offset..total.min(offset + limit)).collect()
+    };
+    Ok(Paged {
+        items,
+        total,
+        limit,
+        offset,
+    })
+}
+
+pub fn severity(s: Option<&str>) -> ApiResult<Option<Severity>> {
+    s.map(|s| {
+        s.parse::<Severity>().map_err(|_| {
+            ApiError::bad(format!(
+                "unknown severity {s:?} (critical, high, medium, low, negligible, unknown)"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// Runs catalog work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker: {e}")))?
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesQ {
+    pub q: Option<String>,
+    pub os: Option<String>,
+    pub vulnerable: Option<bool>,
+    pub min_severity: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+/// The images a filter selects, from the fleet view.
+pub fn filter_images<'v>(v: &'v [ImageSummary], q: &ImagesQ) -> ApiResult<Vec<&'v ImageSummary>> {
+    let min = severity(q.min_severity.as_deref())?;
+    Ok(v.iter()
+        .filter(|i| q.q.as_ref().is_none_or(|s| i.path.contains(s.as_str())))
+        .filter(|i| {
+            q.os.as_ref()
+                .is_none_or(|o| i.os.as_deref().is_some_and(|x| x.contains(o.as_str())))
+        })
+        .filter(|i| {
+            q.vulnerable
+                .is_none_or(|want| want != i.findings.is_empty())
+        })
+        .filter(|i| min.is_none_or(|m| i.findings.iter().any(|f| f.severity >= m)))
+        .collect())
+}
+
+pub fn image_id(st: &AppState, id: &str) -> ApiResult<coldpatch_catalog::ImageRecord> {
+    if id.parse::<u64>().is_err() {
+        return Err(ApiError::bad(format!("image id {id:?} is not a number")));
+    }
+    Ok(st.catalog.image(id)?)
+}
+
+/// Each version of an image with its findings by severity (matched now, against the
+/// stored feeds): what the findings-over-versions chart draws.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionFindings {
+    pub version: coldpatch_catalog::VersionRecord,
+    pub by_severity: Option<[usize; 6]>,
+}
+
+pub fn version_findings(
+    st: &AppState,
+    img: &coldpatch_catalog::ImageRecord,
+) -> ApiResult<Vec<VersionFindings>> {
+    let view = st.fleet.view(&st.catalog)?;
+    let current = view
+        .image(img.id)
+        .filter(|s| s.version == img.current_version);
+    let mut out = Vec::new();
+    for v in st.catalog.versions_of(img)? {
+        let by_severity = match v.scan {
+            // The current version's counts are in the fleet view already.
+            Some(_) if v.number == img.current_version && current.is_some() => {
+                current.map(|c| c.by_severity)
+            }
+            Some(s) => {
+                let inv = st.catalog.inventory(s, false)?;
+                let (_, found) = view.index.inventory_findings(&inv);
+                let mut t = [0; 6];
+                for f in &found {
+                    t[crate::fleet::severity_slot(f.severity)] += 1;
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        out.push(VersionFindings {
+            version: v,
+            by_severity,
+        });
+    }
+    Ok(out)
+}
+
+/// One image an advisory hits, with the packages it is found in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub image: u64,
+    pub path: String,
+    pub version: u32,
+    pub findings: Vec<coldpatch_vuln::Finding>,
+}
+
+/// Images an advisory (or an alias of it) hits, from the fleet view.
+pub fn hits(view: &crate::fleet::FleetView, id: &str) -> Vec<Hit> {
+    view.images
+        .iter()
+        .filter_map(|i| {
+            let f: Vec<_> = i
+                .findings
+                .iter()
+                .filter(|f| f.of.names(id))
+                .cloned()
+                .collect();
+            (!f.is_empty()).then(|| Hit {
+                image: i.id,
+                path: i.path.clone(),
+                version: i.version,
+                findings: f,
+            })
+        })
+        .collect()
+}
+
+pub fn shared_report(
+    st: &AppState,
+    ids: Option<&str>,
+) -> ApiResult<coldpatch_catalog::shared::SharedReport> {
+    let keys: Vec<String> = match ids.filter(|s| !s.trim().is_empty()) {
+        Some(s) => s
+            .split(',')
+            .map(|i| image_id(st, i.trim()).map(|r| r.path))
+            .collect::<ApiResult<_>>()?,
+        None => st.catalog.images()?.into_iter().map(|i| i.path).collect(),
+    };
+    Ok(st.catalog.shared(&keys)?)
+}
+
+/// Largest feed file accepted by upload (the Debian tracker JSON is under 100 MiB).
+pub const MAX_FEED_UPLOAD: usize = 128 << 20;
+
+/// Validates an uploaded feed fully (parsed with the same limits as `feed import`) and
+/// only then stores it.
+pub fn import_upload(
+    st: &AppState,
+    name: Option<&str>,
+    format: Option<&str>,
+    source: &str,
+    body: &[u8],
+) -> ApiResult<coldpatch_catalog::ImportReport> {
+    if body.is_empty() {
+        return Err(ApiError::bad("the feed upload is empty"));
+    }
+    if let Some(n) = name {
+        if n.is_empty()
+            || n.len() > 100
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return Err(ApiError::bad(
+                "a feed name is 1-100 characters of letters, digits and - _ . :",
+            ));
+        }
+    }
+    let format = format
+        .map(|f| {
+            f.parse::<coldpatch_vuln::feed::Format>()
+                .map_err(ApiError::bad)
+        })
+        .transpose()?;
+    let dir = st.catalog.state().ensure(st.catalog.state().uploads())?;
+    let tmp = tempfile::Builder::new()
+        .prefix("feed-")
+        .tempfile_in(&dir)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+    std::fs::write(tmp.path(), body).map_err(|e| ApiError::internal(e.to_string()))?;
+    let data = coldpatch_vuln::feed::read(tmp.path(), format).map_err(|e| {
+        ApiError::bad(format!(
+            "not a valid feed; nothing stored: {}",
+            e.to_string()
+                .replace(&tmp.path().display().to_string(), "upload")
+        ))
+    })?;
+    if data.advisories.is_empty() {
+        return Err(ApiError::bad(format!(
+            "the upload holds no usable advisory ({} rejected); nothing stored",
+            data.rejected.len()
+        )));
+    }
+    let name = name.map_or_else(|| data.suggested_name.clone(), str::to_string);
+    let report = st
+        .catalog
+        .import_feed(&name, source, coldpatch_catalog::clock::now(), data)?;
+    st.fleet.changed();
+    Ok(report)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanReq {
+    /// Image files on the server; none: every image in the catalog.
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub rescan: bool,
+}
+
+/// Queues a collect-and-match run on the images a request names.
+pub fn start_scan(st: &AppState, body: &ScanReq) -> ApiResult<coldpatch_catalog::RunRecord> {
+    let images = image_files_of(st, &body.images)?;
+    Ok(st.jobs.submit(
+        &JobSpec::Collect {
+            images,
+            rescan: body.rescan,
+        },
+        None,
+    )?)
+}
+
+/// Image files a request names: each must be a regular file (or an image already in the
+/// catalog, by id or path); none: every image.
+pub fn image_files_of(st: &AppState, images: &[String]) -> ApiResult<Vec<String>> {
+    if images.is_empty() {
+        return Ok(st.catalog.images()?.into_iter().map(|i| i.path).collect());
+    }
+    images
+        .iter()
+        .map(|i| {
+            if let Ok(r) = st.catalog.image(i) {
+                return Ok(r.path);
+            }
+            let p = Path::new(i);
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_file() => p
+                    .canonicalize()
+                    .map(|c| c.display().to_string())
+                    .map_err(|e| ApiError::bad(format!("{i}: {e}"))),
+                Ok(_) => Err(ApiError::bad(format!("{i} is not a regular file"))),
+                Err(e) => Err(ApiError::bad(format!("{i}: {e}"))),
+            }
+        })
+        .collect()
+}
+
+/// (Unknown fields cannot be refused here: serde does not combine that with the
+/// flattened policy.)
+#[derive(Debug, Deserialize)]
+pub struct PatchReq {
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    pub repo: String,
+    #[serde(flatten)]
+    pub policy: PlanPolicy,
+}
+
+/// A repository directory a request names: it must exist.
+pub fn repo_dir(repo: &str) -> ApiResult<String> {
+    let p = Path::new(repo);
+    if !p.is_dir() {
+        return Err(ApiError::bad(format!(
+            "repository {repo} is not a directory on the server"
+        )));
+    }
+    p.canonicalize()
+        .map(|c| c.display().to_string())
+        .map_err(|e| ApiError::bad(format!("{repo}: {e}")))
+}
+
+pub fn check_policy(p: &PlanPolicy) -> ApiResult<()> {
+    if let PlanPolicy::Cves { ids } = p {
+        if ids.is_empty() || ids.iter().any(|i| i.trim().is_empty()) {
+            return Err(ApiError::bad(
+                "policy cves needs at least one advisory or CVE id",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQ {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub image: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+pub fn list_runs(st: &AppState, q: &RunsQ) -> ApiResult<Vec<coldpatch_catalog::RunRecord>> {
+    if let Some(s) = &q.state {
+        serde_json::from_value::<RunState>(serde_json::Value::String(s.clone()))
+            .map_err(|_| ApiError::bad(format!("unknown run state {s:?}")))?;
+    }
+    Ok(st
+        .catalog
+        .runs()?
+        .into_iter()
+        .filter(|r| q.state.as_ref().is_none_or(|s| r.state.as_str() == s))
+        .filter(|r| q.kind.as_ref().is_none_or(|k| &r.kind == k))
+        .filter(|r| {
+            q.image
+                .as_ref()
+                .is_none_or(|i| r.images.iter().any(|x| x.contains(i.as_str())))
+        })
+        .collect())
+}
+
+/// Queues a patch run from a request.
+pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalog::RunRecord> {
+    check_policy(&body.policy)?;
+    let repo = repo_dir(&body.repo)?;
+    let mut names = body.images.clone();
+    names.extend(body.image.clone());
+    if names.is_empty() {
+        return Err(ApiError::bad("name at least one image to patch"));
+    }
+    let images = names
+        .iter()
+        .map(|i| Ok(st.catalog.image(i)?.path))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(st.jobs.submit(
+        &JobSpec::Patch {
+            images,
+            policy: body.policy.clone(),
+            repo,
+        },
+        None,
+    )?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleReq {
+    pub name: String,
+    pub cron: String,
+    #[serde(default)]
+    pub images: Vec<String>,
+    pub action: Action,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Checks a schedule request and makes it a schedule (id and times from `old`, if any).
+pub fn schedule_from(st: &AppState, r: ScheduleReq, old: Option<&Schedule>) -> ApiResult<Schedule> {
+    if r.name.trim().is_empty() || r.name.len() > 200 {
+        return Err(ApiError::bad("a schedule's name is 1-200 characters"));
+    }
+    coldpatch_jobs::scheduler::parse(&r.cron)?;
+    let images = if r.images.is_empty() {
+        Vec::new()
+    } else {
+        image_files_of(st, &r.images)?
+    };
+    let action = match r.action {
+        Action::Patch { policy, repo } => {
+            check_policy(&policy)?;
+            Action::Patch {
+                policy,
+                repo: repo_dir(&repo)?,
+            }
+        }
+        a => a,
+    };
+    Ok(Schedule {
+        id: match old {
+            Some(o) => o.id.clone(),
+            None => st.catalog.new_schedule_id()?,
+        },
+        name: r.name.trim().to_string(),
+        cron: r.cron.trim().to_string(),
+        images,
+        action,
+        enabled: r.enabled,
+        created: old.map_or_else(coldpatch_catalog::clock::now, |o| o.created),
+        last_fired: old.and_then(|o| o.last_fired),
+        last_run: old.and_then(|o| o.last_run.clone()),
+    })
+}
