@@ -145,7 +145,7 @@ fn dpkg_agrees_with_dpkg_compare_versions() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP: no dpkg on this machine");
+        coldpatch_testkit::skip("no dpkg on this machine");
         return;
     }
     let versions = [
@@ -273,7 +273,7 @@ fn rpmvercmp_agrees_with_rpm_on_generated_pairs() {
     {
         Ok(o) if o.status.success() => o,
         _ => {
-            eprintln!("SKIP: no working rpm on this machine");
+            coldpatch_testkit::skip("no working rpm on this machine");
             return;
         }
     };
@@ -301,7 +301,7 @@ fn dpkg_agrees_with_dpkg_on_generated_pairs() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP: no dpkg on this machine");
+        coldpatch_testkit::skip("no dpkg on this machine");
         return;
     }
     let versions: Vec<String> = generated(24, 11)
