@@ -169,7 +169,13 @@ impl Catalog {
         options: ScanOptions,
     ) -> Result<ScanRecord> {
         let scan_id = self.next_id("scan")?;
-        let existing = self.image(&inv.image.path).ok();
+        // Only "no such image" means a new one: a storage failure must not make a second
+        // record for an image the catalog already holds.
+        let existing = match self.image(&inv.image.path) {
+            Ok(r) => Some(r),
+            Err(CatalogError::NoImage(_)) => None,
+            Err(e) => return Err(e),
+        };
         let image_id = match &existing {
             Some(r) => r.id,
             None => self.next_id("image")?,

@@ -30,17 +30,6 @@ pub enum JobError {
     Catalog(#[from] CatalogError),
 }
 
-impl JobError {
-    /// Whether the request was at fault (as opposed to the catalog failing).
-    pub fn is_request(&self) -> bool {
-        match self {
-            JobError::NoImages | JobError::NotCancellable { .. } | JobError::Cron { .. } => true,
-            JobError::Encode(_) => false,
-            JobError::Catalog(e) => e.is_request(),
-        }
-    }
-}
-
 /// An error with its causes, `outer: inner: ...`, as a run records it.
 pub(crate) fn reason(e: impl std::error::Error + Send + Sync + 'static) -> String {
     format!("{:#}", anyhow::Error::new(e))
