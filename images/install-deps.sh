@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages coldpatch's build, image scripts and tests need (chromium
-# and chromium-driver drive the console's browser tests, wrk the load bench).
+# and chromium-driver drive the console's browser tests, wrk the load bench, postgresql
+# the shared catalog's tests and bench).
 # Idempotent: skips apt entirely when everything is already present.
 set -euo pipefail
 
 pkgs=(debootstrap fdisk e2fsprogs rpm xz-utils zstd libclang-dev pkg-config
-      libguestfs-tools libguestfs-dev chromium chromium-driver wrk)
+      libguestfs-tools libguestfs-dev chromium chromium-driver wrk postgresql)
 missing=()
 for p in "${pkgs[@]}" qemu-system-x86; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

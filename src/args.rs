@@ -13,9 +13,25 @@ use clap::{Parser, Subcommand};
     about = "Inventory, scan and patch stopped VM disk images without booting them"
 )]
 pub struct Cli {
-    /// Catalog directory [default: the user's data directory, e.g. ~/.local/share/coldpatch]
-    #[arg(long, global = true, env = "COLDPATCH_DATA_DIR", value_name = "DIR")]
+    /// The catalog: a directory (the embedded store) or a PostgreSQL URL
+    /// (postgres://user@host:port/db, ?host=/run/postgresql for a socket) [default: the
+    /// user's data directory, e.g. ~/.local/share/coldpatch]
+    #[arg(long, global = true, env = "COLDPATCH_CATALOG", value_name = "CATALOG")]
+    pub catalog: Option<String>,
+    /// Catalog directory (the embedded store; the same as --catalog DIR)
+    #[arg(
+        long,
+        global = true,
+        env = "COLDPATCH_DATA_DIR",
+        value_name = "DIR",
+        conflicts_with = "catalog"
+    )]
     pub data_dir: Option<PathBuf>,
+    /// Where the catalog's files live (version overlays, run locks, uploads) [default:
+    /// beside an embedded catalog; none for PostgreSQL, where patching needs one that
+    /// every patching host shares]
+    #[arg(long, global = true, env = "COLDPATCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -209,6 +225,11 @@ pub enum Command {
         #[arg(long)]
         insecure_cookies: bool,
     },
+    /// The catalog itself: what it is and holds, and copying it to another backend
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// API tokens for the server (made here, before `serve`, or by an admin through the API)
     Token {
         #[command(subcommand)]
@@ -224,6 +245,26 @@ pub enum Command {
         sha256: Option<String>,
         #[command(flatten)]
         select: Select,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// The backend, schema version and how many records of each kind it holds
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy every record of one catalog into another, empty one (any backends)
+    Copy {
+        /// The catalog to read (a directory or a PostgreSQL URL)
+        #[arg(long, value_name = "CATALOG")]
+        from: String,
+        /// The catalog to write; it must hold nothing yet
+        #[arg(long, value_name = "CATALOG")]
+        to: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -7,44 +7,71 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use coldpatch_catalog::Catalog;
+use coldpatch_catalog::{Catalog, Location};
 use coldpatch_collector::CollectOptions;
 use coldpatch_disk::OpenOptions;
 
-use crate::args::{Cli, Command, FeedCommand, PatchCommand, RepoCommand};
+use crate::args::{CatalogCommand, Cli, Command, FeedCommand, PatchCommand, RepoCommand};
 use crate::keys::{image_key, keys, versions};
-use crate::{inventorycmd, patchcmd, repocmd, tokencmd, versioncmd, vulncmd};
+use crate::{catalogcmd, inventorycmd, output, patchcmd, repocmd, tokencmd, versioncmd, vulncmd};
 
-/// Opens the catalog, or says which server holds it.
-fn open_catalog(dir: &Path) -> Result<Catalog> {
-    match Catalog::open(dir) {
-        Err(coldpatch_catalog::CatalogError::Locked { .. }) => {
-            match coldpatch_catalog::StateDir::new(dir).server() {
-                Some(s) => anyhow::bail!(
+/// The catalog could not be opened at all (exit 2): its location, server, login or schema.
+#[derive(Debug)]
+pub struct Unavailable(pub anyhow::Error);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", output::chain(&self.0))
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Opens the catalog, or says why not: for an embedded one held by another process,
+/// which server holds it.
+pub fn open_catalog(at: &Location, state: Option<&Path>) -> Result<Catalog> {
+    if let Location::Dir(dir) = at {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the catalog directory {}", dir.display()))
+            .map_err(|e| anyhow::Error::new(Unavailable(e)))?;
+    }
+    let refusal = match Catalog::connect(at, state) {
+        Ok(c) => return Ok(c),
+        // Busy, not broken: today's refusal (exit 1), naming the holder.
+        Err(coldpatch_catalog::CatalogError::Locked { dir }) => {
+            return Err(match coldpatch_catalog::StateDir::new(&dir).server() {
+                Some(s) => anyhow::anyhow!(
                     "the catalog at {} is held by `coldpatch serve` (pid {}, http://{}/); \
                      use the console or the REST API there, or stop the server first",
                     dir.display(),
                     s.pid,
                     s.listen
                 ),
-                None => anyhow::bail!(
+                None => anyhow::anyhow!(
                     "the catalog at {} is in use by another coldpatch process; \
                      wait for it to finish",
                     dir.display()
                 ),
-            }
+            })
         }
-        r => Ok(r?),
-    }
+        Err(e) if e.is_unavailable() => anyhow::Error::new(e),
+        Err(e) => return Err(e.into()),
+    };
+    Err(anyhow::Error::new(Unavailable(refusal)))
 }
 
-fn data_dir(arg: Option<PathBuf>) -> Result<PathBuf> {
-    match arg {
-        Some(d) => Ok(d),
-        None => Ok(dirs::data_dir()
-            .context("no user data directory; pass --data-dir")?
-            .join("coldpatch")),
-    }
+/// Where the catalog is: `--catalog`, else `--data-dir`, else the user's data directory.
+fn location(catalog: Option<String>, data_dir: Option<PathBuf>) -> Result<Location> {
+    let at = match (catalog, data_dir) {
+        (Some(c), _) => c,
+        (None, Some(d)) => return Ok(Location::Dir(d)),
+        (None, None) => dirs::data_dir()
+            .context("no user data directory; pass --catalog")?
+            .join("coldpatch")
+            .display()
+            .to_string(),
+    };
+    Location::parse(&at).map_err(|e| anyhow::Error::new(Unavailable(e.into())))
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -59,10 +86,14 @@ pub fn run() -> Result<ExitCode> {
     {
         return versioncmd::import_delta(dir, onto, out.as_deref(), *json);
     }
-    let dir = data_dir(cli.data_dir)?;
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the catalog directory {}", dir.display()))?;
-    let catalog = open_catalog(&dir)?;
+    if let Command::Catalog {
+        command: CatalogCommand::Copy { from, to, json },
+    } = &cli.command
+    {
+        return catalogcmd::copy(from, to, *json);
+    }
+    let at = location(cli.catalog, cli.data_dir)?;
+    let catalog = open_catalog(&at, cli.state_dir.as_deref())?;
     match cli.command {
         Command::Serve {
             listen,
@@ -83,6 +114,11 @@ pub fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => tokencmd::token(&catalog, command),
+        Command::Catalog { command } => match command {
+            CatalogCommand::Info { json } => catalogcmd::info(&catalog, json),
+            // Taken before a catalog is opened; kept here so the match stays total.
+            CatalogCommand::Copy { from, to, json } => catalogcmd::copy(&from, &to, json),
+        },
         Command::Collect {
             images,
             no_files,

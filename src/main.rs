@@ -2,6 +2,7 @@
 //! The only place that uses `anyhow`.
 
 mod args;
+mod catalogcmd;
 mod cli;
 mod inventorycmd;
 mod keys;
@@ -20,7 +21,13 @@ fn main() -> ExitCode {
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", output::chain(&e));
-            ExitCode::from(1)
+            // A catalog that cannot be opened at all exits 2, like a usage error: nothing
+            // was read or written.
+            if e.downcast_ref::<cli::Unavailable>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -10,6 +10,36 @@ pub type StoreCause = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum CatalogError {
     #[error("catalog at {dir} is in use by another coldpatch process")]
     Locked { dir: PathBuf },
+    #[error("{catalog}: {why}")]
+    Location { catalog: String, why: String },
+    #[error("cannot connect to {catalog}")]
+    Connect {
+        catalog: String,
+        #[source]
+        source: StoreCause,
+    },
+    #[error(
+        "{catalog} has schema version {found}, written by a newer coldpatch \
+         (this one knows up to {known}); upgrade coldpatch to use it"
+    )]
+    Newer {
+        catalog: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "{catalog} holds tables that are not a coldpatch catalog ({tables}); \
+         use an empty database"
+    )]
+    Foreign { catalog: String, tables: String },
+    #[error(
+        "{catalog} needs a state directory for its files (--state-dir or COLDPATCH_STATE_DIR)"
+    )]
+    NoStateDir { catalog: String },
+    #[error("{catalog} is not empty; copy into a new catalog")]
+    NotEmpty { catalog: String },
+    #[error("feed {feed} was imported by another process meanwhile; nothing was written, import it again")]
+    FeedMoved { feed: String },
     /// `catalog` names the catalog as [`crate::Catalog::describe`] does.
     #[error("{catalog}: storage failed")]
     Store {
@@ -59,6 +89,20 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// Whether the catalog could not be opened at all: a bad location, a server that
+    /// does not answer or refuses, a schema that is not ours (the CLI exits 2).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::Location { .. }
+                | CatalogError::Connect { .. }
+                | CatalogError::Newer { .. }
+                | CatalogError::Foreign { .. }
+                | CatalogError::NoStateDir { .. }
+                | CatalogError::Locked { .. }
+        )
+    }
+
     /// Whether the error is about what was asked (a missing record, a bad pattern, a
     /// version that moved), not about the catalog failing.
     pub fn is_request(&self) -> bool {
@@ -67,6 +111,11 @@ impl CatalogError {
             CatalogError::Store { .. }
                 | CatalogError::Corrupt { .. }
                 | CatalogError::Locked { .. }
+                | CatalogError::Location { .. }
+                | CatalogError::Connect { .. }
+                | CatalogError::Newer { .. }
+                | CatalogError::Foreign { .. }
+                | CatalogError::NoStateDir { .. }
                 | CatalogError::State { .. }
                 | CatalogError::Output
         )

@@ -98,6 +98,9 @@ impl Catalog {
             .newest_modified()
             .and_then(rfc3339_secs)
             .unwrap_or(source_mtime);
+        // What the change is computed from; the write goes through only if the feed is
+        // still so (another process may import the same feed meanwhile).
+        let before = self.db().feeds()?.into_iter().find(|f| f.name == name);
         let mut old: HashMap<String, Vec<u8>> =
             self.db().advisories_json(name)?.into_iter().collect();
         let mut upsert = Vec::new();
@@ -143,7 +146,8 @@ impl Catalog {
             as_of,
             records,
         };
-        self.db().replace_feed(&rec, &upsert, &remove)?;
+        self.db()
+            .replace_feed(&rec, before.as_ref(), &upsert, &remove)?;
         Ok(report)
     }
 

@@ -4,7 +4,8 @@
 //! collected, without opening images again.
 //!
 //! Layout: what is stored and asked is written once, in the modules below, on the
-//! storage boundary of `backend/` (the embedded sled store is `backend/sled.rs`); the
+//! storage boundary of `backend/` (the embedded sled store is `backend/sled.rs`, the
+//! shared PostgreSQL one `backend/postgres.rs`, and `location.rs` tells them apart); the
 //! records are in `model.rs`, the files the catalog owns on disk in `state.rs`.
 //!
 //! Invariant: a scan becomes visible all at once. Its inventory is written under a fresh
@@ -14,10 +15,12 @@
 pub mod access;
 mod backend;
 pub mod clock;
+pub mod copy;
 pub mod diff;
 pub mod error;
 pub mod feeds;
 pub mod ingest;
+pub mod location;
 pub mod model;
 pub mod repos;
 pub mod runs;
@@ -29,8 +32,10 @@ pub mod versions;
 pub use coldpatch_vuln::version;
 
 pub use access::{Role, TokenRecord};
+pub use backend::SCHEMA_VERSION;
 pub use error::{CatalogError, Result};
 pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport, ScanSummary};
+pub use location::Location;
 pub use model::{
     FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord, VersionRecord, Versions,
 };

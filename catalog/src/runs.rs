@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::backend::Written;
 use crate::clock::{now, now_ms};
 use crate::error::{CatalogError, Result};
-use crate::model::{Fingerprint, ImageRecord, ScanOptions, ScanRecord, VersionRecord};
+use crate::model::{Fingerprint, ScanOptions, ScanRecord, VersionRecord};
 use crate::store::Catalog;
 use coldpatch_collector::Inventory;
 use serde::{Deserialize, Serialize};
@@ -335,7 +335,13 @@ impl Catalog {
         ri.outcome = Outcome::Committed { version: number };
         ri.overlay = None;
         // The transaction checks again that nobody committed on top of the base meanwhile.
-        match self.write_scan(&image, &scan, inv, Some(&ri), Some(ri.base_version))? {
+        match self.write_scan(
+            &image,
+            &scan,
+            inv,
+            Some(&ri),
+            crate::backend::Expect::Version(ri.base_version),
+        )? {
             Written::Yes => Ok((version, scan)),
             Written::Moved(current) => Err(CatalogError::Moved {
                 image: image_key.to_string(),
@@ -366,11 +372,16 @@ impl Catalog {
         }
         image.current_version = parent.number;
         image.current_scan = parent.scan;
-        self.put_image(&image)?;
-        Ok((left, parent))
-    }
-
-    fn put_image(&self, image: &ImageRecord) -> Result<()> {
-        self.db().put_image(image)
+        match self
+            .db()
+            .put_image(&image, crate::backend::Expect::Version(cur))?
+        {
+            Written::Yes => Ok((left, parent)),
+            Written::Moved(current) => Err(CatalogError::Moved {
+                image: image_key.to_string(),
+                base: cur,
+                current,
+            }),
+        }
     }
 }

@@ -3,6 +3,10 @@
 //! being read (`uploads/`) and the running server's address (`server.json`). They live
 //! under one state directory; for an embedded catalog, its own directory. Every crate
 //! asks here for these paths instead of joining names onto a catalog directory.
+//!
+//! A PostgreSQL catalog opened without one (`--state-dir`) still answers every question
+//! about records; what needs files fails at [`StateDir::ensure`], which every writer of
+//! these files calls first, with [`CatalogError::NoStateDir`].
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +17,8 @@ use crate::error::{CatalogError, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
+    /// Set when there is no state directory: the catalog it was needed for.
+    missing: Option<String>,
 }
 
 /// What `coldpatch serve` writes into `server.json` while it holds the catalog.
@@ -25,7 +31,24 @@ pub struct ServerInfo {
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            missing: None,
+        }
+    }
+
+    /// No state directory for `catalog`: paths are relative (they name nothing that
+    /// exists) and [`StateDir::ensure`] refuses.
+    pub fn absent(catalog: &str) -> StateDir {
+        StateDir {
+            root: PathBuf::new(),
+            missing: Some(catalog.to_string()),
+        }
+    }
+
+    /// Whether there is a state directory.
+    pub fn is_present(&self) -> bool {
+        self.missing.is_none()
     }
 
     pub fn root(&self) -> &Path {
@@ -54,6 +77,11 @@ impl StateDir {
 
     /// One of the directories above, made if missing.
     pub fn ensure(&self, dir: PathBuf) -> Result<PathBuf> {
+        if let Some(catalog) = &self.missing {
+            return Err(CatalogError::NoStateDir {
+                catalog: catalog.clone(),
+            });
+        }
         std::fs::create_dir_all(&dir).map_err(|source| CatalogError::State {
             dir: dir.clone(),
             source,
@@ -66,17 +94,27 @@ impl StateDir {
     }
 
     /// Says that this process serves the catalog at `listen`.
+    /// (Nothing without a state directory: only an embedded catalog's CLI reads it.)
     pub fn write_server(&self, info: &ServerInfo) -> std::io::Result<()> {
+        if !self.is_present() {
+            return Ok(());
+        }
         let json = serde_json::to_vec(info).map_err(std::io::Error::other)?;
         std::fs::write(self.server_file(), json)
     }
 
     pub fn clear_server(&self) {
+        if !self.is_present() {
+            return;
+        }
         let _ = std::fs::remove_file(self.server_file());
     }
 
     /// The server that says it holds the catalog, if its process still lives.
     pub fn server(&self) -> Option<ServerInfo> {
+        if !self.is_present() {
+            return None;
+        }
         let text = std::fs::read(self.server_file()).ok()?;
         let info: ServerInfo = serde_json::from_slice(&text).ok()?;
         Path::new(&format!("/proc/{}", info.pid))

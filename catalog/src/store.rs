@@ -3,15 +3,17 @@
 //! answers the same way: which image a key names, its current inventory, the unchanged
 //! scan that can stand for a new one, fleet package and file queries.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use coldpatch_collector::{AnalyzerInfo, FileRecord, Inventory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::{self, Backend, NewScan, Written};
+use crate::backend::{self, Backend, Expect, NewScan, Written};
 use crate::clock::now;
 use crate::error::{CatalogError, Result};
+use crate::location::Location;
 use crate::model::{
     FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord, Versions,
 };
@@ -31,9 +33,35 @@ impl Catalog {
         })
     }
 
+    /// Opens (or makes, migrating its schema) the catalog at `at`. The state directory
+    /// defaults to a sled catalog's own directory; a PostgreSQL catalog has none unless
+    /// given one, and then refuses what needs files (see [`StateDir::absent`]).
+    pub fn connect(at: &Location, state: Option<&Path>) -> Result<Catalog> {
+        match at {
+            Location::Dir(dir) => Ok(Catalog {
+                backend: Box::new(backend::sled::Sled::open(dir)?),
+                state: StateDir::new(state.unwrap_or(dir)),
+            }),
+            Location::Postgres(pg) => Ok(Catalog {
+                backend: Box::new(backend::postgres::Postgres::open(pg)?),
+                state: state.map_or_else(|| StateDir::absent(&at.describe()), StateDir::new),
+            }),
+        }
+    }
+
     /// What this catalog is, for messages.
     pub fn describe(&self) -> &str {
         self.backend.describe()
+    }
+
+    /// The backend's name: `sled` or `postgresql`.
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// The version of the stored layout.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.backend.schema_version()
     }
 
     /// Where the catalog's files (versions, locks, uploads) live.
@@ -161,59 +189,79 @@ impl Catalog {
         Ok(inv)
     }
 
-    /// Records a finished scan and makes it the image's current one, atomically.
+    /// Records a finished scan and makes it the image's current one, atomically. Another
+    /// process may record or commit the same image meanwhile: the write is conditional on
+    /// the image being as it was read, and is made again on what is stored then.
     pub fn record(
         &self,
         inv: &Inventory,
         fp: Fingerprint,
         options: ScanOptions,
     ) -> Result<ScanRecord> {
+        const ATTEMPTS: usize = 8;
         let scan_id = self.next_id("scan")?;
-        // Only "no such image" means a new one: a storage failure must not make a second
-        // record for an image the catalog already holds.
-        let existing = match self.image(&inv.image.path) {
-            Ok(r) => Some(r),
-            Err(CatalogError::NoImage(_)) => None,
-            Err(e) => return Err(e),
-        };
-        let image_id = match &existing {
-            Some(r) => r.id,
-            None => self.next_id("image")?,
-        };
-        let mut image = existing.unwrap_or(ImageRecord {
-            id: image_id,
-            path: inv.image.path.clone(),
-            format: String::new(),
-            virtual_size: 0,
-            first_seen: now(),
-            current_scan: None,
-            versions: Vec::new(),
-            current_version: 0,
-        });
-        if image.versions.is_empty() {
-            image.format.clone_from(&inv.image.format);
-            image.virtual_size = inv.image.virtual_size;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            // Only "no such image" means a new one: a storage failure must not make a
+            // second record for an image the catalog already holds.
+            let existing = match self.image(&inv.image.path) {
+                Ok(r) => Some(r),
+                Err(CatalogError::NoImage(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let expect = match &existing {
+                Some(r) => Expect::Version(r.current_version),
+                None => Expect::NewImage,
+            };
+            let image_id = match &existing {
+                Some(r) => r.id,
+                None => self.next_id("image")?,
+            };
+            let mut image = existing.unwrap_or(ImageRecord {
+                id: image_id,
+                path: inv.image.path.clone(),
+                format: String::new(),
+                virtual_size: 0,
+                first_seen: now(),
+                current_scan: None,
+                versions: Vec::new(),
+                current_version: 0,
+            });
+            if image.versions.is_empty() {
+                image.format.clone_from(&inv.image.format);
+                image.virtual_size = inv.image.virtual_size;
+            }
+            image.current_scan = Some(scan_id);
+            // A patched image is collected through its current version's file.
+            let current = image.current_version;
+            if let Some(v) = image.versions.iter_mut().find(|v| v.number == current) {
+                v.scan = Some(scan_id);
+            }
+            let scan = ScanRecord::of(scan_id, image_id, inv, fp.clone(), options);
+            match self.write_scan(&image, &scan, inv, None, expect)? {
+                Written::Yes => return Ok(scan),
+                Written::Moved(_) if tries < ATTEMPTS => continue,
+                Written::Moved(current) => {
+                    return Err(CatalogError::Moved {
+                        image: inv.image.path.clone(),
+                        base: image.current_version,
+                        current,
+                    })
+                }
+            }
         }
-        image.current_scan = Some(scan_id);
-        // A patched image is collected through its current version's file.
-        let current = image.current_version;
-        if let Some(v) = image.versions.iter_mut().find(|v| v.number == current) {
-            v.scan = Some(scan_id);
-        }
-        let scan = ScanRecord::of(scan_id, image_id, inv, fp, options);
-        self.write_scan(&image, &scan, inv, None, None)?;
-        Ok(scan)
     }
 
-    /// Writes a scan with its inventory and points `image` at it, in one transaction;
-    /// with `expect_version`, only if the stored image is still at that version.
+    /// Writes a scan with its inventory and points `image` at it, in one transaction,
+    /// if `expect` holds.
     pub(crate) fn write_scan(
         &self,
         image: &ImageRecord,
         scan: &ScanRecord,
         inv: &Inventory,
         run_image: Option<&crate::RunImage>,
-        expect_version: Option<u32>,
+        expect: Expect,
     ) -> Result<Written> {
         let files = self.encode("files", &inv.files)?;
         let without_files = Inventory {
@@ -227,7 +275,8 @@ impl Catalog {
             inventory: &inventory,
             files: &files,
             run_image,
-            expect_version,
+            inv,
+            expect,
         })
     }
 
@@ -272,25 +321,55 @@ impl Catalog {
         name: Option<&str>,
         older_than: Option<&str>,
     ) -> Result<Vec<PackageHit>> {
+        let selected = self.selection(image, versions)?;
+        let older = |p: &coldpatch_collector::Package| {
+            older_than.is_none_or(|v| {
+                crate::version::compare(p.kind, &p.full_version(), v) == std::cmp::Ordering::Less
+            })
+        };
         let mut out = Vec::new();
-        for (img, version, scan) in self.selection(image, versions)? {
-            let inv = self.inventory(scan, false)?;
-            for p in inv.packages {
-                if name.is_some_and(|n| n != p.name) {
+        let indexed = match name {
+            Some(n) => {
+                let scans: Vec<u64> = selected.iter().map(|s| s.2).collect();
+                self.db().packages_indexed(n, &scans)?
+            }
+            None => None,
+        };
+        if let Some(rows) = indexed {
+            // One scan may stand for several (image, version) pairs.
+            let mut by_scan: HashMap<u64, Vec<(&str, u32)>> = HashMap::new();
+            for (img, version, scan) in &selected {
+                by_scan
+                    .entry(*scan)
+                    .or_default()
+                    .push((img.path.as_str(), *version));
+            }
+            for (scan, json) in rows {
+                let p: coldpatch_collector::Package = self.decode("package", &json)?;
+                if !older(&p) {
                     continue;
                 }
-                if let Some(v) = older_than {
-                    if crate::version::compare(p.kind, &p.full_version(), v)
-                        != std::cmp::Ordering::Less
-                    {
+                for (image, version) in by_scan.get(&scan).into_iter().flatten() {
+                    out.push(PackageHit {
+                        image: image.to_string(),
+                        version: *version,
+                        package: p.clone(),
+                    });
+                }
+            }
+        } else {
+            for (img, version, scan) in selected {
+                let inv = self.inventory(scan, false)?;
+                for p in inv.packages {
+                    if name.is_some_and(|n| n != p.name) || !older(&p) {
                         continue;
                     }
+                    out.push(PackageHit {
+                        image: img.path.clone(),
+                        version,
+                        package: p,
+                    });
                 }
-                out.push(PackageHit {
-                    image: img.path.clone(),
-                    version,
-                    package: p,
-                });
             }
         }
         out.sort_by(|a, b| {
@@ -321,8 +400,17 @@ impl Catalog {
             None => None,
         };
         let sha = sha256.map(str::to_ascii_lowercase);
+        let mut selected = self.selection(image, versions)?;
+        // With an index, only the scans that hold the content are read.
+        if let Some(bytes) = sha.as_deref().and_then(crate::versions::parse_check) {
+            let scans: Vec<u64> = selected.iter().map(|s| s.2).collect();
+            if let Some(holding) = self.db().files_indexed(&bytes, &scans)? {
+                let holding: std::collections::HashSet<u64> = holding.into_iter().collect();
+                selected.retain(|s| holding.contains(&s.2));
+            }
+        }
         let mut out = Vec::new();
-        for (img, version, s) in self.selection(image, versions)? {
+        for (img, version, s) in selected {
             for f in self.scan_files(s)? {
                 if matcher.as_ref().is_some_and(|m| !m.is_match(&f.path)) {
                     continue;

@@ -7,6 +7,8 @@
 //! line); in CI (`CI=true`), where `./run test` has installed everything a test needs, a
 //! skip is a failure.
 
+pub mod pg;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -64,14 +64,22 @@ fn catalog_status(e: &CatalogError) -> StatusCode {
         | CatalogError::NoSchedule(_)
         | CatalogError::NoRepo(_)
         | CatalogError::NoVersion { .. } => StatusCode::NOT_FOUND,
-        CatalogError::NotCollected(_) | CatalogError::NoParent(_) | CatalogError::Moved { .. } => {
-            StatusCode::CONFLICT
-        }
+        CatalogError::NotCollected(_)
+        | CatalogError::NoParent(_)
+        | CatalogError::Moved { .. }
+        | CatalogError::FeedMoved { .. }
+        | CatalogError::NotEmpty { .. } => StatusCode::CONFLICT,
         CatalogError::Pattern { .. } => StatusCode::BAD_REQUEST,
-        CatalogError::Locked { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        CatalogError::Locked { .. } | CatalogError::Connect { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         CatalogError::Store { .. }
         | CatalogError::Corrupt { .. }
         | CatalogError::State { .. }
+        | CatalogError::NoStateDir { .. }
+        | CatalogError::Location { .. }
+        | CatalogError::Newer { .. }
+        | CatalogError::Foreign { .. }
         | CatalogError::Output => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

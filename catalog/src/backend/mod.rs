@@ -1,8 +1,9 @@
 //! The storage boundary. Above it, the catalog's modules say what is stored and asked
 //! (images, scans, versions, runs, feeds, tokens, schedules) in terms of the records in
 //! `model.rs`; below it, a backend decides how they are laid out. The embedded sled store
-//! (`sled.rs`) is the one backend today; another (PostgreSQL) is a sibling module that
-//! implements [`Backend`], and nothing above this line changes.
+//! (`sled.rs`) is for one process on one host; PostgreSQL (`postgres.rs`) is the catalog
+//! many processes on many hosts share. Both implement [`Backend`]; nothing above this
+//! line knows which one it talks to.
 //!
 //! Rules every backend keeps:
 //! - each method that writes more than one record ([`Backend::record_scan`],
@@ -14,9 +15,17 @@
 //!   the backend's own failures are [`CatalogError::Store`]: no backend type crosses the
 //!   boundary;
 //! - inventories and file lists are exchanged as JSON bytes, because readers decode
-//!   different views of them (a fleet scan reads only the fields matching needs).
+//!   different views of them (a fleet scan reads only the fields matching needs);
+//! - a conditional write ([`Expect`], the `expect` of [`Backend::replace_feed`]) checks
+//!   its condition inside the transaction that writes, so two processes racing for one
+//!   image or feed cannot both win;
+//! - the `*_indexed` questions may answer `None` ("no index here"): the caller then reads
+//!   the blobs itself. A backend with indexes answers exactly what reading would.
 
+pub(crate) mod postgres;
 pub(crate) mod sled;
+
+use coldpatch_collector::Inventory;
 
 use crate::model::{ImageRecord, ScanRecord};
 use crate::{Event, FeedRecord, Result, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
@@ -30,22 +39,54 @@ pub(crate) struct NewScan<'a> {
     pub inventory: &'a [u8],
     pub files: &'a [u8],
     pub run_image: Option<&'a RunImage>,
-    /// Only if the stored image is still at this version (a commit on top of it); else
-    /// nothing is written and the stored image's current version is returned.
-    pub expect_version: Option<u32>,
+    /// The inventory the JSON was made from, for backends that index packages and files.
+    pub inv: &'a Inventory,
+    pub expect: Expect,
 }
+
+/// The condition a scan's write is made on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// None: write whatever is stored.
+    Any,
+    /// The catalog holds no image at this path yet.
+    NewImage,
+    /// The stored image is still at this version (a commit on top of it, or a rescan
+    /// that must not undo a commit made meanwhile).
+    Version(u32),
+}
+
+/// (scan, package JSON) rows of an indexed package query.
+pub(crate) type PackageRows = Vec<(u64, Vec<u8>)>;
 
 /// Whether a conditional write went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Written {
     Yes,
-    /// The stored image had moved on to this version; nothing was written.
+    /// The stored image had moved on to this version (or, for [`Expect::NewImage`], was
+    /// there already); nothing was written.
     Moved(u32),
 }
+
+/// The layout version this coldpatch writes. A catalog with a higher one was written by
+/// a newer coldpatch and is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The counters a catalog numbers records with.
+pub(crate) const COUNTERS: [&str; 3] = ["image", "scan", "schedule"];
 
 pub(crate) trait Backend: Send + Sync {
     /// What this catalog is, for messages: `sled catalog at /path`.
     fn describe(&self) -> &str;
+    /// `sled` or `postgresql`.
+    fn kind(&self) -> &'static str;
+    /// The version of the stored layout (see [`SCHEMA_VERSION`]).
+    fn schema_version(&self) -> Result<i64>;
+
+    /// A counter's last number (0 before the first).
+    fn counter(&self, counter: &str) -> Result<u64>;
+    /// Moves a counter up to at least `n` (a copy keeps the ids it copies).
+    fn raise_counter(&self, counter: &str, n: u64) -> Result<()>;
 
     /// The next number of a named counter, starting at 1.
     fn next_id(&self, counter: &str) -> Result<u64>;
@@ -58,7 +99,8 @@ pub(crate) trait Backend: Send + Sync {
     fn image(&self, id: u64) -> Result<Option<ImageRecord>>;
     /// Every image, in no particular order.
     fn images(&self) -> Result<Vec<ImageRecord>>;
-    fn put_image(&self, image: &ImageRecord) -> Result<()>;
+    /// Writes an image record if `expect` holds.
+    fn put_image(&self, image: &ImageRecord, expect: Expect) -> Result<Written>;
     fn scan(&self, id: u64) -> Result<Option<ScanRecord>>;
     /// The ids of an image's scans, oldest first.
     fn scan_ids(&self, image: u64) -> Result<Vec<u64>>;
@@ -84,13 +126,25 @@ pub(crate) trait Backend: Send + Sync {
     /// A feed's stored advisories: (id, JSON).
     fn advisories_json(&self, feed: &str) -> Result<Vec<(String, Vec<u8>)>>;
     /// Writes a feed's record, its new and changed advisories (id, JSON) and removes
-    /// the ones it no longer holds, in one transaction.
+    /// the ones it no longer holds, in one transaction; only if the stored record of the
+    /// feed is still `expect` (what the caller computed the change from), else
+    /// [`crate::CatalogError::FeedMoved`].
     fn replace_feed(
         &self,
         feed: &FeedRecord,
+        expect: Option<&FeedRecord>,
         upsert: &[(String, Vec<u8>)],
         remove: &[String],
     ) -> Result<()>;
+
+    /// Of `scans`, each package named `name`: (scan, package JSON).
+    fn packages_indexed(&self, _name: &str, _scans: &[u64]) -> Result<Option<PackageRows>> {
+        Ok(None)
+    }
+    /// Of `scans`, those holding a file with this content.
+    fn files_indexed(&self, _sha256: &[u8; 32], _scans: &[u64]) -> Result<Option<Vec<u64>>> {
+        Ok(None)
+    }
 
     fn put_repo(&self, repo: &StoredRepo) -> Result<()>;
     fn repo(&self, root: &str) -> Result<Option<StoredRepo>>;

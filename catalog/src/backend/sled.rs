@@ -11,6 +11,9 @@
 //! `events` (run id, NUL, time ms BE, seq BE -> Event), `tokens` (id -> TokenRecord),
 //! `schedules` (id -> Schedule).
 //!
+//! The layout's version is `meta/schema_version` (u64 BE); a catalog without one is
+//! from before versions were written down and has layout 1, the one this module writes.
+//!
 //! One process at a time: opening takes an exclusive `flock` on `catalog.lock` in the
 //! directory (not blocking), so a catalog another process holds is told apart from any
 //! other failure by the lock's own answer, before sled is opened at all.
@@ -24,7 +27,7 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{Backend, NewScan, Written};
+use super::{Backend, Expect, NewScan, Written, SCHEMA_VERSION};
 use crate::error::{CatalogError, Result};
 use crate::model::{ImageRecord, ScanRecord};
 use crate::{Event, FeedRecord, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
@@ -67,6 +70,14 @@ enum Abort {
     /// The image had moved on to this version.
     Moved(u32),
     Corrupt(&'static str),
+    /// The feed record was not what the import started from.
+    FeedMoved,
+}
+
+const SCHEMA_KEY: &str = "schema_version";
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(b).ok().map(u64::from_be_bytes)
 }
 
 impl Sled {
@@ -106,7 +117,7 @@ impl Sled {
                 source: e.into(),
             })
         };
-        Ok(Sled {
+        let sled = Sled {
             images: tree("images")?,
             paths: tree("paths")?,
             scans: tree("scans")?,
@@ -125,7 +136,33 @@ impl Sled {
             db,
             describe,
             _lock: lock,
-        })
+        };
+        sled.check_schema()?;
+        Ok(sled)
+    }
+
+    /// Writes the layout version down, or refuses a catalog of a newer one.
+    fn check_schema(&self) -> Result<()> {
+        match self.meta.get(SCHEMA_KEY).map_err(|e| self.err(e))? {
+            None => {
+                self.meta
+                    .insert(SCHEMA_KEY, &(SCHEMA_VERSION as u64).to_be_bytes())
+                    .map_err(|e| self.err(e))?;
+                self.flush()
+            }
+            Some(v) => {
+                let found = be_u64(&v).ok_or_else(|| self.corrupt(SCHEMA_KEY))?;
+                let found = i64::try_from(found).map_err(|_| self.corrupt(SCHEMA_KEY))?;
+                if found > SCHEMA_VERSION {
+                    return Err(CatalogError::Newer {
+                        catalog: self.describe.clone(),
+                        found,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 
     fn err(&self, e: sled::Error) -> CatalogError {
@@ -226,6 +263,9 @@ impl Sled {
             }
             Err(TransactionError::Abort(Abort::Moved(v))) => Ok(Written::Moved(v)),
             Err(TransactionError::Abort(Abort::Corrupt(what))) => Err(self.corrupt(what)),
+            Err(TransactionError::Abort(Abort::FeedMoved)) => Err(CatalogError::FeedMoved {
+                feed: String::new(),
+            }),
             Err(TransactionError::Storage(e)) => Err(self.err(e)),
         }
     }
@@ -234,6 +274,32 @@ impl Sled {
 impl Backend for Sled {
     fn describe(&self) -> &str {
         &self.describe
+    }
+
+    fn kind(&self) -> &'static str {
+        "sled"
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let v = self.meta.get(SCHEMA_KEY).map_err(|e| self.err(e))?;
+        v.and_then(|v| be_u64(&v))
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| self.corrupt(SCHEMA_KEY))
+    }
+
+    fn counter(&self, counter: &str) -> Result<u64> {
+        let v = self.meta.get(counter).map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| be_u64(&v)).unwrap_or(0))
+    }
+
+    fn raise_counter(&self, counter: &str, n: u64) -> Result<()> {
+        self.meta
+            .update_and_fetch(counter, |old| {
+                let cur = old.and_then(be_u64).unwrap_or(0);
+                Some(cur.max(n).to_be_bytes().to_vec())
+            })
+            .map_err(|e| self.err(e))?;
+        self.flush()
     }
 
     fn next_id(&self, counter: &str) -> Result<u64> {
@@ -285,8 +351,32 @@ impl Backend for Sled {
         self.all("image", &self.images)
     }
 
-    fn put_image(&self, image: &ImageRecord) -> Result<()> {
-        self.put(&self.images, "image", &id_key(image.id), image)
+    fn put_image(&self, image: &ImageRecord, expect: Expect) -> Result<Written> {
+        let k = id_key(image.id);
+        let json = self.json("image", image)?;
+        let res = (&self.images, &self.paths).transaction(|(images, paths)| {
+            let stored = images.get(k)?;
+            let moved = |v| Err(ConflictableTransactionError::Abort(Abort::Moved(v)));
+            match (expect, &stored) {
+                (Expect::Any, _) | (Expect::NewImage, None) => {}
+                (Expect::NewImage, Some(_)) => return moved(0),
+                (Expect::Version(_), None) => {
+                    return Err(ConflictableTransactionError::Abort(Abort::Corrupt("image")))
+                }
+                (Expect::Version(want), Some(b)) => {
+                    let cur = serde_json::from_slice::<ImageRecord>(b)
+                        .map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt("image")))?
+                        .current_version;
+                    if cur != want {
+                        return moved(cur);
+                    }
+                }
+            }
+            images.insert(&k, json.clone())?;
+            paths.insert(image.path.as_bytes(), &k)?;
+            Ok(())
+        });
+        self.committed(res)
     }
 
     fn scan(&self, id: u64) -> Result<Option<ScanRecord>> {
@@ -349,17 +439,26 @@ impl Backend for Sled {
             &self.run_images,
         )
             .transaction(|(images, paths, scans, links, ris)| {
-                if let Some(want) = new.expect_version {
-                    let stored = images
-                        .get(image_key)?
-                        .ok_or(ConflictableTransactionError::Abort(Abort::Corrupt("image")))?;
-                    let stored: ImageRecord = serde_json::from_slice(&stored).map_err(|_| {
-                        ConflictableTransactionError::Abort(Abort::Corrupt("image"))
-                    })?;
-                    if stored.current_version != want {
-                        return Err(ConflictableTransactionError::Abort(Abort::Moved(
-                            stored.current_version,
-                        )));
+                match new.expect {
+                    Expect::Any => {}
+                    Expect::NewImage => {
+                        if paths.get(new.image.path.as_bytes())?.is_some() {
+                            return Err(ConflictableTransactionError::Abort(Abort::Moved(0)));
+                        }
+                    }
+                    Expect::Version(want) => {
+                        let stored = images
+                            .get(image_key)?
+                            .ok_or(ConflictableTransactionError::Abort(Abort::Corrupt("image")))?;
+                        let stored: ImageRecord =
+                            serde_json::from_slice(&stored).map_err(|_| {
+                                ConflictableTransactionError::Abort(Abort::Corrupt("image"))
+                            })?;
+                        if stored.current_version != want {
+                            return Err(ConflictableTransactionError::Abort(Abort::Moved(
+                                stored.current_version,
+                            )));
+                        }
                     }
                 }
                 scans.insert(&key, scan_json.clone())?;
@@ -437,9 +536,11 @@ impl Backend for Sled {
     fn replace_feed(
         &self,
         feed: &FeedRecord,
+        expect: Option<&FeedRecord>,
         upsert: &[(String, Vec<u8>)],
         remove: &[String],
     ) -> Result<()> {
+        let expect = expect.map(|e| self.json("feed", e)).transpose()?;
         let mut batch = sled::Batch::default();
         for (id, json) in upsert {
             batch.insert(key(&feed.name, id.as_bytes()), json.as_slice());
@@ -449,11 +550,28 @@ impl Backend for Sled {
         }
         let rec = self.json("feed", feed)?;
         let res = (&self.advisories, &self.feeds).transaction(|(adv, feeds)| {
+            let stored = feeds.get(feed.name.as_bytes())?;
+            let same = match (&stored, &expect) {
+                (None, None) => true,
+                (Some(s), Some(e)) => {
+                    serde_json::from_slice::<FeedRecord>(s).ok()
+                        == serde_json::from_slice::<FeedRecord>(e).ok()
+                }
+                _ => false,
+            };
+            if !same {
+                return Err(ConflictableTransactionError::Abort(Abort::FeedMoved));
+            }
             adv.apply_batch(&batch)?;
             feeds.insert(feed.name.as_bytes(), rec.clone())?;
             Ok(())
         });
-        self.committed(res).map(|_| ())
+        match self.committed(res) {
+            Err(CatalogError::FeedMoved { .. }) => Err(CatalogError::FeedMoved {
+                feed: feed.name.clone(),
+            }),
+            r => r.map(|_| ()),
+        }
     }
 
     fn put_repo(&self, repo: &StoredRepo) -> Result<()> {

@@ -1,8 +1,9 @@
 //! Diffs and shared content computed from stored inventories in a real sled store.
 
 use coldpatch_catalog::diff::{self, Change, DiffOptions, Side};
-use coldpatch_catalog::{Catalog, CatalogError, Fingerprint, ScanOptions};
+use coldpatch_catalog::{CatalogError, Fingerprint, ScanOptions};
 use coldpatch_collector::{FileRecord, FileType, Inventory, Package, PackageKind};
+use coldpatch_testkit::both;
 
 fn file(path: &str, kind: FileType, sha: Option<&str>, size: u64) -> FileRecord {
     FileRecord {
@@ -91,10 +92,8 @@ fn file_changes_name_what_changed_and_times_count_only_when_asked() {
     assert!(diff::files(&a, &unknown, DiffOptions { times: true }).is_empty());
 }
 
-#[test]
-fn diff_and_shared_read_the_store() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let c = Catalog::open(tmp.path()).expect("open");
+both!(diff_and_shared_read_the_store, |tc| {
+    let c = tc.open();
     let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
     let common: Vec<FileRecord> = (0..10)
         .map(|i| file(&format!("/usr/f{i}"), FileType::File, Some("0"), 1000))
@@ -191,4 +190,4 @@ fn diff_and_shared_read_the_store() {
         .shared(&["/img/a".into(), "/img/b".into()])
         .expect("shared");
     assert_eq!((two.common_files, two.base_saves), (10, 10_000));
-}
+});

@@ -1,8 +1,9 @@
 //! Feeds in the store: a re-import replaces the feed's records (new, changed, removed,
 //! unchanged counted), survives reopening, and changes what a scan finds.
 
-use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions};
+use coldpatch_catalog::{Fingerprint, ScanOptions};
 use coldpatch_collector::{Inventory, OsInfo, Package, PackageKind};
+use coldpatch_testkit::both;
 use coldpatch_vuln::{Advisory, Affected, Distro, FeedData, NameKind, Range, Severity, Status};
 
 fn advisory(id: &str, fixed: &str) -> Advisory {
@@ -38,11 +39,9 @@ fn feed(advisories: Vec<Advisory>) -> FeedData {
     }
 }
 
-#[test]
-fn reimport_replaces_and_scans_follow() {
-    let dir = tempfile::tempdir().expect("tempdir");
+both!(reimport_replaces_and_scans_follow, |tc| {
     {
-        let c = Catalog::open(dir.path()).expect("open");
+        let c = tc.open();
         let mut inv = Inventory::default();
         inv.image.path = "/img/a.qcow2".into();
         inv.os = Some(OsInfo {
@@ -82,7 +81,7 @@ fn reimport_replaces_and_scans_follow() {
         assert_eq!(ids, ["CVE-1"]);
     }
     // Reopened: CVE-1 now fixed earlier (no longer a finding), CVE-2 gone, CVE-3 new.
-    let c = Catalog::open(dir.path()).expect("reopen");
+    let c = tc.open();
     let r = c
         .import_feed(
             "t",
@@ -110,4 +109,4 @@ fn reimport_replaces_and_scans_follow() {
     assert_eq!(&*f[0].of.advisory, "CVE-3");
     assert_eq!(f[0].fixed.as_deref(), Some("3.0.15-1~deb12u1"));
     assert_eq!(s.advisories, 2);
-}
+});

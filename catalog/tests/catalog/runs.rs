@@ -7,6 +7,7 @@ use coldpatch_catalog::{
     Versions,
 };
 use coldpatch_collector::{Inventory, Package, PackageKind};
+use coldpatch_testkit::both;
 
 fn inv(path: &str, openssl: &str) -> Inventory {
     let mut inv = Inventory::default();
@@ -54,105 +55,104 @@ fn openssl(c: &Catalog, versions: Versions) -> Vec<(u32, String)> {
         .collect()
 }
 
-#[test]
-fn versions_commit_whole_refuse_a_moved_base_and_roll_back() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
-    let img = "/img/a.qcow2";
-    let c = Catalog::open(dir.path()).expect("open");
-    c.record(&inv(img, "1.1.1w-0+deb11u1"), fp.clone(), OPTS)
-        .expect("record");
-    assert_eq!(c.image(img).expect("image").all_versions().len(), 1);
+both!(
+    versions_commit_whole_refuse_a_moved_base_and_roll_back,
+    |tc| {
+        let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
+        let img = "/img/a.qcow2";
+        let c = tc.open();
+        c.record(&inv(img, "1.1.1w-0+deb11u1"), fp.clone(), OPTS)
+            .expect("record");
+        assert_eq!(c.image(img).expect("image").all_versions().len(), 1);
 
-    let (run, _) = c
-        .start_run("apply", &[img.to_string()], "apply")
-        .expect("run");
-    c.put_run_image(&part(&run.id, img, 0)).expect("part");
-    let next = c
-        .next_version(&c.image(img).expect("image"), 0)
-        .expect("next");
-    // A stamp made for another version is refused, and nothing is written.
-    let wrong = (next.0, [7u8; 32]);
-    assert!(matches!(
-        c.commit_version(
-            img,
-            made("/versions/r1.qcow2", wrong),
-            &inv(img, "1.1.1w-0+deb11u8"),
-            fp.clone(),
-            OPTS,
-            part(&run.id, img, 0),
-        ),
-        Err(CatalogError::Moved { .. })
-    ));
-    assert_eq!(c.image(img).expect("image").current_version, 0);
-    let (v1, _) = c
-        .commit_version(
-            img,
-            made("/versions/r1.qcow2", next),
-            &inv(img, "1.1.1w-0+deb11u8"),
-            fp.clone(),
-            OPTS,
-            part(&run.id, img, 0),
-        )
-        .expect("commit");
-    assert_eq!((v1.number, v1.parent), (1, Some(0)));
-    let rec = c.image(img).expect("image");
-    assert_eq!(rec.current_version, 1);
-    assert_eq!(rec.current_file(), "/versions/r1.qcow2");
-    assert_eq!(
-        openssl(&c, Versions::Current),
-        [(1, "1.1.1w-0+deb11u8".into())]
-    );
-    assert_eq!(
-        openssl(&c, Versions::All),
-        [
-            (0, "1.1.1w-0+deb11u1".into()),
-            (1, "1.1.1w-0+deb11u8".into())
-        ]
-    );
-    let parts = c.run_images(&run.id).expect("parts");
-    assert_eq!(parts[0].outcome, Outcome::Committed { version: 1 });
-    assert_eq!(parts[0].overlay, None);
+        let (run, _) = c
+            .start_run("apply", &[img.to_string()], "apply")
+            .expect("run");
+        c.put_run_image(&part(&run.id, img, 0)).expect("part");
+        let next = c
+            .next_version(&c.image(img).expect("image"), 0)
+            .expect("next");
+        // A stamp made for another version is refused, and nothing is written.
+        let wrong = (next.0, [7u8; 32]);
+        assert!(matches!(
+            c.commit_version(
+                img,
+                made("/versions/r1.qcow2", wrong),
+                &inv(img, "1.1.1w-0+deb11u8"),
+                fp.clone(),
+                OPTS,
+                part(&run.id, img, 0),
+            ),
+            Err(CatalogError::Moved { .. })
+        ));
+        assert_eq!(c.image(img).expect("image").current_version, 0);
+        let (v1, _) = c
+            .commit_version(
+                img,
+                made("/versions/r1.qcow2", next),
+                &inv(img, "1.1.1w-0+deb11u8"),
+                fp.clone(),
+                OPTS,
+                part(&run.id, img, 0),
+            )
+            .expect("commit");
+        assert_eq!((v1.number, v1.parent), (1, Some(0)));
+        let rec = c.image(img).expect("image");
+        assert_eq!(rec.current_version, 1);
+        assert_eq!(rec.current_file(), "/versions/r1.qcow2");
+        assert_eq!(
+            openssl(&c, Versions::Current),
+            [(1, "1.1.1w-0+deb11u8".into())]
+        );
+        assert_eq!(
+            openssl(&c, Versions::All),
+            [
+                (0, "1.1.1w-0+deb11u1".into()),
+                (1, "1.1.1w-0+deb11u8".into())
+            ]
+        );
+        let parts = c.run_images(&run.id).expect("parts");
+        assert_eq!(parts[0].outcome, Outcome::Committed { version: 1 });
+        assert_eq!(parts[0].overlay, None);
 
-    // A run that planned on version 0 cannot commit over version 1.
-    let late = c
-        .commit_version(
-            img,
-            made("/versions/r2.qcow2", next),
-            &inv(img, "1.1.1w-0+deb11u9"),
-            fp.clone(),
-            OPTS,
-            part("r2", img, 0),
-        )
-        .expect_err("moved");
-    assert!(
-        matches!(
-            late,
-            CatalogError::Moved {
-                base: 0,
-                current: 1,
-                ..
-            }
-        ),
-        "{late}"
-    );
-    assert_eq!(c.image(img).expect("image").versions.len(), 2);
+        // A run that planned on version 0 cannot commit over version 1.
+        let late = c
+            .commit_version(
+                img,
+                made("/versions/r2.qcow2", next),
+                &inv(img, "1.1.1w-0+deb11u9"),
+                fp.clone(),
+                OPTS,
+                part("r2", img, 0),
+            )
+            .expect_err("moved");
+        assert!(
+            matches!(
+                late,
+                CatalogError::Moved {
+                    base: 0,
+                    current: 1,
+                    ..
+                }
+            ),
+            "{late}"
+        );
+        assert_eq!(c.image(img).expect("image").versions.len(), 2);
 
-    let (left, now) = c.rollback(img).expect("rollback");
-    assert_eq!((left.number, now.number), (1, 0));
-    assert_eq!(
-        openssl(&c, Versions::Current),
-        [(0, "1.1.1w-0+deb11u1".into())]
-    );
-    assert!(c.image(img).expect("image").versions[1].rolled_back);
-    assert!(matches!(c.rollback(img), Err(CatalogError::NoParent(_))));
-}
+        let (left, now) = c.rollback(img).expect("rollback");
+        assert_eq!((left.number, now.number), (1, 0));
+        assert_eq!(
+            openssl(&c, Versions::Current),
+            [(0, "1.1.1w-0+deb11u1".into())]
+        );
+        assert!(c.image(img).expect("image").versions[1].rolled_back);
+        assert!(matches!(c.rollback(img), Err(CatalogError::NoParent(_))));
+    }
+);
 
-#[test]
-fn runs_and_their_events_survive_reopening_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
+both!(runs_and_their_events_survive_reopening_in_order, |tc| {
     let id = {
-        let c = Catalog::open(dir.path()).expect("open");
+        let c = tc.open();
         let (mut run, started) = c
             .start_run("apply", &["/img/a.qcow2".into()], "apply on 1 image(s)")
             .expect("run");
@@ -182,7 +182,7 @@ fn runs_and_their_events_survive_reopening_in_order() {
         assert_eq!(c.running_on("/img/a.qcow2").expect("running"), [other]);
         run.id
     };
-    let c = Catalog::open(dir.path()).expect("reopen");
+    let c = tc.open();
     let kinds: Vec<String> = c
         .events(&id)
         .expect("events")
@@ -206,57 +206,58 @@ fn runs_and_their_events_survive_reopening_in_order() {
     assert_eq!(c.run(&id).expect("run").state, RunState::Succeeded);
     assert_eq!(c.runs().expect("runs").len(), 2);
     assert!(matches!(c.run("nope"), Err(CatalogError::NoRun(_))));
-}
+});
 
-#[test]
-fn check_values_chain_through_parents_and_survive_reopening() {
-    use coldpatch_catalog::versions::check_value;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
-    let img = "/img/a.qcow2";
-    let (appliance, v0, v1, v2) = {
-        let c = Catalog::open(dir.path()).expect("open");
-        c.record(&inv(img, "1"), fp.clone(), OPTS).expect("record");
-        let appliance = c.appliance_id().expect("appliance");
-        for (base, n) in [(0, "2"), (1, "3")] {
-            let next = c
-                .next_version(&c.image(img).expect("image"), base)
-                .expect("next");
-            c.commit_version(
-                img,
-                made("/v.qcow2", next),
-                &inv(img, n),
-                fp.clone(),
-                OPTS,
-                part("r", img, base),
-            )
-            .expect("commit");
-        }
-        let vs = c
-            .versions_of(&c.image(img).expect("image"))
-            .expect("versions");
-        let hex = |i: usize| vs[i].check.clone().expect("check");
-        (appliance, hex(0), hex(1), hex(2))
-    };
-    let c = Catalog::open(dir.path()).expect("reopen");
-    assert_eq!(c.appliance_id().expect("appliance"), appliance, "made once");
-    let want0 = check_value(0, &appliance, img, None);
-    let want1 = check_value(1, &appliance, img, Some(&want0));
-    let want2 = check_value(2, &appliance, img, Some(&want1));
-    assert_eq!(
-        [v0, v1.clone(), v2],
-        [hex::encode(want0), hex::encode(want1), hex::encode(want2)]
-    );
-    // Another image name or appliance gives another value.
-    assert_ne!(check_value(0, &appliance, "/img/b.qcow2", None), want0);
-    assert_ne!(check_value(0, &[9; 16], img, None), want0);
-    let (found, v) = c
-        .find_check(&v1.to_uppercase())
-        .expect("find")
-        .expect("found");
-    assert_eq!((found.path.as_str(), v.number), (img, 1));
-    assert!(c.find_check(&"0".repeat(64)).expect("find").is_none());
-}
+both!(
+    check_values_chain_through_parents_and_survive_reopening,
+    |tc| {
+        use coldpatch_catalog::versions::check_value;
+        let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
+        let img = "/img/a.qcow2";
+        let (appliance, v0, v1, v2) = {
+            let c = tc.open();
+            c.record(&inv(img, "1"), fp.clone(), OPTS).expect("record");
+            let appliance = c.appliance_id().expect("appliance");
+            for (base, n) in [(0, "2"), (1, "3")] {
+                let next = c
+                    .next_version(&c.image(img).expect("image"), base)
+                    .expect("next");
+                c.commit_version(
+                    img,
+                    made("/v.qcow2", next),
+                    &inv(img, n),
+                    fp.clone(),
+                    OPTS,
+                    part("r", img, base),
+                )
+                .expect("commit");
+            }
+            let vs = c
+                .versions_of(&c.image(img).expect("image"))
+                .expect("versions");
+            let hex = |i: usize| vs[i].check.clone().expect("check");
+            (appliance, hex(0), hex(1), hex(2))
+        };
+        let c = tc.open();
+        assert_eq!(c.appliance_id().expect("appliance"), appliance, "made once");
+        let want0 = check_value(0, &appliance, img, None);
+        let want1 = check_value(1, &appliance, img, Some(&want0));
+        let want2 = check_value(2, &appliance, img, Some(&want1));
+        assert_eq!(
+            [v0, v1.clone(), v2],
+            [hex::encode(want0), hex::encode(want1), hex::encode(want2)]
+        );
+        // Another image name or appliance gives another value.
+        assert_ne!(check_value(0, &appliance, "/img/b.qcow2", None), want0);
+        assert_ne!(check_value(0, &[9; 16], img, None), want0);
+        let (found, v) = c
+            .find_check(&v1.to_uppercase())
+            .expect("find")
+            .expect("found");
+        assert_eq!((found.path.as_str(), v.number), (img, 1));
+        assert!(c.find_check(&"0".repeat(64)).expect("find").is_none());
+    }
+);
 
 #[test]
 fn check_values_match_their_documented_layout() {

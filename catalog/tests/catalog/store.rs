@@ -1,8 +1,9 @@
 //! The sled store on a real directory: scans are recorded atomically, survive reopening,
 //! and answer fleet queries.
 
-use coldpatch_catalog::{Catalog, Fingerprint, ScanOptions, Versions};
+use coldpatch_catalog::{Fingerprint, ScanOptions, Versions};
 use coldpatch_collector::{Inventory, Package, PackageKind};
+use coldpatch_testkit::both;
 
 fn pkg(name: &str, kind: PackageKind, version: &str, release: Option<&str>) -> Package {
     Package {
@@ -41,12 +42,10 @@ const FULL: ScanOptions = ScanOptions {
     hash: true,
 };
 
-#[test]
-fn scans_survive_reopening_and_answer_fleet_queries() {
-    let dir = tempfile::tempdir().expect("tempdir");
+both!(scans_survive_reopening_and_answer_fleet_queries, |tc| {
     let fp = Fingerprint(vec![("/x".into(), 1, 2, 3)]);
     {
-        let c = Catalog::open(dir.path()).expect("open");
+        let c = tc.open();
         c.record(
             &inventory("/img/a.qcow2", "3.0.11-1~deb12u2"),
             fp.clone(),
@@ -60,7 +59,7 @@ fn scans_survive_reopening_and_answer_fleet_queries() {
         )
         .expect("record b");
     }
-    let c = Catalog::open(dir.path()).expect("reopen");
+    let c = tc.open();
     assert_eq!(c.images().expect("images").len(), 2);
     let old = c
         .packages(
@@ -85,12 +84,10 @@ fn scans_survive_reopening_and_answer_fleet_queries() {
         .files(None, Versions::Current, Some("/usr/**"), None)
         .expect("files")
         .is_empty());
-}
+});
 
-#[test]
-fn rescans_become_current_and_history_is_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = Catalog::open(dir.path()).expect("open");
+both!(rescans_become_current_and_history_is_kept, |tc| {
+    let c = tc.open();
     let fp1 = Fingerprint(vec![("/img/a".into(), 1, 1, 1)]);
     let fp2 = Fingerprint(vec![("/img/a".into(), 1, 2, 1)]);
     let s1 = c
@@ -136,4 +133,4 @@ fn rescans_become_current_and_history_is_kept() {
         c.inventory(s1.id, false).expect("old inventory").packages[0].version,
         "1.0-1"
     );
-}
+});

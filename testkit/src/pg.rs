@@ -1,0 +1,182 @@
+//! The test run's PostgreSQL server, and catalogs on either backend for suites that run
+//! once per backend.
+//!
+//! `./run test` starts one private server for the whole run (`images/postgres.sh`) and
+//! names it in `COLDPATCH_TEST_PG` ("socket-dir port"); every test that needs PostgreSQL
+//! makes its own database on it, so tests run in parallel without seeing each other.
+//! Without the variable, a test [`skip`](crate::skip)s (a failure in CI).
+
+use std::path::{Path, PathBuf};
+
+use coldpatch_catalog::{Catalog, Location};
+
+/// The server `COLDPATCH_TEST_PG` names.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub socket_dir: String,
+    pub port: u16,
+}
+
+/// The run's server, or `None` after a skip.
+pub fn server() -> Option<Server> {
+    let Some(v) = std::env::var("COLDPATCH_TEST_PG")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        crate::skip(
+            "no test PostgreSQL server: `./run test` starts one, or run \
+             `images/postgres.sh start DIR` and set COLDPATCH_TEST_PG=\"DIR PORT\"",
+        );
+        return None;
+    };
+    let (dir, port) = v
+        .split_once(' ')
+        .expect("COLDPATCH_TEST_PG is \"DIR PORT\"");
+    Some(Server {
+        socket_dir: dir.to_string(),
+        port: port.parse().expect("COLDPATCH_TEST_PG port"),
+    })
+}
+
+impl Server {
+    /// A URL of database `db` over the unix socket, as the superuser `coldpatch`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://coldpatch@/{db}?host={}&port={}",
+            self.socket_dir, self.port
+        )
+    }
+
+    /// A URL of database `db` over loopback TCP, with a password.
+    pub fn tcp_url(&self, db: &str, password: &str) -> String {
+        format!(
+            "postgres://coldpatch:{password}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+
+    /// Runs SQL statements on database `db`.
+    pub fn sql(&self, db: &str, sql: &str) {
+        let mut c = postgres::Client::connect(&self.url(db), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
+        c.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The rows of a query of one text column.
+    pub fn query(&self, db: &str, sql: &str) -> Vec<String> {
+        let mut c = postgres::Client::connect(&self.url(db), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
+        c.query(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    }
+
+    /// A new, empty database; returns its name.
+    pub fn database(&self) -> String {
+        let name = format!("t_{}", uuid_like());
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Which backend a test catalog is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sled,
+    Postgres,
+}
+
+/// A catalog a test may open, close and open again: a sled directory, or a fresh
+/// PostgreSQL database with a state directory.
+pub struct TestCatalog {
+    pub kind: Kind,
+    dir: tempfile::TempDir,
+    url: Option<String>,
+}
+
+impl TestCatalog {
+    /// A new, empty catalog on `kind`; `None` after a skip.
+    pub fn new(kind: Kind) -> Option<TestCatalog> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = match kind {
+            Kind::Sled => None,
+            Kind::Postgres => {
+                let s = server()?;
+                Some(s.url(&s.database()))
+            }
+        };
+        Some(TestCatalog { kind, dir, url })
+    }
+
+    /// What `--catalog` takes for it.
+    pub fn location(&self) -> String {
+        match &self.url {
+            Some(u) => u.clone(),
+            None => self.sled_dir().display().to_string(),
+        }
+    }
+
+    fn sled_dir(&self) -> PathBuf {
+        self.dir.path().join("catalog")
+    }
+
+    /// Its state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        match self.kind {
+            Kind::Sled => self.sled_dir(),
+            Kind::Postgres => self.dir.path().join("state"),
+        }
+    }
+
+    /// A scratch directory that lives as long as the catalog.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn open(&self) -> Catalog {
+        let at = Location::parse(&self.location()).expect("location");
+        Catalog::connect(&at, Some(&self.state_dir())).expect("open the test catalog")
+    }
+}
+
+/// Runs a test body once per backend: `both!(name, |tc: &TestCatalog| { … })` makes
+/// `name::sled` and `name::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn sled() {
+                let f: fn(&$crate::pg::TestCatalog) = $body;
+                let tc = $crate::pg::TestCatalog::new($crate::pg::Kind::Sled).expect("sled");
+                f(&tc);
+            }
+            #[test]
+            fn postgres() {
+                let f: fn(&$crate::pg::TestCatalog) = $body;
+                if let Some(tc) = $crate::pg::TestCatalog::new($crate::pg::Kind::Postgres) {
+                    f(&tc);
+                }
+            }
+        }
+    };
+}
