@@ -211,9 +211,10 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
         advisory: String,
         feed: String,
     }
-    // Streamed: only the findings of this advisory are kept, not the fleet's.
+    // Streamed: only the findings of this advisory are kept, not the fleet's; images
+    // that carry none of its packages are not read where the catalog has indexes.
     let mut hits = Vec::new();
-    catalog.scan_each(&[], coldpatch_catalog::Versions::Current, |i| {
+    catalog.affected(id, |i| {
         warn_unmatched(&i);
         for f in &i.findings {
             if f.of.names(id) {

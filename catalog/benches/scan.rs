@@ -1,6 +1,10 @@
 //! Fleet scan benchmark: 10,000 catalogued images against 100,000 advisories, with the
 //! catalog in a sled store on disk. Run: `cargo bench -p coldpatch-catalog --bench scan`
 //! (BENCH_IMAGES / BENCH_ADVISORIES change the sizes, BENCH_DIR the store's place).
+//! `bench/catalog.sh` uses it to build the same fleet in any catalog: BENCH_CATALOG (a
+//! directory or a PostgreSQL URL) is filled and kept, BENCH_FILES gives each image that
+//! many files (half of them the same in every image, half its own), and the scan is left
+//! to the CLI.
 //!
 //! The fleet is generated, deterministically: every image carries the 261 packages of the
 //! real debian-12-server image (names, sources, versions from its dpkg oracle when
@@ -104,11 +108,23 @@ fn main() {
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let keep = std::env::var_os("BENCH_KEEP").is_some();
+    let target = std::env::var("BENCH_CATALOG").ok();
+    let n_files: usize = std::env::var("BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let tpl = template();
     let mut rng = Rng(42);
 
     let t = Instant::now();
-    let catalog = Catalog::open(dir.path()).expect("catalog");
+    let catalog = match &target {
+        Some(at) => Catalog::connect(
+            &coldpatch_catalog::Location::parse(at).expect("BENCH_CATALOG"),
+            None,
+        )
+        .expect("catalog"),
+        None => Catalog::open(dir.path()).expect("catalog"),
+    };
     for i in 0..n_images {
         let release = if i % 2 == 0 { "12" } else { "11" };
         let mut inv = Inventory::default();
@@ -144,13 +160,35 @@ fn main() {
                 }
             })
             .collect();
+        inv.files = (0..n_files)
+            .map(|f| {
+                let shared = f % 2 == 0;
+                let content = if shared {
+                    f as u64
+                } else {
+                    ((i as u64) << 20) | f as u64
+                };
+                coldpatch_collector::FileRecord {
+                    path: format!("/usr/lib/bench/{f}"),
+                    kind: coldpatch_collector::FileType::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size: 4096,
+                    mtime: 0,
+                    ctime: None,
+                    target: None,
+                    sha256: Some(format!("{content:064x}")),
+                }
+            })
+            .collect();
         catalog
             .record(
                 &inv,
                 Fingerprint(Vec::new()),
                 ScanOptions {
-                    files: false,
-                    hash: false,
+                    files: n_files > 0,
+                    hash: n_files > 0,
                 },
             )
             .expect("record");
@@ -224,6 +262,15 @@ fn main() {
         .expect("import");
     let t_feed = t.elapsed();
     drop(catalog);
+    if let Some(at) = target {
+        println!(
+            "  built {}: {n_images} images ({n_files} files each) in {:.1} s, {n_adv} advisories in {:.1} s",
+            coldpatch_catalog::location::redact(&at),
+            t_images.as_secs_f64(),
+            t_feed.as_secs_f64()
+        );
+        return;
+    }
 
     // The measured part runs in a fresh process, so that its peak memory is its own.
     let out = std::process::Command::new(std::env::current_exe().expect("exe"))

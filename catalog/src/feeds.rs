@@ -248,6 +248,86 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The findings of one advisory (by id or alias, ignoring case) on the current
+    /// version of every image that carries a package it names, in catalog order; images
+    /// that carry none are left out. With indexes, only the advisory's records and the
+    /// inventories of those images are read; without, every inventory is.
+    pub fn affected(
+        &self,
+        id: &str,
+        mut sink: impl FnMut(ImageFindings) -> Result<()>,
+    ) -> Result<()> {
+        const BATCH: usize = 256;
+        let advisories: Vec<(String, Advisory)> = match self.db().advisories_indexed(id)? {
+            Some(rows) => rows
+                .into_iter()
+                .map(|(feed, json)| Ok((feed, self.decode::<Advisory>("advisory", &json)?)))
+                .collect::<Result<_>>()?,
+            None => {
+                let mut out = Vec::new();
+                for f in self.feeds()? {
+                    for (_, json) in self.db().advisories_json(&f.name)? {
+                        let a: Advisory = self.decode("advisory", &json)?;
+                        if a.names(id) {
+                            out.push((f.name.clone(), a));
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let names: Vec<String> = advisories
+            .iter()
+            .flat_map(|(_, a)| a.affected.iter().map(|e| e.package.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut index = Index::new();
+        let mut by_feed: std::collections::BTreeMap<String, Vec<Advisory>> = Default::default();
+        for (feed, a) in advisories {
+            by_feed.entry(feed).or_default().push(a);
+        }
+        for (feed, list) in by_feed {
+            index.add_feed(&feed, list);
+        }
+        let mut selected = self.selection(None, Versions::Current)?;
+        let scans: Vec<u64> = selected.iter().map(|s| s.2).collect();
+        if let Some(holding) = self.db().scans_with_packages(&names, &scans)? {
+            let holding: std::collections::HashSet<u64> = holding.into_iter().collect();
+            selected.retain(|s| holding.contains(&s.2));
+        }
+        let carries = |inv: &coldpatch_collector::Inventory| {
+            inv.packages
+                .iter()
+                .any(|p| names.contains(&p.name) || names.contains(&p.source_name))
+        };
+        for batch in selected.chunks(BATCH) {
+            let results: Vec<Option<ImageFindings>> = batch
+                .par_iter()
+                .map(|(img, version, scan)| {
+                    let inv = self.match_view(*scan)?;
+                    if !carries(&inv) {
+                        return Ok(None);
+                    }
+                    let (distro, findings) = index.inventory_findings(&inv);
+                    Ok(Some(ImageFindings {
+                        image: img.path.clone(),
+                        version: *version,
+                        distro: distro.map(|d| d.to_string()),
+                        packages: inv.packages.len(),
+                        findings,
+                    }))
+                })
+                .collect::<Result<_>>()?;
+            for r in results.into_iter().flatten() {
+                sink(r)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The part of a stored inventory matching reads: the OS and, of each package, the
 /// fields the matcher looks at. Relations, licenses, files and facts are skipped by the
 /// decoder instead of being built and thrown away (a fleet scan decodes every image).

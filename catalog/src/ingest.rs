@@ -56,36 +56,57 @@ impl Catalog {
             source,
         })?;
         let key = path.display().to_string();
+        // A version committed while the image was being read makes what was read stale:
+        // read the new current version instead (a few times at most).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.ingest_once(&path, &key, opts, want, rescan, progress) {
+                Err(IngestError::Catalog(CatalogError::Moved { .. })) if tries < 3 => continue,
+                r => return r,
+            }
+        }
+    }
+
+    fn ingest_once(
+        &self,
+        path: &Path,
+        key: &str,
+        opts: &CollectOptions,
+        want: ScanOptions,
+        rescan: bool,
+        progress: &mut Progress<'_>,
+    ) -> Result<(ScanRecord, bool), IngestError> {
         let mut open = opts.open.clone();
-        let file = match self.image(&key) {
+        let (file, from) = match self.image(key) {
             Ok(rec) if rec.current_version != 0 => {
                 let f = PathBuf::from(rec.current_file());
                 open.image_roots
-                    .push(path.parent().unwrap_or(&path).to_path_buf());
+                    .push(path.parent().unwrap_or(path).to_path_buf());
                 for v in &rec.versions {
                     if let Some(d) = Path::new(&v.file).parent() {
                         open.image_roots.push(d.to_path_buf());
                     }
                 }
-                f
+                (f, rec.current_version)
             }
-            _ => path.clone(),
+            _ => (path.to_path_buf(), 0),
         };
         let disk = Disk::open(&file, &open)?;
         let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
         let fp = Fingerprint::of(&chain).map_err(|source| IngestError::Chain {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })?;
         if !rescan {
             let analyzers = coldpatch_collector::analyzer_versions();
-            if let Some(scan) = self.unchanged(&key, &fp, &analyzers, want)? {
+            if let Some(scan) = self.unchanged(key, &fp, &analyzers, want)? {
                 return Ok((scan, true));
             }
         }
         let mut inv = coldpatch_collector::collect_disk(&disk, opts, &mut |n, h| progress(n, h))?;
-        inv.image.path = key;
-        let scan = self.record(&inv, fp, want)?;
+        inv.image.path = key.to_string();
+        let scan = self.record_from(&inv, fp, want, Some(from))?;
         Ok((scan, false))
     }
 }

@@ -59,6 +59,12 @@ impl Catalog {
         self.backend.kind()
     }
 
+    /// A number that moves whenever any process wrote images or feeds (see
+    /// `Backend::changes`).
+    pub fn changes(&self) -> Result<u64> {
+        self.backend.changes()
+    }
+
     /// The version of the stored layout.
     pub fn schema_version(&self) -> Result<i64> {
         self.backend.schema_version()
@@ -189,14 +195,27 @@ impl Catalog {
         Ok(inv)
     }
 
-    /// Records a finished scan and makes it the image's current one, atomically. Another
-    /// process may record or commit the same image meanwhile: the write is conditional on
-    /// the image being as it was read, and is made again on what is stored then.
+    /// Records a finished scan and makes it the image's current one, atomically.
     pub fn record(
         &self,
         inv: &Inventory,
         fp: Fingerprint,
         options: ScanOptions,
+    ) -> Result<ScanRecord> {
+        self.record_from(inv, fp, options, None)
+    }
+
+    /// [`Catalog::record`] of an inventory read from version `from` of the image (`None`:
+    /// whichever is current). Another process may record or commit the same image
+    /// meanwhile: the write is conditional on the image being as it was read, and is made
+    /// again on what is stored then, unless the image moved off `from`
+    /// ([`CatalogError::Moved`]: the inventory no longer describes the current version).
+    pub fn record_from(
+        &self,
+        inv: &Inventory,
+        fp: Fingerprint,
+        options: ScanOptions,
+        from: Option<u32>,
     ) -> Result<ScanRecord> {
         const ATTEMPTS: usize = 8;
         let scan_id = self.next_id("scan")?;
@@ -210,6 +229,14 @@ impl Catalog {
                 Err(CatalogError::NoImage(_)) => None,
                 Err(e) => return Err(e),
             };
+            let current = existing.as_ref().map_or(0, |r| r.current_version);
+            if let Some(base) = from.filter(|&b| b != current) {
+                return Err(CatalogError::Moved {
+                    image: inv.image.path.clone(),
+                    base,
+                    current,
+                });
+            }
             let expect = match &existing {
                 Some(r) => Expect::Version(r.current_version),
                 None => Expect::NewImage,

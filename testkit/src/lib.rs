@@ -91,10 +91,23 @@ pub fn s(v: &serde_json::Value, k: &str) -> String {
 pub fn catalog_with(images: &[&str]) -> (tempfile::TempDir, Catalog, Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Catalog::open(&dir.path().join("catalog")).expect("catalog");
+    let keys = fill(&catalog, dir.path(), images);
+    (dir, catalog, keys)
+}
+
+/// [`catalog_with`] on either backend: fills `tc`'s catalog, with the images copied
+/// into its scratch directory; returns the catalog and the images' keys.
+pub fn catalog_on(tc: &pg::TestCatalog, images: &[&str]) -> (Catalog, Vec<String>) {
+    let catalog = tc.open();
+    let keys = fill(&catalog, tc.scratch(), images);
+    (catalog, keys)
+}
+
+fn fill(catalog: &Catalog, dir: &Path, images: &[&str]) -> Vec<String> {
     let mut keys = Vec::new();
     for name in images {
         let src = image_dir(name).join("disk.qcow2");
-        let dst = dir.path().join(format!("{name}.qcow2"));
+        let dst = dir.join(format!("{name}.qcow2"));
         std::fs::copy(&src, &dst).expect("copy image");
         let opts = coldpatch_collector::CollectOptions::default();
         let (scan, _) = catalog
@@ -111,5 +124,5 @@ pub fn catalog_with(images: &[&str]) -> (tempfile::TempDir, Catalog, Vec<String>
             .import_feed(&name, &p.display().to_string(), 0, data)
             .expect("import");
     }
-    (dir, catalog, keys)
+    keys
 }

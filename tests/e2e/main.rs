@@ -1,4 +1,6 @@
-//! End to end: the `coldpatch` binary on real images and a real catalog directory.
+//! End to end: the `coldpatch` binary on real images and a real catalog: a directory, or
+//! for the tests written with `on_both!`, once more a database on the test run's
+//! PostgreSQL server.
 
 use coldpatch_testkit as util;
 
@@ -6,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use util::image_dir;
+use util::pg::Kind;
 
 mod apply;
 mod patch;
@@ -13,14 +16,66 @@ mod repo;
 mod sbom;
 mod scan;
 mod serve;
+mod shared;
 mod versions;
 
+/// Points a `coldpatch` command at the catalog of a test's data directory: `data`
+/// itself (sled), or, when `data` holds `catalog.url`, that PostgreSQL catalog with
+/// `data/state` as its state directory.
+fn catalog_env<'a>(cmd: &'a mut Command, data: &Path) -> &'a mut Command {
+    match std::fs::read_to_string(data.join("catalog.url")) {
+        Ok(url) => cmd
+            .env_remove("COLDPATCH_DATA_DIR")
+            .env("COLDPATCH_CATALOG", url.trim())
+            .env("COLDPATCH_STATE_DIR", data.join("state")),
+        Err(_) => cmd
+            .env_remove("COLDPATCH_CATALOG")
+            .env_remove("COLDPATCH_STATE_DIR")
+            .env("COLDPATCH_DATA_DIR", data),
+    }
+}
+
+/// A fresh data directory whose catalog is on `kind`; `None` after a skip.
+fn data_dir(kind: Kind) -> Option<tempfile::TempDir> {
+    let d = tempfile::tempdir().expect("tempdir");
+    if kind == Kind::Postgres {
+        let s = util::pg::server()?;
+        std::fs::write(d.path().join("catalog.url"), s.url(&s.database())).expect("write");
+    }
+    Some(d)
+}
+
+/// A test run once on each backend: `on_both! { fn name(data: &Path) { … } }` makes
+/// `name::sled` and `name::postgres`, each with its own fresh data directory.
+macro_rules! on_both {
+    (fn $name:ident($d:ident: &Path) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($d: &std::path::Path) $body
+            #[test]
+            fn sled() {
+                let d = crate::data_dir(coldpatch_testkit::pg::Kind::Sled).expect("sled");
+                body(d.path())
+            }
+            #[test]
+            fn postgres() {
+                if let Some(d) = crate::data_dir(coldpatch_testkit::pg::Kind::Postgres) {
+                    body(d.path())
+                }
+            }
+        }
+    };
+}
+pub(crate) use on_both;
+
 fn coldpatch(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coldpatch"))
-        .args(args)
-        .env("COLDPATCH_DATA_DIR", data)
-        .output()
-        .expect("run coldpatch")
+    catalog_env(
+        Command::new(env!("CARGO_BIN_EXE_coldpatch")).args(args),
+        data,
+    )
+    .output()
+    .expect("run coldpatch")
 }
 
 fn stdout(o: &Output) -> String {
@@ -35,14 +90,13 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
 
-#[test]
-fn collect_query_and_recollect_through_the_cli() {
+on_both! {
+fn collect_query_and_recollect_through_the_cli(data: &Path) {
     let dir = image_dir("debian-12-min");
-    let data = tempfile::tempdir().expect("tempdir");
     let qcow = dir.join("disk.qcow2");
     let overlay = dir.join("overlay.qcow2");
     let out = coldpatch(
-        data.path(),
+        data,
         &[
             "collect",
             qcow.to_str().expect("utf8"),
@@ -56,16 +110,14 @@ fn collect_query_and_recollect_through_the_cli() {
         stdout(&out)
     );
 
-    let imgs = json(&coldpatch(data.path(), &["images", "--json"]));
+    let imgs = json(&coldpatch(data, &["images", "--json"]));
     assert_eq!(imgs.as_array().map(Vec::len), Some(2));
 
     // A reader that goes away (`| head`) ends a command quietly, as JSON and as a table:
     // the file lists of two images are megabytes, far more than a pipe holds.
     for args in [&["files", "--json"][..], &["files"][..]] {
         use std::io::Read;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coldpatch"))
-            .args(args)
-            .env("COLDPATCH_DATA_DIR", data.path())
+        let mut child = catalog_env(Command::new(env!("CARGO_BIN_EXE_coldpatch")).args(args), data)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -87,7 +139,7 @@ fn collect_query_and_recollect_through_the_cli() {
     }
 
     let libc = json(&coldpatch(
-        data.path(),
+        data,
         &["packages", "--name", "libc6", "--json"],
     ));
     let want = std::fs::read_to_string(dir.join("packages.tsv")).expect("oracle");
@@ -100,7 +152,7 @@ fn collect_query_and_recollect_through_the_cli() {
     assert_eq!(libc[0]["package"]["version"], version);
 
     let newer = json(&coldpatch(
-        data.path(),
+        data,
         &[
             "packages",
             "--name",
@@ -117,7 +169,7 @@ fn collect_query_and_recollect_through_the_cli() {
     );
 
     let conf = json(&coldpatch(
-        data.path(),
+        data,
         &["files", "--path", "/etc/coldpatch-overlay.conf", "--json"],
     ));
     assert_eq!(
@@ -130,14 +182,14 @@ fn collect_query_and_recollect_through_the_cli() {
         .is_some_and(|i| i.ends_with("overlay.qcow2")));
 
     // Unchanged images are not read again.
-    let again = coldpatch(data.path(), &["collect", qcow.to_str().expect("utf8")]);
+    let again = coldpatch(data, &["collect", qcow.to_str().expect("utf8")]);
     assert!(
         stdout(&again).contains("unchanged since scan 1"),
         "{}",
         stdout(&again)
     );
 
-    let show = coldpatch(data.path(), &["show", overlay.to_str().expect("utf8")]);
+    let show = coldpatch(data, &["show", overlay.to_str().expect("utf8")]);
     assert!(show.status.success());
     let text = stdout(&show);
     assert!(
@@ -146,6 +198,7 @@ fn collect_query_and_recollect_through_the_cli() {
             && text.contains("root on partition 3"),
         "{text}"
     );
+}
 }
 
 #[test]

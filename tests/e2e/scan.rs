@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::util::image_dir;
-use crate::{coldpatch, json, stderr, stdout};
+use crate::{coldpatch, json, on_both, stderr, stdout};
 
 /// (advisory id as stored, source package, bullseye fixed version)
 const BULLSEYE: &[(&str, &str, &str)] = &[
@@ -33,18 +33,17 @@ fn dpkg_lt(a: &str, b: &str) -> bool {
         .success()
 }
 
-#[test]
-fn debian_11_scan_finds_exactly_the_real_advisories() {
+on_both! {
+fn debian_11_scan_finds_exactly_the_real_advisories(d: &Path) {
     let dir = image_dir("debian-11-old");
-    let data = tempfile::tempdir().expect("tempdir");
     let image = dir.join("disk.qcow2");
     let image_s = image.to_str().expect("utf8");
-    let out = coldpatch(data.path(), &["collect", "--no-files", image_s]);
+    let out = coldpatch(d, &["collect", "--no-files", image_s]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let tracker = feeds().join("debian-tracker.json");
     let out = coldpatch(
-        data.path(),
+        d,
         &["feed", "import", tracker.to_str().expect("utf8"), "--json"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -54,7 +53,7 @@ fn debian_11_scan_finds_exactly_the_real_advisories() {
     assert_eq!(rep["rejected"].as_array().map(Vec::len), Some(0));
     let osv = feeds().join("osv");
     let out = coldpatch(
-        data.path(),
+        d,
         &["feed", "import", osv.to_str().expect("utf8")],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -87,7 +86,7 @@ fn debian_11_scan_finds_exactly_the_real_advisories() {
         .iter()
         .any(|w| w.2 == "CVE-2021-46848" || w.2 == "CVE-2022-1271"));
 
-    let out = coldpatch(data.path(), &["scan", "--json"]);
+    let out = coldpatch(d, &["scan", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rep = json(&out);
     let img = &rep["images"][0];
@@ -112,14 +111,14 @@ fn debian_11_scan_finds_exactly_the_real_advisories() {
     );
 
     // Table output, --fail-on and --only-fixable.
-    let out = coldpatch(data.path(), &["scan", image_s, "--fail-on", "high"]);
+    let out = coldpatch(d, &["scan", image_s, "--fail-on", "high"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stdout(&out).contains("CVE-2025-69418"));
-    let out = coldpatch(data.path(), &["scan", "--fail-on", "critical"]);
+    let out = coldpatch(d, &["scan", "--fail-on", "critical"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // affected: every image hit by one CVE, found through an OSV record's upstream id.
-    let out = coldpatch(data.path(), &["affected", "CVE-2025-6020", "--json"]);
+    let out = coldpatch(d, &["affected", "CVE-2025-6020", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let hits = json(&out);
     let pam = want
@@ -130,16 +129,16 @@ fn debian_11_scan_finds_exactly_the_real_advisories() {
     assert!(pam >= 1);
     assert_eq!(hits[0]["fixed"], "1.4.0-9+deb11u2");
     let none = json(&coldpatch(
-        data.path(),
+        d,
         &["affected", "CVE-2023-2975", "--json"],
     ));
     assert_eq!(none.as_array().map(Vec::len), Some(0));
 
     // Feeds are listed with their record counts; a re-import changes nothing.
-    let list = json(&coldpatch(data.path(), &["feed", "list", "--json"]));
+    let list = json(&coldpatch(d, &["feed", "list", "--json"]));
     assert_eq!(list.as_array().map(Vec::len), Some(2));
     let out = coldpatch(
-        data.path(),
+        d,
         &["feed", "import", tracker.to_str().expect("utf8"), "--json"],
     );
     let rep = json(&out);
@@ -147,6 +146,7 @@ fn debian_11_scan_finds_exactly_the_real_advisories() {
         (rep["imported"].as_u64(), rep["unchanged"].as_u64()),
         (Some(0), Some(7))
     );
+}
 }
 
 #[test]

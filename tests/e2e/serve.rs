@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::{coldpatch, json, stderr};
 
-fn get(addr: &str, path: &str, token: Option<&str>) -> String {
+pub(crate) fn get(addr: &str, path: &str, token: Option<&str>) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(

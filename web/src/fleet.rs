@@ -118,6 +118,9 @@ pub struct Fleet {
     view: RwLock<Arc<FleetView>>,
     /// Bumped by every change; the view is stale while it shows an older one.
     changes: AtomicU64,
+    /// The catalog's own change count when last looked at: other processes sharing a
+    /// PostgreSQL catalog change it too.
+    seen: AtomicU64,
     rebuild: Mutex<()>,
 }
 
@@ -126,6 +129,7 @@ impl Default for Fleet {
         Fleet {
             view: RwLock::new(Arc::new(FleetView::default())),
             changes: AtomicU64::new(1),
+            seen: AtomicU64::new(0),
             rebuild: Mutex::new(()),
         }
     }
@@ -143,6 +147,10 @@ impl Fleet {
         &self,
         catalog: &Catalog,
     ) -> Result<Arc<FleetView>, coldpatch_catalog::CatalogError> {
+        let mark = catalog.changes()?;
+        if self.seen.swap(mark, Ordering::SeqCst) != mark {
+            self.changed();
+        }
         let want = self.changes.load(Ordering::SeqCst);
         let v = self.current();
         if v.generation == want {

@@ -59,6 +59,9 @@ pub(crate) enum Expect {
 /// (scan, package JSON) rows of an indexed package query.
 pub(crate) type PackageRows = Vec<(u64, Vec<u8>)>;
 
+/// (feed, advisory JSON) rows of an indexed advisory query.
+pub(crate) type AdvisoryRows = Vec<(String, Vec<u8>)>;
+
 /// Whether a conditional write went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Written {
@@ -82,6 +85,13 @@ pub(crate) trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
     /// The version of the stored layout (see [`SCHEMA_VERSION`]).
     fn schema_version(&self) -> Result<i64>;
+
+    /// A number that moves whenever images or feeds were written, by any process (a
+    /// server's cached view of the fleet is stale when it moved). The embedded store
+    /// has one process, whose own writes its caches know of: 0.
+    fn changes(&self) -> Result<u64> {
+        Ok(0)
+    }
 
     /// A counter's last number (0 before the first).
     fn counter(&self, counter: &str) -> Result<u64>;
@@ -143,6 +153,14 @@ pub(crate) trait Backend: Send + Sync {
     }
     /// Of `scans`, those holding a file with this content.
     fn files_indexed(&self, _sha256: &[u8; 32], _scans: &[u64]) -> Result<Option<Vec<u64>>> {
+        Ok(None)
+    }
+    /// The advisories (feed, JSON) with this id or alias, ignoring ASCII case.
+    fn advisories_indexed(&self, _id: &str) -> Result<Option<AdvisoryRows>> {
+        Ok(None)
+    }
+    /// Of `scans`, those holding a package whose name or source name is in `names`.
+    fn scans_with_packages(&self, _names: &[String], _scans: &[u64]) -> Result<Option<Vec<u64>>> {
         Ok(None)
     }
 

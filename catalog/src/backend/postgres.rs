@@ -37,7 +37,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Expect, NewScan, PackageRows, Written, SCHEMA_VERSION};
+use super::{AdvisoryRows, Backend, Expect, NewScan, PackageRows, Written, SCHEMA_VERSION};
 use crate::error::{CatalogError, Result, StoreCause};
 use crate::location::{Location, PgLocation};
 use crate::model::{ImageRecord, ScanRecord};
@@ -261,6 +261,18 @@ impl Postgres {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Commits a transaction that wrote images or feeds, moving the change count last
+    /// (its row lock is held only from here to the commit).
+    fn commit_change(&self, mut tx: postgres::Transaction<'_>) -> Result<()> {
+        tx.execute(
+            "INSERT INTO counters (name, n) VALUES ('changes', 1) \
+             ON CONFLICT (name) DO UPDATE SET n = counters.n + 1",
+            &[],
+        )
+        .map_err(|e| self.err(e))?;
+        self.commit(tx)
+    }
+
     fn insert_event(&self, tx: &mut postgres::Transaction<'_>, e: &Event) -> Result<()> {
         let json = self.json("event", e)?;
         tx.execute(
@@ -351,6 +363,10 @@ impl Backend for Postgres {
         Ok(i64::from(row.get::<_, Option<i32>>(0).unwrap_or(0)))
     }
 
+    fn changes(&self) -> Result<u64> {
+        self.counter("changes")
+    }
+
     fn counter(&self, counter: &str) -> Result<u64> {
         let row = self
             .conn()?
@@ -425,7 +441,7 @@ impl Backend for Postgres {
         if !self.write_image(&mut tx, image, expect)? {
             return Ok(Written::Moved(0));
         }
-        self.commit(tx)?;
+        self.commit_change(tx)?;
         Ok(Written::Yes)
     }
 
@@ -512,7 +528,7 @@ impl Backend for Postgres {
             )
             .map_err(|e| self.err(e))?;
         }
-        self.commit(tx)?;
+        self.commit_change(tx)?;
         Ok(Written::Yes)
     }
 
@@ -660,7 +676,7 @@ impl Backend for Postgres {
             &[&feed.name, &json],
         )
         .map_err(|e| self.err(e))?;
-        self.commit(tx)
+        self.commit_change(tx)
     }
 
     fn packages_indexed(&self, name: &str, scans: &[u64]) -> Result<Option<PackageRows>> {
@@ -686,6 +702,36 @@ impl Backend for Postgres {
             .query(
                 "SELECT DISTINCT scan FROM scan_files WHERE sha256 = $1 AND scan = ANY($2)",
                 &[&sha256.as_slice(), &ids],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| r.get::<_, i64>(0).max(0) as u64)
+                .collect(),
+        ))
+    }
+
+    fn advisories_indexed(&self, id: &str) -> Result<Option<AdvisoryRows>> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT a.feed, a.record FROM advisories a \
+                 WHERE (a.feed, a.id) IN (SELECT feed, id FROM advisory_names WHERE name = $1) \
+                 ORDER BY a.feed, a.id",
+                &[&id.to_ascii_uppercase()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    }
+
+    fn scans_with_packages(&self, names: &[String], scans: &[u64]) -> Result<Option<Vec<u64>>> {
+        let ids: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT DISTINCT scan FROM scan_packages \
+                 WHERE (name = ANY($1) OR source_name = ANY($1)) AND scan = ANY($2)",
+                &[&names, &ids],
             )
             .map_err(|e| self.err(e))?;
         Ok(Some(

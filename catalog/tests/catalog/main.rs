@@ -1,6 +1,9 @@
-//! Catalog tests: the sled store on disk, inventories, feeds, runs, diffs.
+//! Catalog tests: inventories, feeds, runs and diffs on both backends (`both!` runs a
+//! test once on a sled directory, once on a PostgreSQL database), and what only the
+//! shared PostgreSQL catalog has (`postgres.rs`).
 
 mod diff;
 mod feeds;
+mod postgres;
 mod runs;
 mod store;

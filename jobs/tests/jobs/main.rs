@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coldpatch_catalog::{Action, Catalog, RunState, Schedule};
 use coldpatch_jobs::{scheduler, JobSpec, Jobs};
-use coldpatch_testkit::catalog_with;
+use coldpatch_testkit::{both, catalog_on, catalog_with};
 
 /// 2026-01-05 00:00:00 UTC, a Monday.
 const T0: u64 = 1_767_571_200;
@@ -29,81 +29,84 @@ fn jobs(c: &Arc<Catalog>) -> Jobs {
     Jobs::new(c.clone(), 1)
 }
 
-#[test]
-fn schedules_fire_once_per_occasion_and_catch_up_once_after_a_restart() {
-    let (dir, catalog, keys) = catalog_with(&["debian-12-min"]);
-    let c = Arc::new(catalog);
-    c.put_schedule(&nightly(keys.clone())).expect("put");
-    let j = jobs(&c);
-    // Before the first 03:00: nothing.
-    assert!(scheduler::step(&c, &j, T0 + 2 * 3600)
-        .expect("step")
-        .is_empty());
-    // 03:00 passed: one run, then nothing more at the same time.
-    let first = scheduler::step(&c, &j, T0 + 3 * 3600 + 10).expect("step");
-    assert_eq!(first.len(), 1);
-    assert!(scheduler::step(&c, &j, T0 + 3 * 3600 + 20)
-        .expect("step")
-        .is_empty());
-    let s = c.schedule("s1").expect("schedule");
-    assert_eq!(s.last_fired, Some(T0 + 3 * 3600));
-    assert_eq!(s.last_run.as_deref(), Some(first[0].as_str()));
-    let r = c.run(&first[0]).expect("run");
-    assert_eq!(
-        (r.state, r.schedule.as_deref()),
-        (RunState::Queued, Some("s1"))
-    );
-
-    // The server stops with that run still queued and stays down for three days.
-    drop(j);
-    drop(c);
-    let c = Arc::new(Catalog::open(&dir.path().join("catalog")).expect("reopen"));
-    let j = jobs(&c);
-    assert_eq!(j.resume_queued().expect("resume"), 1);
-    let later = T0 + 3 * DAY + 12 * 3600;
-    let caught = scheduler::step(&c, &j, later).expect("step");
-    assert_eq!(caught.len(), 1, "three missed occasions make one run");
-    assert!(scheduler::step(&c, &j, later + 60)
-        .expect("step")
-        .is_empty());
-    assert_eq!(
-        c.schedule("s1").expect("s").last_fired,
-        Some(T0 + 3 * DAY + 3 * 3600)
-    );
-    // Both queued runs run, one step each, in order; then the queue is empty.
-    assert_eq!(j.run_next(), Some(first[0].clone()));
-    assert_eq!(j.run_next(), Some(caught[0].clone()));
-    assert_eq!(j.run_next(), None);
-    for id in [&first[0], &caught[0]] {
-        let r = c.run(id).expect("run");
-        assert_eq!(r.state, RunState::Succeeded, "{r:?}");
-        let kinds: Vec<String> = c
-            .events(id)
-            .expect("events")
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        assert!(kinds.contains(&"collected".to_string()), "{kinds:?}");
-    }
-    assert!(c
-        .events(&first[0])
-        .expect("e")
-        .iter()
-        .any(|e| e.kind == "requeued"));
-    // A disabled schedule never fires; a bad expression is an error, not a run.
-    let mut off = nightly(keys.clone());
-    off.id = "s2".into();
-    off.enabled = false;
-    c.put_schedule(&off).expect("put");
-    assert_eq!(
-        scheduler::step(&c, &j, later + 2 * DAY)
+// The scheduler on either backend: what it stores and finds again is the catalog's.
+both!(
+    schedules_fire_once_per_occasion_and_catch_up_once_after_a_restart,
+    |tc| {
+        let (catalog, keys) = catalog_on(tc, &["debian-12-min"]);
+        let c = Arc::new(catalog);
+        c.put_schedule(&nightly(keys.clone())).expect("put");
+        let j = jobs(&c);
+        // Before the first 03:00: nothing.
+        assert!(scheduler::step(&c, &j, T0 + 2 * 3600)
             .expect("step")
-            .len(),
-        1
-    );
-    assert!(scheduler::parse("0 3 * *").is_err());
-    assert!(scheduler::parse("0 25 * * *").is_err());
-}
+            .is_empty());
+        // 03:00 passed: one run, then nothing more at the same time.
+        let first = scheduler::step(&c, &j, T0 + 3 * 3600 + 10).expect("step");
+        assert_eq!(first.len(), 1);
+        assert!(scheduler::step(&c, &j, T0 + 3 * 3600 + 20)
+            .expect("step")
+            .is_empty());
+        let s = c.schedule("s1").expect("schedule");
+        assert_eq!(s.last_fired, Some(T0 + 3 * 3600));
+        assert_eq!(s.last_run.as_deref(), Some(first[0].as_str()));
+        let r = c.run(&first[0]).expect("run");
+        assert_eq!(
+            (r.state, r.schedule.as_deref()),
+            (RunState::Queued, Some("s1"))
+        );
+
+        // The server stops with that run still queued and stays down for three days.
+        drop(j);
+        drop(c);
+        let c = Arc::new(tc.open());
+        let j = jobs(&c);
+        assert_eq!(j.resume_queued().expect("resume"), 1);
+        let later = T0 + 3 * DAY + 12 * 3600;
+        let caught = scheduler::step(&c, &j, later).expect("step");
+        assert_eq!(caught.len(), 1, "three missed occasions make one run");
+        assert!(scheduler::step(&c, &j, later + 60)
+            .expect("step")
+            .is_empty());
+        assert_eq!(
+            c.schedule("s1").expect("s").last_fired,
+            Some(T0 + 3 * DAY + 3 * 3600)
+        );
+        // Both queued runs run, one step each, in order; then the queue is empty.
+        assert_eq!(j.run_next(), Some(first[0].clone()));
+        assert_eq!(j.run_next(), Some(caught[0].clone()));
+        assert_eq!(j.run_next(), None);
+        for id in [&first[0], &caught[0]] {
+            let r = c.run(id).expect("run");
+            assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+            let kinds: Vec<String> = c
+                .events(id)
+                .expect("events")
+                .into_iter()
+                .map(|e| e.kind)
+                .collect();
+            assert!(kinds.contains(&"collected".to_string()), "{kinds:?}");
+        }
+        assert!(c
+            .events(&first[0])
+            .expect("e")
+            .iter()
+            .any(|e| e.kind == "requeued"));
+        // A disabled schedule never fires; a bad expression is an error, not a run.
+        let mut off = nightly(keys.clone());
+        off.id = "s2".into();
+        off.enabled = false;
+        c.put_schedule(&off).expect("put");
+        assert_eq!(
+            scheduler::step(&c, &j, later + 2 * DAY)
+                .expect("step")
+                .len(),
+            1
+        );
+        assert!(scheduler::parse("0 3 * *").is_err());
+        assert!(scheduler::parse("0 25 * * *").is_err());
+    }
+);
 
 #[test]
 fn runs_on_one_image_never_overlap_and_a_queued_run_cancels_cleanly() {
