@@ -14,8 +14,11 @@ cargo bench --locked -q -p coldpatch-catalog --bench scan --no-run 2>/dev/null
 benchbin=$(ls -t target/release/deps/scan-* | grep -v '\.d$' | head -n1)
 bin=$PWD/target/release/coldpatch
 work=$(mktemp -d "${TMPDIR:-/tmp}/coldpatch-catalog-bench.XXXXXX")
-trap 'bash images/postgres.sh stop "$work/pg"; rm -rf "$work"' EXIT
-read -r sock port < <(bash images/postgres.sh start "$work/pg")
+# The server's directory is its own, not under $work: as root, the server runs as nobody,
+# who must reach it.
+pgdir=$(mktemp -d "${TMPDIR:-/tmp}/coldpatch-catalog-bench-pg.XXXXXX")
+trap 'bash images/postgres.sh stop "$pgdir"; rm -rf "$work"' EXIT
+read -r sock port < <(bash images/postgres.sh start "$pgdir")
 psql -X -q -h "$sock" -p "$port" -U coldpatch -d postgres -c "CREATE DATABASE bench"
 sled=$work/sled
 pg="postgres://coldpatch@/bench?host=$sock&port=$port"
@@ -32,7 +35,7 @@ ver=$("$bin" --catalog "$sled" packages --image /fleet/image-00000.qcow2 --name 
   | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["package"]["version"])')
 sha=$(printf '%064x' 0)
 cve=$("$bin" --catalog "$sled" scan /fleet/image-00000.qcow2 --json 2>/dev/null \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["findings"][0]["of"]["advisory"])')
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["findings"][0]["advisory"])')
 
 # Median wall time of 5 runs, in milliseconds; stdout thrown away.
 median_ms() {

@@ -22,7 +22,11 @@ case "${1:-}" in
     dir=${2:?usage: postgres.sh start DIR}
     mkdir -p "$dir"
     chmod 755 "$dir"
-    [ "$(id -u)" -eq 0 ] && chown nobody:nogroup "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+      chown nobody:nogroup "$dir"
+      setpriv --reuid=nobody --regid=nogroup --clear-groups -- test -w "$dir" \
+        || { echo "postgres.sh: $dir must be reachable by nobody (its parents searchable)" >&2; exit 1; }
+    fi
     as_owner "$bin/initdb" -D "$dir/data" -U coldpatch -E UTF8 --locale=C \
       --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }

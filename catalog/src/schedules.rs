@@ -51,6 +51,12 @@ impl Catalog {
         self.db().put_schedule(s)
     }
 
+    /// Writes `s` only if the stored schedule is still `was`: of several servers sharing
+    /// a catalog, the one whose write goes through fires an occasion. Whether it did.
+    pub fn replace_schedule(&self, s: &Schedule, was: &Schedule) -> Result<bool> {
+        self.db().replace_schedule(s, was)
+    }
+
     /// A new schedule's id.
     pub fn new_schedule_id(&self) -> Result<String> {
         Ok(format!("s{}", self.next_id("schedule")?))

@@ -100,6 +100,7 @@ impl StateDir {
             return Ok(());
         }
         let json = serde_json::to_vec(info).map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(&self.root)?;
         std::fs::write(self.server_file(), json)
     }
 

@@ -121,15 +121,23 @@ pub fn step(catalog: &Catalog, jobs: &Jobs, now: u64) -> Result<Vec<String>> {
             continue;
         };
         let spec = spec(catalog, &s)?;
-        // Served even when there is nothing to run on, so an empty fleet does not make
-        // the schedule fire on every tick.
+        // The occasion is claimed first: of several servers sharing a catalog, only the
+        // one whose claim goes through queues the run (a server killed right after its
+        // claim misses that one occasion rather than two servers running it). Claimed
+        // even when there is nothing to run on, so an empty fleet does not make the
+        // schedule fire on every tick.
+        let was = s.clone();
         s.last_fired = Some(t.max(s.last_fired.unwrap_or(0)));
+        if !catalog.replace_schedule(&s, &was)? {
+            continue;
+        }
         if !spec.images().is_empty() {
+            let claimed = s.clone();
             let run = jobs.submit(&spec, Some(&s.id))?;
             s.last_run = Some(run.id.clone());
             queued.push(run.id);
+            catalog.replace_schedule(&s, &claimed)?;
         }
-        catalog.put_schedule(&s)?;
     }
     Ok(queued)
 }

@@ -74,6 +74,27 @@ impl Server {
             .collect()
     }
 
+    /// Waits (up to 10 s) until `n` coldpatch connections to `db` wait on a lock, as a
+    /// test holding a row lock expects of the writers it started; returns how many do.
+    pub fn lock_waiters(&self, db: &str, n: u32) -> u32 {
+        let mut waiting = 0;
+        for _ in 0..500 {
+            waiting = self.query(
+                db,
+                "SELECT count(*)::text FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'coldpatch' \
+                 AND wait_event_type = 'Lock'",
+            )[0]
+            .parse()
+            .expect("count");
+            if waiting >= n {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        waiting
+    }
+
     /// A new, empty database; returns its name.
     pub fn database(&self) -> String {
         let name = format!("t_{}", uuid_like());
@@ -108,29 +129,36 @@ pub enum Kind {
 pub struct TestCatalog {
     pub kind: Kind,
     dir: tempfile::TempDir,
-    url: Option<String>,
+    /// The server and database of a PostgreSQL catalog.
+    db: Option<(Server, String)>,
 }
 
 impl TestCatalog {
     /// A new, empty catalog on `kind`; `None` after a skip.
     pub fn new(kind: Kind) -> Option<TestCatalog> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = match kind {
+        let db = match kind {
             Kind::Sled => None,
             Kind::Postgres => {
                 let s = server()?;
-                Some(s.url(&s.database()))
+                let name = s.database();
+                Some((s, name))
             }
         };
-        Some(TestCatalog { kind, dir, url })
+        Some(TestCatalog { kind, dir, db })
     }
 
     /// What `--catalog` takes for it.
     pub fn location(&self) -> String {
-        match &self.url {
-            Some(u) => u.clone(),
+        match &self.db {
+            Some((s, name)) => s.url(name),
             None => self.sled_dir().display().to_string(),
         }
+    }
+
+    /// The server and database of a PostgreSQL catalog.
+    pub fn postgres(&self) -> Option<(&Server, &str)> {
+        self.db.as_ref().map(|(s, n)| (s, n.as_str()))
     }
 
     fn sled_dir(&self) -> PathBuf {

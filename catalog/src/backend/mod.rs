@@ -22,6 +22,7 @@
 //! - the `*_indexed` questions may answer `None` ("no index here"): the caller then reads
 //!   the blobs itself. A backend with indexes answers exactly what reading would.
 
+mod codec;
 pub(crate) mod postgres;
 pub(crate) mod sled;
 
@@ -177,6 +178,8 @@ pub(crate) trait Backend: Send + Sync {
     fn remove_token(&self, id: &str) -> Result<Option<TokenRecord>>;
 
     fn put_schedule(&self, s: &Schedule) -> Result<()>;
+    /// Writes a schedule only if the stored one is still `was`; whether it did.
+    fn replace_schedule(&self, s: &Schedule, was: &Schedule) -> Result<bool>;
     fn schedule(&self, id: &str) -> Result<Option<Schedule>>;
     fn schedules(&self) -> Result<Vec<Schedule>>;
     /// Removes a schedule; whether it was there.

@@ -37,6 +37,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::codec::Codec;
 use super::{AdvisoryRows, Backend, Expect, NewScan, PackageRows, Written, SCHEMA_VERSION};
 use crate::error::{CatalogError, Result, StoreCause};
 use crate::location::{Location, PgLocation};
@@ -57,7 +58,7 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 pub(crate) struct Postgres {
-    describe: String,
+    codec: Codec,
     pool: Pool,
 }
 
@@ -90,51 +91,27 @@ impl Postgres {
             .idle_timeout(Some(Duration::from_secs(60)))
             .connection_timeout(Duration::from_secs(30))
             .build_unchecked(manager);
-        Ok(Postgres { describe, pool })
+        Ok(Postgres {
+            codec: Codec { describe },
+            pool,
+        })
     }
 
     fn err(&self, e: impl Into<StoreCause>) -> CatalogError {
-        CatalogError::Store {
-            catalog: self.describe.clone(),
-            source: e.into(),
-        }
-    }
-
-    fn corrupt(&self, what: impl Into<String>) -> CatalogError {
-        CatalogError::Corrupt {
-            catalog: self.describe.clone(),
-            what: what.into(),
-        }
+        self.codec.store(e)
     }
 
     fn conn(&self) -> Result<Conn> {
         self.pool.get().map_err(|e| self.err(e))
     }
 
+    /// A record as jsonb takes it: JSON text.
     fn json<T: Serialize>(&self, what: &str, v: &T) -> Result<String> {
         serde_json::to_string(v).map_err(|e| self.err(format!("cannot encode {what}: {e}")))
     }
 
     fn decode<T: DeserializeOwned>(&self, what: &str, text: &str) -> Result<T> {
-        serde_json::from_str(text).map_err(|_| self.corrupt(what))
-    }
-
-    fn compress(&self, what: &str, json: &[u8]) -> Result<Vec<u8>> {
-        zstd::bulk::compress(json, 3).map_err(|e| self.err(format!("cannot compress {what}: {e}")))
-    }
-
-    fn packed<T: Serialize>(&self, what: &str, v: &T) -> Result<Vec<u8>> {
-        let json =
-            serde_json::to_vec(v).map_err(|e| self.err(format!("cannot encode {what}: {e}")))?;
-        self.compress(what, &json)
-    }
-
-    fn unpack_json(&self, what: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-        zstd::stream::decode_all(bytes).map_err(|_| self.corrupt(what))
-    }
-
-    fn unpack<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice(&self.unpack_json(what, bytes)?).map_err(|_| self.corrupt(what))
+        self.codec.decode(what, text.as_bytes())
     }
 
     /// One jsonb record by key.
@@ -186,7 +163,7 @@ impl Postgres {
                         &[&i64_of(image.id)],
                     )
                     .map_err(|e| self.err(e))?
-                    .ok_or_else(|| self.corrupt("image"))?;
+                    .ok_or_else(|| self.codec.corrupt("image"))?;
                 let stored: ImageRecord = self.decode("image", row.get::<_, &str>(0))?;
                 Ok((stored.current_version != want)
                     .then_some(Written::Moved(stored.current_version)))
@@ -348,7 +325,7 @@ fn migrate_locked(client: &mut postgres::Client, describe: &str) -> Result<()> {
 
 impl Backend for Postgres {
     fn describe(&self) -> &str {
-        &self.describe
+        &self.codec.describe
     }
 
     fn kind(&self) -> &'static str {
@@ -409,7 +386,7 @@ impl Backend for Postgres {
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&key, &value],
         )?;
-        self.meta(key)?.ok_or_else(|| self.corrupt(key))
+        self.meta(key)?.ok_or_else(|| self.codec.corrupt(key))
     }
 
     fn image_id(&self, path: &str) -> Result<Option<u64>> {
@@ -475,7 +452,7 @@ impl Backend for Postgres {
                 &[&i64_of(scan)],
             )
             .map_err(|e| self.err(e))?;
-        row.map(|r| self.unpack_json("inventory", r.get(0)))
+        row.map(|r| self.codec.unpack_json("inventory", r.get(0)))
             .transpose()
     }
 
@@ -487,16 +464,17 @@ impl Backend for Postgres {
                 &[&i64_of(scan)],
             )
             .map_err(|e| self.err(e))?;
-        row.map(|r| self.unpack_json("files", r.get(0))).transpose()
+        row.map(|r| self.codec.unpack_json("files", r.get(0)))
+            .transpose()
     }
 
     fn record_scan(&self, new: NewScan<'_>) -> Result<Written> {
-        let inventory = self.compress("inventory", new.inventory)?;
-        let files = self.compress("files", new.files)?;
+        let inventory = self.codec.compress("inventory", new.inventory)?;
+        let files = self.codec.compress("files", new.files)?;
         let scan_json = self.json("scan", new.scan)?;
         let ri = new
             .run_image
-            .map(|ri| self.packed("run image", ri))
+            .map(|ri| self.codec.packed("run image", ri))
             .transpose()?;
         let mut c = self.conn()?;
         let mut tx = c.transaction().map_err(|e| self.err(e))?;
@@ -572,7 +550,7 @@ impl Backend for Postgres {
     }
 
     fn put_run_image(&self, ri: &RunImage) -> Result<()> {
-        let packed = self.packed("run image", ri)?;
+        let packed = self.codec.packed("run image", ri)?;
         self.exec(
             "INSERT INTO run_images (run, image, record) VALUES ($1, $2, $3) \
              ON CONFLICT (run, image) DO UPDATE SET record = EXCLUDED.record",
@@ -590,7 +568,7 @@ impl Backend for Postgres {
             )
             .map_err(|e| self.err(e))?;
         rows.iter()
-            .map(|r| self.unpack("run image", r.get(0)))
+            .map(|r| self.codec.unpack("run image", r.get(0)))
             .collect()
     }
 
@@ -658,7 +636,7 @@ impl Backend for Postgres {
         let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT, Type::TEXT]);
         for (id, json) in upsert {
             let names: AdvisoryNames =
-                serde_json::from_slice(json).map_err(|_| self.corrupt("advisory"))?;
+                serde_json::from_slice(json).map_err(|_| self.codec.corrupt("advisory"))?;
             let mut all: BTreeSet<String> = names
                 .aliases
                 .iter()
@@ -742,7 +720,7 @@ impl Backend for Postgres {
     }
 
     fn put_repo(&self, repo: &StoredRepo) -> Result<()> {
-        let packed = self.packed("repo", repo)?;
+        let packed = self.codec.packed("repo", repo)?;
         self.exec(
             "INSERT INTO repos (root, record) VALUES ($1, $2) \
              ON CONFLICT (root) DO UPDATE SET record = EXCLUDED.record",
@@ -756,7 +734,7 @@ impl Backend for Postgres {
             .conn()?
             .query_opt("SELECT record FROM repos WHERE root = $1", &[&root])
             .map_err(|e| self.err(e))?;
-        row.map(|r| self.unpack("repo", r.get(0))).transpose()
+        row.map(|r| self.codec.unpack("repo", r.get(0))).transpose()
     }
 
     fn repos(&self) -> Result<Vec<StoredRepo>> {
@@ -764,7 +742,9 @@ impl Backend for Postgres {
             .conn()?
             .query("SELECT record FROM repos ORDER BY root", &[])
             .map_err(|e| self.err(e))?;
-        rows.iter().map(|r| self.unpack("repo", r.get(0))).collect()
+        rows.iter()
+            .map(|r| self.codec.unpack("repo", r.get(0)))
+            .collect()
     }
 
     fn repo_roots(&self) -> Result<Vec<String>> {
@@ -817,6 +797,30 @@ impl Backend for Postgres {
             &[&s.id, &json],
         )?;
         Ok(())
+    }
+
+    fn replace_schedule(&self, s: &Schedule, was: &Schedule) -> Result<bool> {
+        let json = self.json("schedule", s)?;
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(|e| self.err(e))?;
+        let stored: Option<Schedule> = tx
+            .query_opt(
+                "SELECT record::text FROM schedules WHERE id = $1 FOR UPDATE",
+                &[&s.id],
+            )
+            .map_err(|e| self.err(e))?
+            .map(|r| self.decode("schedule", r.get::<_, &str>(0)))
+            .transpose()?;
+        if stored.as_ref() != Some(was) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE schedules SET record = $2::text::jsonb WHERE id = $1",
+            &[&s.id, &json],
+        )
+        .map_err(|e| self.err(e))?;
+        self.commit(tx)?;
+        Ok(true)
     }
 
     fn schedule(&self, id: &str) -> Result<Option<Schedule>> {

@@ -27,13 +27,14 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::codec::Codec;
 use super::{Backend, Expect, NewScan, Written, SCHEMA_VERSION};
 use crate::error::{CatalogError, Result};
 use crate::model::{ImageRecord, ScanRecord};
 use crate::{Event, FeedRecord, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
 
 pub(crate) struct Sled {
-    describe: String,
+    codec: Codec,
     db: sled::Db,
     images: sled::Tree,
     paths: sled::Tree,
@@ -134,7 +135,7 @@ impl Sled {
             tokens: tree("tokens")?,
             schedules: tree("schedules")?,
             db,
-            describe,
+            codec: Codec { describe },
             _lock: lock,
         };
         sled.check_schema()?;
@@ -151,11 +152,11 @@ impl Sled {
                 self.flush()
             }
             Some(v) => {
-                let found = be_u64(&v).ok_or_else(|| self.corrupt(SCHEMA_KEY))?;
-                let found = i64::try_from(found).map_err(|_| self.corrupt(SCHEMA_KEY))?;
+                let found = be_u64(&v).ok_or_else(|| self.codec.corrupt(SCHEMA_KEY))?;
+                let found = i64::try_from(found).map_err(|_| self.codec.corrupt(SCHEMA_KEY))?;
                 if found > SCHEMA_VERSION {
                     return Err(CatalogError::Newer {
-                        catalog: self.describe.clone(),
+                        catalog: self.codec.describe.clone(),
                         found,
                         known: SCHEMA_VERSION,
                     });
@@ -166,47 +167,7 @@ impl Sled {
     }
 
     fn err(&self, e: sled::Error) -> CatalogError {
-        CatalogError::Store {
-            catalog: self.describe.clone(),
-            source: e.into(),
-        }
-    }
-
-    fn corrupt(&self, what: impl Into<String>) -> CatalogError {
-        CatalogError::Corrupt {
-            catalog: self.describe.clone(),
-            what: what.into(),
-        }
-    }
-
-    fn json<T: Serialize>(&self, what: &str, v: &T) -> Result<Vec<u8>> {
-        serde_json::to_vec(v).map_err(|e| CatalogError::Store {
-            catalog: self.describe.clone(),
-            source: format!("cannot encode {what}: {e}").into(),
-        })
-    }
-
-    fn packed<T: Serialize>(&self, what: &str, v: &T) -> Result<Vec<u8>> {
-        self.compress(what, &self.json(what, v)?)
-    }
-
-    fn compress(&self, what: &str, json: &[u8]) -> Result<Vec<u8>> {
-        zstd::bulk::compress(json, 3).map_err(|e| CatalogError::Store {
-            catalog: self.describe.clone(),
-            source: format!("cannot compress {what}: {e}").into(),
-        })
-    }
-
-    fn decode<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice(bytes).map_err(|_| self.corrupt(what))
-    }
-
-    fn unpack_json(&self, what: &str, bytes: &[u8]) -> Result<Vec<u8>> {
-        zstd::stream::decode_all(bytes).map_err(|_| self.corrupt(what))
-    }
-
-    fn unpack<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T> {
-        self.decode(what, &self.unpack_json(what, bytes)?)
+        self.codec.store(e)
     }
 
     fn flush(&self) -> Result<()> {
@@ -222,12 +183,12 @@ impl Sled {
     ) -> Result<Option<T>> {
         tree.get(k)
             .map_err(|e| self.err(e))?
-            .map(|v| self.decode(what, &v))
+            .map(|v| self.codec.decode(what, &v))
             .transpose()
     }
 
     fn put<T: Serialize>(&self, tree: &sled::Tree, what: &str, k: &[u8], v: &T) -> Result<()> {
-        tree.insert(k, self.json(what, v)?)
+        tree.insert(k, self.codec.json(what, v)?)
             .map_err(|e| self.err(e))?;
         self.flush()
     }
@@ -251,7 +212,7 @@ impl Sled {
         what: &str,
         kvs: impl IntoIterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
     ) -> Result<Vec<T>> {
-        self.each(kvs, |v| self.decode(what, v))
+        self.each(kvs, |v| self.codec.decode(what, v))
     }
 
     /// A transaction's outcome as ours, flushed to disk when it went through.
@@ -262,7 +223,7 @@ impl Sled {
                 Ok(Written::Yes)
             }
             Err(TransactionError::Abort(Abort::Moved(v))) => Ok(Written::Moved(v)),
-            Err(TransactionError::Abort(Abort::Corrupt(what))) => Err(self.corrupt(what)),
+            Err(TransactionError::Abort(Abort::Corrupt(what))) => Err(self.codec.corrupt(what)),
             Err(TransactionError::Abort(Abort::FeedMoved)) => Err(CatalogError::FeedMoved {
                 feed: String::new(),
             }),
@@ -273,7 +234,7 @@ impl Sled {
 
 impl Backend for Sled {
     fn describe(&self) -> &str {
-        &self.describe
+        &self.codec.describe
     }
 
     fn kind(&self) -> &'static str {
@@ -284,7 +245,7 @@ impl Backend for Sled {
         let v = self.meta.get(SCHEMA_KEY).map_err(|e| self.err(e))?;
         v.and_then(|v| be_u64(&v))
             .and_then(|n| i64::try_from(n).ok())
-            .ok_or_else(|| self.corrupt(SCHEMA_KEY))
+            .ok_or_else(|| self.codec.corrupt(SCHEMA_KEY))
     }
 
     fn counter(&self, counter: &str) -> Result<u64> {
@@ -331,14 +292,14 @@ impl Backend for Sled {
             .compare_and_swap(key, None as Option<&[u8]>, Some(value))
             .map_err(|e| self.err(e))?;
         self.flush()?;
-        self.meta(key)?.ok_or_else(|| self.corrupt(key))
+        self.meta(key)?.ok_or_else(|| self.codec.corrupt(key))
     }
 
     fn image_id(&self, path: &str) -> Result<Option<u64>> {
         match self.paths.get(path.as_bytes()).map_err(|e| self.err(e))? {
             Some(v) => <[u8; 8]>::try_from(&v[..])
                 .map(|b| Some(u64::from_be_bytes(b)))
-                .map_err(|_| self.corrupt("image path")),
+                .map_err(|_| self.codec.corrupt("image path")),
             None => Ok(None),
         }
     }
@@ -353,7 +314,7 @@ impl Backend for Sled {
 
     fn put_image(&self, image: &ImageRecord, expect: Expect) -> Result<Written> {
         let k = id_key(image.id);
-        let json = self.json("image", image)?;
+        let json = self.codec.json("image", image)?;
         let res = (&self.images, &self.paths).transaction(|(images, paths)| {
             let stored = images.get(k)?;
             let moved = |v| Err(ConflictableTransactionError::Abort(Abort::Moved(v)));
@@ -391,7 +352,7 @@ impl Backend for Sled {
                 k.get(8..16)
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
                     .map(u64::from_be_bytes)
-                    .ok_or_else(|| self.corrupt("image_scans key"))
+                    .ok_or_else(|| self.codec.corrupt("image_scans key"))
             })
             .collect()
     }
@@ -400,7 +361,7 @@ impl Backend for Sled {
         self.inventories
             .get(id_key(scan))
             .map_err(|e| self.err(e))?
-            .map(|v| self.unpack_json("inventory", &v))
+            .map(|v| self.codec.unpack_json("inventory", &v))
             .transpose()
     }
 
@@ -408,7 +369,7 @@ impl Backend for Sled {
         self.files
             .get(id_key(scan))
             .map_err(|e| self.err(e))?
-            .map(|v| self.unpack_json("files", &v))
+            .map(|v| self.codec.unpack_json("files", &v))
             .transpose()
     }
 
@@ -417,19 +378,19 @@ impl Backend for Sled {
         // transaction leaves only unreferenced blobs.
         let key = id_key(new.scan.id);
         self.inventories
-            .insert(key, self.compress("inventory", new.inventory)?)
+            .insert(key, self.codec.compress("inventory", new.inventory)?)
             .map_err(|e| self.err(e))?;
         self.files
-            .insert(key, self.compress("files", new.files)?)
+            .insert(key, self.codec.compress("files", new.files)?)
             .map_err(|e| self.err(e))?;
         let image_key = id_key(new.image.id);
-        let image_json = self.json("image", new.image)?;
-        let scan_json = self.json("scan", new.scan)?;
+        let image_json = self.codec.json("image", new.image)?;
+        let scan_json = self.codec.json("scan", new.scan)?;
         let mut link = image_key.to_vec();
         link.extend_from_slice(&key);
         let ri = new
             .run_image
-            .map(|ri| Ok::<_, CatalogError>((key_ri(ri), self.packed("run image", ri)?)))
+            .map(|ri| Ok::<_, CatalogError>((key_ri(ri), self.codec.packed("run image", ri)?)))
             .transpose()?;
         let res = (
             &self.images,
@@ -474,9 +435,9 @@ impl Backend for Sled {
     }
 
     fn put_run(&self, run: &RunRecord, event: Option<&Event>) -> Result<()> {
-        let run_json = self.json("run", run)?;
+        let run_json = self.codec.json("run", run)?;
         let ev = event
-            .map(|e| Ok::<_, CatalogError>((key_event(e), self.json("event", e)?)))
+            .map(|e| Ok::<_, CatalogError>((key_event(e), self.codec.json("event", e)?)))
             .transpose()?;
         let res = (&self.runs, &self.events).transaction(|(runs, events)| {
             runs.insert(run.id.as_bytes(), run_json.clone())?;
@@ -506,14 +467,14 @@ impl Backend for Sled {
 
     fn put_run_image(&self, ri: &RunImage) -> Result<()> {
         self.run_images
-            .insert(key_ri(ri), self.packed("run image", ri)?)
+            .insert(key_ri(ri), self.codec.packed("run image", ri)?)
             .map_err(|e| self.err(e))?;
         self.flush()
     }
 
     fn run_images(&self, run: &str) -> Result<Vec<RunImage>> {
         self.each(self.run_images.scan_prefix(key(run, &[])), |v| {
-            self.unpack("run image", v)
+            self.codec.unpack("run image", v)
         })
     }
 
@@ -540,7 +501,7 @@ impl Backend for Sled {
         upsert: &[(String, Vec<u8>)],
         remove: &[String],
     ) -> Result<()> {
-        let expect = expect.map(|e| self.json("feed", e)).transpose()?;
+        let expect = expect.map(|e| self.codec.json("feed", e)).transpose()?;
         let mut batch = sled::Batch::default();
         for (id, json) in upsert {
             batch.insert(key(&feed.name, id.as_bytes()), json.as_slice());
@@ -548,7 +509,7 @@ impl Backend for Sled {
         for id in remove {
             batch.remove(key(&feed.name, id.as_bytes()));
         }
-        let rec = self.json("feed", feed)?;
+        let rec = self.codec.json("feed", feed)?;
         let res = (&self.advisories, &self.feeds).transaction(|(adv, feeds)| {
             let stored = feeds.get(feed.name.as_bytes())?;
             let same = match (&stored, &expect) {
@@ -576,7 +537,7 @@ impl Backend for Sled {
 
     fn put_repo(&self, repo: &StoredRepo) -> Result<()> {
         self.repos
-            .insert(repo.index.root.as_bytes(), self.packed("repo", repo)?)
+            .insert(repo.index.root.as_bytes(), self.codec.packed("repo", repo)?)
             .map_err(|e| self.err(e))?;
         self.flush()
     }
@@ -585,12 +546,12 @@ impl Backend for Sled {
         self.repos
             .get(root.as_bytes())
             .map_err(|e| self.err(e))?
-            .map(|v| self.unpack("repo", &v))
+            .map(|v| self.codec.unpack("repo", &v))
             .transpose()
     }
 
     fn repos(&self) -> Result<Vec<StoredRepo>> {
-        self.each(&self.repos, |v| self.unpack("repo", v))
+        self.each(&self.repos, |v| self.codec.unpack("repo", v))
     }
 
     fn repo_roots(&self) -> Result<Vec<String>> {
@@ -619,11 +580,28 @@ impl Backend for Sled {
     fn remove_token(&self, id: &str) -> Result<Option<TokenRecord>> {
         let v = self.tokens.remove(id.as_bytes()).map_err(|e| self.err(e))?;
         self.flush()?;
-        v.map(|v| self.decode("token", &v)).transpose()
+        v.map(|v| self.codec.decode("token", &v)).transpose()
     }
 
     fn put_schedule(&self, s: &Schedule) -> Result<()> {
         self.put(&self.schedules, "schedule", s.id.as_bytes(), s)
+    }
+
+    fn replace_schedule(&self, s: &Schedule, was: &Schedule) -> Result<bool> {
+        let new = self.codec.json("schedule", s)?;
+        let res = self.schedules.transaction(|t| {
+            let stored = t.get(s.id.as_bytes())?;
+            let same = stored
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<Schedule>(b).ok())
+                .is_some_and(|st| st == *was);
+            if !same {
+                return Err(ConflictableTransactionError::Abort(Abort::Moved(0)));
+            }
+            t.insert(s.id.as_bytes(), new.clone())?;
+            Ok(())
+        });
+        Ok(self.committed(res)? == Written::Yes)
     }
 
     fn schedule(&self, id: &str) -> Result<Option<Schedule>> {

@@ -165,14 +165,8 @@ fn racing_commits_and_feed_imports_have_one_winner() {
     // Each passes the catalog's own check before its transaction (nothing is committed
     // yet) and then waits on the image row, held here; released, they meet the check
     // inside their transactions, where exactly one may win.
-    let s = pg::server().expect("server");
+    let (s, db) = tc.postgres().expect("a PostgreSQL catalog");
     let url = tc.location();
-    let db = url
-        .split('/')
-        .nth(3)
-        .and_then(|t| t.split('?').next())
-        .expect("database")
-        .to_string();
     let mut holder = postgres::Client::connect(&url, postgres::NoTls).expect("holder");
     let mut hold = holder.transaction().expect("begin");
     hold.batch_execute("SELECT 1 FROM images FOR UPDATE")
@@ -213,21 +207,11 @@ fn racing_commits_and_feed_imports_have_one_winner() {
             })
         })
         .collect();
-    let mut waiting = 0;
-    for _ in 0..500 {
-        waiting = s.query(
-            &db,
-            "SELECT count(*)::text FROM pg_stat_activity WHERE datname = current_database() \
-             AND application_name = 'coldpatch' AND wait_event_type = 'Lock'",
-        )[0]
-            .parse::<u32>()
-            .expect("count");
-        if waiting == 4 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(waiting, 4, "all four commits wait inside their transactions");
+    let waiting = s.lock_waiters(db, 4);
+    assert_eq!(
+        waiting, 4,
+        "all four commits wait inside their transactions"
+    );
     hold.rollback().expect("release");
     let results: Vec<_> = handles
         .into_iter()

@@ -109,6 +109,47 @@ both!(
 );
 
 #[test]
+fn servers_sharing_a_catalog_fire_an_occasion_once() {
+    use coldpatch_testkit::pg::{Kind, TestCatalog};
+    let Some(tc) = TestCatalog::new(Kind::Postgres) else {
+        return;
+    };
+    let (catalog, keys) = catalog_on(&tc, &["debian-12-min"]);
+    catalog.put_schedule(&nightly(keys)).expect("put");
+    // Three servers step their schedulers at the same moment, held at the schedule's
+    // row until all three are there.
+    let (s, db) = tc.postgres().expect("a PostgreSQL catalog");
+    let url = tc.location();
+    let mut holder = postgres::Client::connect(&url, postgres::NoTls).expect("holder");
+    let mut hold = holder.transaction().expect("begin");
+    hold.batch_execute("SELECT 1 FROM schedules FOR UPDATE")
+        .expect("lock");
+    let servers: Vec<_> = (0..3)
+        .map(|_| {
+            let c = Arc::new(tc.open());
+            std::thread::spawn(move || {
+                let j = jobs(&c);
+                scheduler::step(&c, &j, T0 + 3 * 3600 + 10).expect("step")
+            })
+        })
+        .collect();
+    let waiting = s.lock_waiters(db, 3);
+    assert_eq!(waiting, 3, "the three schedulers wait at the schedule");
+    hold.rollback().expect("release");
+    let queued: Vec<String> = servers
+        .into_iter()
+        .flat_map(|t| t.join().expect("server"))
+        .collect();
+    assert_eq!(queued.len(), 1, "one run for the occasion: {queued:?}");
+    let runs = catalog.runs().expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        catalog.schedule("s1").expect("s").last_run.as_deref(),
+        Some(queued[0].as_str())
+    );
+}
+
+#[test]
 fn runs_on_one_image_never_overlap_and_a_queued_run_cancels_cleanly() {
     let (dir, catalog, keys) = catalog_with(&["debian-12-min"]);
     let c = Arc::new(catalog);
