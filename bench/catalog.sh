@@ -34,6 +34,8 @@ pkg=$("$bin" --catalog "$sled" packages --image /fleet/image-00000.qcow2 --json 
 ver=$("$bin" --catalog "$sled" packages --image /fleet/image-00000.qcow2 --name "$pkg" --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["package"]["version"])')
 sha=$(printf '%064x' 0)
+# A content one image holds (image 5's own file 1: see BENCH_FILES in the bench).
+own=$(printf '%064x' $(( (5 << 20) | 1 )))
 cve=$("$bin" --catalog "$sled" scan /fleet/image-00000.qcow2 --json 2>/dev/null \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["images"][0]["findings"][0]["advisory"])')
 
@@ -56,8 +58,15 @@ row() {
   b=$(median_ms "$bin" --catalog "$pg" "$@")
   printf '%-44s %10d %12d %7.2f\n' "$what" "$a" "$b" "$(echo "scale=4; $b / ($a + 0.0001)" | bc)"
 }
+base() {
+  local what=$1; shift
+  printf '%-44s %10d\n' "$what" "$(median_ms "$@")"
+}
+base "process start alone (--help)" "$bin" --help
+row "open the catalog (run of a missing id)" run nope
 row "scan (fleet, --json)" scan --json
 row "affected $cve" affected "$cve" --json
 row "packages --name $pkg --older-than $ver" packages --name "$pkg" --older-than "$ver" --json
-row "files --sha256 (one content, every image)" files --sha256 "$sha" --json
+row "files --sha256 (a content one image holds)" files --sha256 "$own" --json
+row "files --sha256 (a content every image holds)" files --sha256 "$sha" --json
 row "images --json" images --json

@@ -128,10 +128,16 @@ fn collect_one(
 
 pub fn images(catalog: &Catalog, json: bool) -> Result<()> {
     let imgs = catalog.images()?;
+    let ids: Vec<u64> = imgs.iter().filter_map(|i| i.current_scan).collect();
+    let mut scans: std::collections::HashMap<u64, coldpatch_catalog::ScanRecord> = catalog
+        .scans(&ids)?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for i in &imgs {
-        let scan = i.current_scan.map(|s| catalog.scan(s)).transpose()?;
+        let scan = i.current_scan.and_then(|s| scans.remove(&s));
         rows.push(vec![
             i.id.to_string(),
             i.path.clone(),

@@ -215,10 +215,13 @@ impl Catalog {
             v
         };
         for batch in selected.chunks(BATCH) {
+            let ids: Vec<u64> = batch.iter().map(|s| s.2).collect();
+            let views = self.match_views(&ids)?;
             let results: Vec<ImageFindings> = batch
                 .par_iter()
-                .map(|(img, version, scan)| self.match_image(index, img, *version, *scan))
-                .collect::<Result<_>>()?;
+                .zip(views.par_iter())
+                .map(|((img, version, _), inv)| match_image(index, img, *version, inv))
+                .collect();
             for r in results {
                 sink(r)?;
             }
@@ -226,24 +229,6 @@ impl Catalog {
         Ok(ScanSummary {
             feeds: self.feeds()?,
             advisories: index.len(),
-        })
-    }
-
-    fn match_image(
-        &self,
-        index: &Index,
-        img: &ImageRecord,
-        version: u32,
-        scan: u64,
-    ) -> Result<ImageFindings> {
-        let inv = self.match_view(scan)?;
-        let (distro, findings) = index.inventory_findings(&inv);
-        Ok(ImageFindings {
-            image: img.path.clone(),
-            version,
-            distro: distro.map(|d| d.to_string()),
-            packages: inv.packages.len(),
-            findings,
         })
     }
 }
@@ -303,28 +288,37 @@ impl Catalog {
                 .any(|p| names.contains(&p.name) || names.contains(&p.source_name))
         };
         for batch in selected.chunks(BATCH) {
+            let ids: Vec<u64> = batch.iter().map(|s| s.2).collect();
+            let views = self.match_views(&ids)?;
             let results: Vec<Option<ImageFindings>> = batch
                 .par_iter()
-                .map(|(img, version, scan)| {
-                    let inv = self.match_view(*scan)?;
-                    if !carries(&inv) {
-                        return Ok(None);
-                    }
-                    let (distro, findings) = index.inventory_findings(&inv);
-                    Ok(Some(ImageFindings {
-                        image: img.path.clone(),
-                        version: *version,
-                        distro: distro.map(|d| d.to_string()),
-                        packages: inv.packages.len(),
-                        findings,
-                    }))
+                .zip(views.par_iter())
+                .map(|((img, version, _), inv)| {
+                    carries(inv).then(|| match_image(&index, img, *version, inv))
                 })
-                .collect::<Result<_>>()?;
+                .collect();
             for r in results.into_iter().flatten() {
                 sink(r)?;
             }
         }
         Ok(())
+    }
+}
+
+/// One image's findings from its match view.
+fn match_image(
+    index: &Index,
+    img: &ImageRecord,
+    version: u32,
+    inv: &coldpatch_collector::Inventory,
+) -> ImageFindings {
+    let (distro, findings) = index.inventory_findings(inv);
+    ImageFindings {
+        image: img.path.clone(),
+        version,
+        distro: distro.map(|d| d.to_string()),
+        packages: inv.packages.len(),
+        findings,
     }
 }
 
@@ -352,8 +346,22 @@ struct MatchPackage {
 }
 
 impl Catalog {
-    fn match_view(&self, scan: u64) -> Result<coldpatch_collector::Inventory> {
-        let view: MatchView = self.inventory_as(scan)?;
+    /// The match views of a batch of scans: their inventories read in one go, decoded
+    /// in parallel.
+    fn match_views(&self, scans: &[u64]) -> Result<Vec<coldpatch_collector::Inventory>> {
+        let blobs = self.db().inventories_json(scans)?;
+        blobs
+            .into_par_iter()
+            .zip(scans.par_iter())
+            .map(|(b, id)| {
+                let json = b.ok_or_else(|| self.corrupt(format!("inventory {id}")))?;
+                self.match_view_of(&json)
+            })
+            .collect()
+    }
+
+    fn match_view_of(&self, json: &[u8]) -> Result<coldpatch_collector::Inventory> {
+        let view: MatchView = self.decode("inventory", json)?;
         Ok(coldpatch_collector::Inventory {
             os: view.os,
             packages: view

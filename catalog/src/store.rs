@@ -437,24 +437,45 @@ impl Catalog {
             }
         }
         let mut out = Vec::new();
-        for (img, version, s) in selected {
-            for f in self.scan_files(s)? {
-                if matcher.as_ref().is_some_and(|m| !m.is_match(&f.path)) {
-                    continue;
+        for batch in selected.chunks(256) {
+            let ids: Vec<u64> = batch.iter().map(|s| s.2).collect();
+            let lists: Vec<Vec<FileRecord>> = self
+                .db()
+                .files_json_many(&ids)?
+                .into_iter()
+                .map(|j| match j {
+                    Some(json) => self.decode("files", &json),
+                    None => Ok(Vec::new()),
+                })
+                .collect::<Result<_>>()?;
+            for ((img, version, _), files) in batch.iter().zip(lists) {
+                let version = *version;
+                for f in files {
+                    if matcher.as_ref().is_some_and(|m| !m.is_match(&f.path)) {
+                        continue;
+                    }
+                    if sha
+                        .as_ref()
+                        .is_some_and(|h| f.sha256.as_deref() != Some(h.as_str()))
+                    {
+                        continue;
+                    }
+                    out.push(FileHit {
+                        image: img.path.clone(),
+                        version,
+                        file: f,
+                    });
                 }
-                if sha
-                    .as_ref()
-                    .is_some_and(|h| f.sha256.as_deref() != Some(h.as_str()))
-                {
-                    continue;
-                }
-                out.push(FileHit {
-                    image: img.path.clone(),
-                    version,
-                    file: f,
-                });
             }
         }
         Ok(out)
+    }
+
+    /// The records of several scans at once, in the order asked.
+    pub fn scans(&self, ids: &[u64]) -> Result<Vec<ScanRecord>> {
+        ids.iter()
+            .zip(self.db().scans_many(ids)?)
+            .map(|(id, s)| s.ok_or_else(|| self.corrupt(format!("scan {id}"))))
+            .collect()
     }
 }

@@ -119,6 +119,19 @@ pub(crate) trait Backend: Send + Sync {
     fn inventory_json(&self, scan: u64) -> Result<Option<Vec<u8>>>;
     /// A scan's file list, as JSON.
     fn files_json(&self, scan: u64) -> Result<Option<Vec<u8>>>;
+    /// Several scans' records, in the order asked (`None` where there is none). A
+    /// backend on a server answers a batch in one round trip.
+    fn scans_many(&self, ids: &[u64]) -> Result<Vec<Option<ScanRecord>>> {
+        ids.iter().map(|&id| self.scan(id)).collect()
+    }
+    /// Several scans' inventories (JSON, without files), in the order asked.
+    fn inventories_json(&self, scans: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        scans.iter().map(|&s| self.inventory_json(s)).collect()
+    }
+    /// Several scans' file lists (JSON), in the order asked.
+    fn files_json_many(&self, scans: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        scans.iter().map(|&s| self.files_json(s)).collect()
+    }
     /// Records a scan and points its image at it, in one transaction (see [`NewScan`]).
     fn record_scan(&self, new: NewScan<'_>) -> Result<Written>;
 

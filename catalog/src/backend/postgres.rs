@@ -27,7 +27,7 @@
 //! need one package name, one file content or one advisory read the index tables
 //! (`scan_packages`, `scan_files`, `advisory_names`) instead of the blobs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -112,6 +112,49 @@ impl Postgres {
 
     fn decode<T: DeserializeOwned>(&self, what: &str, text: &str) -> Result<T> {
         self.codec.decode(what, text.as_bytes())
+    }
+
+    /// The blobs `sql` returns as (scan, blob) for `scans`, unpacked in parallel, in the
+    /// order asked.
+    fn blobs(&self, what: &str, sql: &str, scans: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        use rayon::prelude::*;
+        let want: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
+        let rows = self.conn()?.query(sql, &[&want]).map_err(|e| self.err(e))?;
+        let mut by_id: HashMap<i64, Vec<u8>> = HashMap::with_capacity(rows.len());
+        for r in rows {
+            by_id.insert(r.get(0), r.get(1));
+        }
+        want.iter()
+            .map(|id| by_id.remove(id))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|b| b.map(|b| self.codec.unpack_json(what, &b)).transpose())
+            .collect()
+    }
+
+    /// The rows of an index query whose first column is a scan id, limited to `scans`.
+    /// For a few scans the database filters (`narrow`, with the ids as `$2`); for many,
+    /// probing the index once per id costs more than reading every row of the key
+    /// (`wide`, 116 ms against 25 ms for 10,000 ids), so they are filtered here.
+    fn by_scans(
+        &self,
+        wide: &str,
+        narrow: &str,
+        key: &(dyn ToSql + Sync),
+        scans: &[u64],
+    ) -> Result<Vec<postgres::Row>> {
+        const NARROW: usize = 64;
+        let mut c = self.conn()?;
+        if scans.len() <= NARROW {
+            let ids: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
+            return c.query(narrow, &[key, &ids]).map_err(|e| self.err(e));
+        }
+        let keep: std::collections::HashSet<i64> = scans.iter().map(|&s| i64_of(s)).collect();
+        let rows = c.query(wide, &[key]).map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| keep.contains(&r.get::<_, i64>(0)))
+            .collect())
     }
 
     /// One jsonb record by key.
@@ -299,6 +342,9 @@ fn migrate_locked(client: &mut postgres::Client, describe: &str) -> Result<()> {
                 known: SCHEMA_VERSION,
             });
         }
+        if found == SCHEMA_VERSION {
+            return Ok(()); // up to date: nothing for the runner to do
+        }
     } else {
         let tables: Vec<String> = client
             .query(
@@ -466,6 +512,38 @@ impl Backend for Postgres {
             .map_err(|e| self.err(e))?;
         row.map(|r| self.codec.unpack_json("files", r.get(0)))
             .transpose()
+    }
+
+    fn scans_many(&self, ids: &[u64]) -> Result<Vec<Option<ScanRecord>>> {
+        let want: Vec<i64> = ids.iter().map(|&s| i64_of(s)).collect();
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT id, record::text FROM scans WHERE id = ANY($1)",
+                &[&want],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut by_id: HashMap<i64, ScanRecord> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            by_id.insert(r.get(0), self.decode("scan", r.get::<_, &str>(1))?);
+        }
+        Ok(want.iter().map(|id| by_id.remove(id)).collect())
+    }
+
+    fn inventories_json(&self, scans: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.blobs(
+            "inventory",
+            "SELECT scan, inventory FROM inventories WHERE scan = ANY($1)",
+            scans,
+        )
+    }
+
+    fn files_json_many(&self, scans: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.blobs(
+            "files",
+            "SELECT scan, files FROM inventories WHERE scan = ANY($1)",
+            scans,
+        )
     }
 
     fn record_scan(&self, new: NewScan<'_>) -> Result<Written> {
@@ -658,14 +736,12 @@ impl Backend for Postgres {
     }
 
     fn packages_indexed(&self, name: &str, scans: &[u64]) -> Result<Option<PackageRows>> {
-        let ids: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT scan, package FROM scan_packages WHERE name = $1 AND scan = ANY($2)",
-                &[&name, &ids],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.by_scans(
+            "SELECT scan, package FROM scan_packages WHERE name = $1",
+            "SELECT scan, package FROM scan_packages WHERE name = $1 AND scan = ANY($2)",
+            &name,
+            scans,
+        )?;
         Ok(Some(
             rows.iter()
                 .map(|r| (r.get::<_, i64>(0).max(0) as u64, r.get(1)))
@@ -674,14 +750,12 @@ impl Backend for Postgres {
     }
 
     fn files_indexed(&self, sha256: &[u8; 32], scans: &[u64]) -> Result<Option<Vec<u64>>> {
-        let ids: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT DISTINCT scan FROM scan_files WHERE sha256 = $1 AND scan = ANY($2)",
-                &[&sha256.as_slice(), &ids],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.by_scans(
+            "SELECT DISTINCT scan FROM scan_files WHERE sha256 = $1",
+            "SELECT DISTINCT scan FROM scan_files WHERE sha256 = $1 AND scan = ANY($2)",
+            &sha256.as_slice(),
+            scans,
+        )?;
         Ok(Some(
             rows.iter()
                 .map(|r| r.get::<_, i64>(0).max(0) as u64)
@@ -703,15 +777,13 @@ impl Backend for Postgres {
     }
 
     fn scans_with_packages(&self, names: &[String], scans: &[u64]) -> Result<Option<Vec<u64>>> {
-        let ids: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT DISTINCT scan FROM scan_packages \
-                 WHERE (name = ANY($1) OR source_name = ANY($1)) AND scan = ANY($2)",
-                &[&names, &ids],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.by_scans(
+            "SELECT DISTINCT scan FROM scan_packages WHERE (name = ANY($1) OR source_name = ANY($1))",
+            "SELECT DISTINCT scan FROM scan_packages \
+             WHERE (name = ANY($1) OR source_name = ANY($1)) AND scan = ANY($2)",
+            &names,
+            scans,
+        )?;
         Ok(Some(
             rows.iter()
                 .map(|r| r.get::<_, i64>(0).max(0) as u64)
