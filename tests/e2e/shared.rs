@@ -1,7 +1,9 @@
 //! One PostgreSQL catalog, many processes at once: eight collectors recording scans (one
 //! of them on the image being patched), a patch run committing a version and rolling it
 //! back, `serve` answering the API and the CLI querying, for a minute. Nothing refuses
-//! for a lock, no write is lost, versions stay contiguous, every run finishes.
+//! for a lock, no write is lost, versions stay contiguous, every run finishes. And the
+//! ways a shared catalog fails to open: each exits 2, names the catalog, never prints
+//! the password, writes nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -248,4 +250,61 @@ pub(crate) fn copy_round_trip(data: &Path, reads: &[Vec<&str>]) {
     for (i, args) in reads.iter().enumerate() {
         assert_eq!(on_sled[i], original[i], "{args:?} back on sled");
     }
+}
+
+#[test]
+fn a_catalog_that_cannot_be_opened_exits_2_naming_it_without_the_password() {
+    let Some(server) = coldpatch_testkit::pg::server() else {
+        return;
+    };
+    let run = |catalog: &str| {
+        Command::new(env!("CARGO_BIN_EXE_coldpatch"))
+            .args(["--catalog", catalog, "images"])
+            .env_remove("COLDPATCH_DATA_DIR")
+            .env_remove("PGPASSWORD")
+            .output()
+            .expect("run")
+    };
+    let db = server.database();
+    let foreign = server.database();
+    server.sql(&foreign, "CREATE TABLE invoices (id int)");
+    for (catalog, says) in [
+        (
+            server.tcp_url(&db, "hunter2-wrong"),
+            "password authentication failed".to_string(),
+        ),
+        (
+            "postgres://coldpatch:hunter2-wrong@127.0.0.1:1/x".to_string(),
+            "cannot connect to PostgreSQL catalog postgres://coldpatch@127.0.0.1:1/x".to_string(),
+        ),
+        (
+            "postgres://coldpatch:hunter2-wrong@db:port/x".to_string(),
+            "not a PostgreSQL URL".to_string(),
+        ),
+        (
+            server.url(&foreign),
+            "holds tables that are not a coldpatch catalog (invoices)".to_string(),
+        ),
+    ] {
+        let out = run(&catalog);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{catalog}: {err}");
+        assert!(err.contains(&says), "{catalog}: {err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the password is never printed: {err}"
+        );
+    }
+    assert_eq!(
+        server.query(
+            &foreign,
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public'"
+        ),
+        ["invoices"],
+        "nothing written"
+    );
+    // The right password opens it.
+    let out = run(&server.tcp_url(&db, "coldpatch"));
+    assert!(out.status.success(), "{}", stderr(&out));
 }
