@@ -119,7 +119,7 @@ impl Postgres {
     fn blobs(&self, what: &str, sql: &str, scans: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
         use rayon::prelude::*;
         let want: Vec<i64> = scans.iter().map(|&s| i64_of(s)).collect();
-        let rows = self.conn()?.query(sql, &[&want]).map_err(|e| self.err(e))?;
+        let rows = self.query(sql, &[&want])?;
         let mut by_id: HashMap<i64, Vec<u8>> = HashMap::with_capacity(rows.len());
         for r in rows {
             by_id.insert(r.get(0), r.get(1));
@@ -164,10 +164,7 @@ impl Postgres {
         sql: &str,
         key: &(dyn ToSql + Sync),
     ) -> Result<Option<T>> {
-        let row = self
-            .conn()?
-            .query_opt(sql, &[key])
-            .map_err(|e| self.err(e))?;
+        let row = self.query_opt(sql, &[key])?;
         row.map(|r| self.decode(what, r.get::<_, &str>(0)))
             .transpose()
     }
@@ -179,10 +176,33 @@ impl Postgres {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<T>> {
-        let rows = self.conn()?.query(sql, params).map_err(|e| self.err(e))?;
+        let rows = self.query(sql, params)?;
         rows.iter()
             .map(|r| self.decode(what, r.get::<_, &str>(0)))
             .collect()
+    }
+
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+        self.conn()?.query(sql, params).map_err(|e| self.err(e))
+    }
+
+    fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<postgres::Row>> {
+        self.conn()?.query_opt(sql, params).map_err(|e| self.err(e))
+    }
+
+    fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<postgres::Row> {
+        self.conn()?.query_one(sql, params).map_err(|e| self.err(e))
+    }
+
+    /// One scan's blob, unpacked.
+    fn blob(&self, what: &str, sql: &str, scan: u64) -> Result<Option<Vec<u8>>> {
+        self.query_opt(sql, &[&i64_of(scan)])?
+            .map(|r| self.codec.unpack_json(what, r.get(0)))
+            .transpose()
     }
 
     fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
@@ -379,10 +399,7 @@ impl Backend for Postgres {
     }
 
     fn schema_version(&self) -> Result<i64> {
-        let row = self
-            .conn()?
-            .query_one(&format!("SELECT max(version) FROM {HISTORY}"), &[])
-            .map_err(|e| self.err(e))?;
+        let row = self.query_one(&format!("SELECT max(version) FROM {HISTORY}"), &[])?;
         Ok(i64::from(row.get::<_, Option<i32>>(0).unwrap_or(0)))
     }
 
@@ -391,10 +408,7 @@ impl Backend for Postgres {
     }
 
     fn counter(&self, counter: &str) -> Result<u64> {
-        let row = self
-            .conn()?
-            .query_opt("SELECT n FROM counters WHERE name = $1", &[&counter])
-            .map_err(|e| self.err(e))?;
+        let row = self.query_opt("SELECT n FROM counters WHERE name = $1", &[&counter])?;
         Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
     }
 
@@ -408,22 +422,16 @@ impl Backend for Postgres {
     }
 
     fn next_id(&self, counter: &str) -> Result<u64> {
-        let row = self
-            .conn()?
-            .query_one(
-                "INSERT INTO counters (name, n) VALUES ($1, 1) \
+        let row = self.query_one(
+            "INSERT INTO counters (name, n) VALUES ($1, 1) \
                  ON CONFLICT (name) DO UPDATE SET n = counters.n + 1 RETURNING n",
-                &[&counter],
-            )
-            .map_err(|e| self.err(e))?;
+            &[&counter],
+        )?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .conn()?
-            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
-            .map_err(|e| self.err(e))?;
+        let row = self.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -436,10 +444,7 @@ impl Backend for Postgres {
     }
 
     fn image_id(&self, path: &str) -> Result<Option<u64>> {
-        let row = self
-            .conn()?
-            .query_opt("SELECT id FROM images WHERE path = $1", &[&path])
-            .map_err(|e| self.err(e))?;
+        let row = self.query_opt("SELECT id FROM images WHERE path = $1", &[&path])?;
         Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
     }
 
@@ -477,13 +482,10 @@ impl Backend for Postgres {
     }
 
     fn scan_ids(&self, image: u64) -> Result<Vec<u64>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT id FROM scans WHERE image = $1 ORDER BY id",
-                &[&i64_of(image)],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.query(
+            "SELECT id FROM scans WHERE image = $1 ORDER BY id",
+            &[&i64_of(image)],
+        )?;
         Ok(rows
             .iter()
             .map(|r| r.get::<_, i64>(0).max(0) as u64)
@@ -491,38 +493,27 @@ impl Backend for Postgres {
     }
 
     fn inventory_json(&self, scan: u64) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "SELECT inventory FROM inventories WHERE scan = $1",
-                &[&i64_of(scan)],
-            )
-            .map_err(|e| self.err(e))?;
-        row.map(|r| self.codec.unpack_json("inventory", r.get(0)))
-            .transpose()
+        self.blob(
+            "inventory",
+            "SELECT inventory FROM inventories WHERE scan = $1",
+            scan,
+        )
     }
 
     fn files_json(&self, scan: u64) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "SELECT files FROM inventories WHERE scan = $1",
-                &[&i64_of(scan)],
-            )
-            .map_err(|e| self.err(e))?;
-        row.map(|r| self.codec.unpack_json("files", r.get(0)))
-            .transpose()
+        self.blob(
+            "files",
+            "SELECT files FROM inventories WHERE scan = $1",
+            scan,
+        )
     }
 
     fn scans_many(&self, ids: &[u64]) -> Result<Vec<Option<ScanRecord>>> {
         let want: Vec<i64> = ids.iter().map(|&s| i64_of(s)).collect();
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT id, record::text FROM scans WHERE id = ANY($1)",
-                &[&want],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.query(
+            "SELECT id, record::text FROM scans WHERE id = ANY($1)",
+            &[&want],
+        )?;
         let mut by_id: HashMap<i64, ScanRecord> = HashMap::with_capacity(rows.len());
         for r in &rows {
             by_id.insert(r.get(0), self.decode("scan", r.get::<_, &str>(1))?);
@@ -638,13 +629,10 @@ impl Backend for Postgres {
     }
 
     fn run_images(&self, run: &str) -> Result<Vec<RunImage>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT record FROM run_images WHERE run = $1 ORDER BY image",
-                &[&run],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.query(
+            "SELECT record FROM run_images WHERE run = $1 ORDER BY image",
+            &[&run],
+        )?;
         rows.iter()
             .map(|r| self.codec.unpack("run image", r.get(0)))
             .collect()
@@ -655,13 +643,10 @@ impl Backend for Postgres {
     }
 
     fn advisories_json(&self, feed: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT id, record FROM advisories WHERE feed = $1 ORDER BY id",
-                &[&feed],
-            )
-            .map_err(|e| self.err(e))?;
+        let rows = self.query(
+            "SELECT id, record FROM advisories WHERE feed = $1 ORDER BY id",
+            &[&feed],
+        )?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -764,15 +749,12 @@ impl Backend for Postgres {
     }
 
     fn advisories_indexed(&self, id: &str) -> Result<Option<AdvisoryRows>> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT a.feed, a.record FROM advisories a \
+        let rows = self.query(
+            "SELECT a.feed, a.record FROM advisories a \
                  WHERE (a.feed, a.id) IN (SELECT feed, id FROM advisory_names WHERE name = $1) \
                  ORDER BY a.feed, a.id",
-                &[&id.to_ascii_uppercase()],
-            )
-            .map_err(|e| self.err(e))?;
+            &[&id.to_ascii_uppercase()],
+        )?;
         Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
     }
 
@@ -802,28 +784,19 @@ impl Backend for Postgres {
     }
 
     fn repo(&self, root: &str) -> Result<Option<StoredRepo>> {
-        let row = self
-            .conn()?
-            .query_opt("SELECT record FROM repos WHERE root = $1", &[&root])
-            .map_err(|e| self.err(e))?;
+        let row = self.query_opt("SELECT record FROM repos WHERE root = $1", &[&root])?;
         row.map(|r| self.codec.unpack("repo", r.get(0))).transpose()
     }
 
     fn repos(&self) -> Result<Vec<StoredRepo>> {
-        let rows = self
-            .conn()?
-            .query("SELECT record FROM repos ORDER BY root", &[])
-            .map_err(|e| self.err(e))?;
+        let rows = self.query("SELECT record FROM repos ORDER BY root", &[])?;
         rows.iter()
             .map(|r| self.codec.unpack("repo", r.get(0)))
             .collect()
     }
 
     fn repo_roots(&self) -> Result<Vec<String>> {
-        let rows = self
-            .conn()?
-            .query("SELECT root FROM repos ORDER BY root", &[])
-            .map_err(|e| self.err(e))?;
+        let rows = self.query("SELECT root FROM repos ORDER BY root", &[])?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -850,13 +823,10 @@ impl Backend for Postgres {
     }
 
     fn remove_token(&self, id: &str) -> Result<Option<TokenRecord>> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "DELETE FROM tokens WHERE id = $1 RETURNING record::text",
-                &[&id],
-            )
-            .map_err(|e| self.err(e))?;
+        let row = self.query_opt(
+            "DELETE FROM tokens WHERE id = $1 RETURNING record::text",
+            &[&id],
+        )?;
         row.map(|r| self.decode("token", r.get::<_, &str>(0)))
             .transpose()
     }
