@@ -9,8 +9,7 @@ use serde::Serialize;
 use crate::backend::{Expect, NewScan, COUNTERS};
 use crate::error::{CatalogError, Result};
 use crate::store::Catalog;
-
-const APPLIANCE_KEY: &str = "appliance_id";
+use crate::versions::APPLIANCE_KEY;
 
 /// How many records of each kind were copied, or a catalog holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

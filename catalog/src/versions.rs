@@ -19,7 +19,8 @@ use crate::store::Catalog;
 pub type Numbered = (u32, [u8; 32]);
 
 const DOMAIN: &[u8] = b"coldpatch-version-check-v1";
-const APPLIANCE_KEY: &str = "appliance_id";
+/// The meta key of the catalog's appliance id (a copy carries it over).
+pub(crate) const APPLIANCE_KEY: &str = "appliance_id";
 
 pub fn check_value(
     number: u32,

@@ -198,6 +198,11 @@ impl Postgres {
         self.conn()?.query_one(sql, params).map_err(|e| self.err(e))
     }
 
+    /// Writes one keyed jsonb record (`sql` takes the key as `$1`, the JSON as `$2`).
+    fn put_record(&self, sql: &str, key: &str, json: &str) -> Result<()> {
+        self.exec(sql, &[&key, &json]).map(|_| ())
+    }
+
     /// One scan's blob, unpacked.
     fn blob(&self, what: &str, sql: &str, scan: u64) -> Result<Option<Vec<u8>>> {
         self.query_opt(sql, &[&i64_of(scan)])?
@@ -272,8 +277,7 @@ impl Postgres {
         let mut w =
             BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::TEXT, Type::BYTEA]);
         for p in &new.inv.packages {
-            let json = serde_json::to_vec(p)
-                .map_err(|e| self.err(format!("cannot encode package: {e}")))?;
+            let json = self.codec.json("package", p)?;
             w.write(&[&scan, &p.name, &p.source_name, &json])
                 .map_err(|e| self.err(e))?;
         }
@@ -326,10 +330,7 @@ impl Postgres {
 
 /// Brings the schema up to this coldpatch's, or says why it will not.
 fn migrate(client: &mut postgres::Client, describe: &str) -> Result<()> {
-    let store = |e: StoreCause| CatalogError::Store {
-        catalog: describe.to_string(),
-        source: e,
-    };
+    let store = |e: StoreCause| store_error(describe, e);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
         .map_err(|e| store(e.into()))?;
@@ -340,11 +341,17 @@ fn migrate(client: &mut postgres::Client, describe: &str) -> Result<()> {
     Ok(())
 }
 
-fn migrate_locked(client: &mut postgres::Client, describe: &str) -> Result<()> {
-    let store = |e: StoreCause| CatalogError::Store {
+/// A storage failure of the catalog `describe` names, before a handle (and its codec)
+/// exists.
+fn store_error(describe: &str, e: StoreCause) -> CatalogError {
+    CatalogError::Store {
         catalog: describe.to_string(),
         source: e,
-    };
+    }
+}
+
+fn migrate_locked(client: &mut postgres::Client, describe: &str) -> Result<()> {
+    let store = |e: StoreCause| store_error(describe, e);
     let has_history: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY])
         .map_err(|e| store(e.into()))?
@@ -801,13 +808,12 @@ impl Backend for Postgres {
     }
 
     fn put_token(&self, token: &TokenRecord) -> Result<()> {
-        let json = self.json("token", token)?;
-        self.exec(
+        self.put_record(
             "INSERT INTO tokens (id, record) VALUES ($1, $2::text::jsonb) \
              ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-            &[&token.id, &json],
-        )?;
-        Ok(())
+            &token.id,
+            &self.json("token", token)?,
+        )
     }
 
     fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
@@ -832,13 +838,12 @@ impl Backend for Postgres {
     }
 
     fn put_schedule(&self, s: &Schedule) -> Result<()> {
-        let json = self.json("schedule", s)?;
-        self.exec(
+        self.put_record(
             "INSERT INTO schedules (id, record) VALUES ($1, $2::text::jsonb) \
              ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-            &[&s.id, &json],
-        )?;
-        Ok(())
+            &s.id,
+            &self.json("schedule", s)?,
+        )
     }
 
     fn replace_schedule(&self, s: &Schedule, was: &Schedule) -> Result<bool> {
