@@ -60,6 +60,8 @@ pub enum Command {
         /// Never start a libguestfs appliance (roots on LVM, XFS or btrfs then fail)
         #[arg(long)]
         no_guestfs: bool,
+        #[command(flatten)]
+        queue: QueueArgs,
         #[arg(long)]
         json: bool,
     },
@@ -225,6 +227,35 @@ pub enum Command {
         #[arg(long)]
         insecure_cookies: bool,
     },
+    /// Take collect and patch jobs from a shared (PostgreSQL) catalog's queue and run them
+    /// here, for the images under this host's roots, until SIGTERM
+    Worker {
+        /// This worker's name, unique among the live workers of the catalog
+        #[arg(long)]
+        name: String,
+        /// A directory whose images this host reaches (repeatable) [default: /]
+        #[arg(long = "image-root", value_name = "DIR")]
+        image_roots: Vec<PathBuf>,
+        /// Parts run side by side (each a collect job, or a batch of one patch run)
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        slots: u16,
+        /// libguestfs appliances per patch batch
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        appliances: u16,
+        /// Images of one patch run taken together, into one appliance batch
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        batch: u16,
+        /// How long a claimed job stays this worker's without a heartbeat; a worker that
+        /// dies loses its jobs to the others after this
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        lease: Duration,
+    },
+    /// The workers registered on a shared catalog: host, roots, slots, last heartbeat,
+    /// jobs held, alive or lost
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
     /// The catalog itself: what it is and holds, and copying it to another backend
     Catalog {
         #[command(subcommand)]
@@ -364,6 +395,17 @@ pub struct Batch {
     pub appliances: u16,
 }
 
+/// Queue a run for the workers of a shared catalog instead of running it here.
+#[derive(clap::Args)]
+pub struct QueueArgs {
+    /// Queue it on the shared catalog for `coldpatch worker` processes; prints the run id
+    #[arg(long)]
+    pub queue: bool,
+    /// With --queue: follow the run to its end, with a progress bar
+    #[arg(long, requires = "queue")]
+    pub wait: bool,
+}
+
 #[derive(Subcommand)]
 pub enum PatchCommand {
     /// Print what an upgrade would install, and why, without writing anything
@@ -385,6 +427,8 @@ pub enum PatchCommand {
         fix: Fix,
         #[command(flatten)]
         batch: Batch,
+        #[command(flatten)]
+        queue: QueueArgs,
         #[arg(long)]
         json: bool,
     },

@@ -13,7 +13,9 @@ use coldpatch_disk::OpenOptions;
 
 use crate::args::{CatalogCommand, Cli, Command, FeedCommand, PatchCommand, RepoCommand};
 use crate::keys::{image_key, keys, versions};
-use crate::{catalogcmd, inventorycmd, output, patchcmd, repocmd, tokencmd, versioncmd, vulncmd};
+use crate::{
+    catalogcmd, inventorycmd, output, patchcmd, repocmd, tokencmd, versioncmd, vulncmd, workercmd,
+};
 
 /// The catalog could not be opened at all (exit 2): its location, server, login or schema.
 #[derive(Debug)]
@@ -113,6 +115,29 @@ pub fn run() -> Result<ExitCode> {
             .context("the server stopped")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker {
+            name,
+            image_roots,
+            slots,
+            appliances,
+            batch,
+            lease,
+        } => workercmd::worker(
+            catalog,
+            coldpatch_jobs::worker::WorkerOptions {
+                roots: if image_roots.is_empty() {
+                    vec![PathBuf::from("/")]
+                } else {
+                    image_roots
+                },
+                slots: slots.into(),
+                appliances: appliances.into(),
+                batch: batch.into(),
+                lease,
+                name,
+            },
+        ),
+        Command::Workers { json } => workercmd::workers(&catalog, json),
         Command::Token { command } => tokencmd::token(&catalog, command),
         Command::Catalog { command } => match command {
             CatalogCommand::Info { json } => catalogcmd::info(&catalog, json),
@@ -127,8 +152,12 @@ pub fn run() -> Result<ExitCode> {
             image_roots,
             rescan,
             no_guestfs,
+            queue,
             json,
         } => {
+            if queue.queue {
+                return workercmd::queue_collect(catalog, &images, rescan, &queue, json);
+            }
             let opts = CollectOptions {
                 open: OpenOptions {
                     image_roots,
@@ -181,8 +210,16 @@ pub fn run() -> Result<ExitCode> {
             PatchCommand::Apply {
                 images,
                 fix,
+                queue,
+                json,
+                ..
+            } if queue.queue => workercmd::queue_apply(catalog, &images, &fix, &queue, json),
+            PatchCommand::Apply {
+                images,
+                fix,
                 batch,
                 json,
+                ..
             } => patchcmd::apply(
                 &catalog,
                 &keys(&catalog, &images),

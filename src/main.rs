@@ -12,6 +12,7 @@ mod repocmd;
 mod tokencmd;
 mod versioncmd;
 mod vulncmd;
+mod workercmd;
 
 use std::process::ExitCode;
 

@@ -176,7 +176,9 @@ pub fn flatten(catalog: &Catalog, image: &str, out: &Path) -> Result<ExitCode> {
 /// A run still marked running whose process is gone was interrupted (the next run on its
 /// images records that; this shows it already).
 fn effective(mut r: RunRecord) -> RunRecord {
-    if r.state == RunState::Running && !Path::new(&format!("/proc/{}", r.pid)).exists() {
+    // A shared run's parts run on workers anywhere, under leases: its pid says nothing.
+    if r.state == RunState::Running && !r.shared && !Path::new(&format!("/proc/{}", r.pid)).exists()
+    {
         r.state = RunState::Interrupted;
     }
     r
@@ -214,8 +216,15 @@ pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     let run = effective(catalog.run(id)?);
     let images = catalog.run_images(id)?;
     let events = catalog.events(id)?;
+    let jobs = if run.shared {
+        catalog.run_jobs(id)?
+    } else {
+        Vec::new()
+    };
     if json {
-        output::json(&serde_json::json!({ "run": run, "images": images, "events": events }))?;
+        output::json(&serde_json::json!({
+            "run": run, "images": images, "events": events, "jobs": jobs
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
@@ -228,11 +237,31 @@ pub fn run(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
             .map(|e| format!(" — {e}"))
             .unwrap_or_default()
     )?;
+    for j in &jobs {
+        let at = match (&j.job.worker, &j.job.outcome) {
+            (_, Some(o)) => o.clone(),
+            (Some(w), None) => format!("on worker {w}"),
+            (None, None) if j.waiting_for_root => {
+                "waiting for a worker with a root over it".to_string()
+            }
+            (None, None) => "waiting for a free worker".to_string(),
+        };
+        let tries = if j.job.attempts > 1 {
+            format!(" ({} attempts)", j.job.attempts)
+        } else {
+            String::new()
+        };
+        outln!("  job {}: {} {at}{tries}", j.job.image, j.job.state)?;
+    }
     for e in &events {
         let t = output::time(e.time_ms / 1000);
         outln!(
-            "  {t} {:<12} {}{}",
+            "  {t} {:<12} {}{}{}",
             e.kind,
+            e.worker
+                .as_ref()
+                .map(|w| format!("[{w}] "))
+                .unwrap_or_default(),
             e.image
                 .as_ref()
                 .map(|i| format!("{i}: "))

@@ -8,6 +8,14 @@ pub type StoreCause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    #[error("{catalog} has no shared job queue: workers and queued runs need a PostgreSQL catalog (--catalog postgresql://...)")]
+    NotShared { catalog: String },
+    #[error("a worker named {name} is alive on {host} (pid {pid}): give this one another --name, or stop that one")]
+    WorkerTaken {
+        name: String,
+        host: String,
+        pid: u32,
+    },
     #[error("catalog at {dir} is in use by another coldpatch process")]
     Locked { dir: PathBuf },
     #[error("{catalog}: {why}")]
@@ -100,6 +108,8 @@ impl CatalogError {
                 | CatalogError::Foreign { .. }
                 | CatalogError::NoStateDir { .. }
                 | CatalogError::Locked { .. }
+                | CatalogError::NotShared { .. }
+                | CatalogError::WorkerTaken { .. }
         )
     }
 

@@ -22,6 +22,7 @@ pub mod feeds;
 pub mod ingest;
 pub mod location;
 pub mod model;
+pub mod queue;
 pub mod repos;
 pub mod runs;
 pub mod schedules;

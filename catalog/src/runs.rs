@@ -66,6 +66,10 @@ pub struct RunRecord {
     /// The schedule that queued it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// Queued on the shared queue (`queue.rs`): workers run its images, each part under
+    /// a lease, so `pid` says nothing of whether it is alive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +134,9 @@ pub struct Event {
     /// "committed", "failed", "discarded", "rolled-back", "finished", …
     pub kind: String,
     pub message: String,
+    /// The worker that wrote it (`coldpatch worker --name`), if a worker did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -167,7 +174,7 @@ impl Catalog {
         run.spec = Some(spec);
         run.schedule = schedule.map(str::to_string);
         let by = schedule.map_or(String::new(), |s| format!(" by schedule {s}"));
-        let e = Self::new_event(
+        let e = self.new_event(
             &run.id,
             None,
             "queued",
@@ -177,7 +184,7 @@ impl Catalog {
         Ok(run)
     }
 
-    fn new_run(kind: &str, images: &[String], state: RunState) -> RunRecord {
+    pub(crate) fn new_run(kind: &str, images: &[String], state: RunState) -> RunRecord {
         let t = now();
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
@@ -199,6 +206,7 @@ impl Catalog {
             error: None,
             spec: None,
             schedule: None,
+            shared: false,
         }
     }
 
@@ -211,7 +219,7 @@ impl Catalog {
         run.state = RunState::Running;
         run.started = now();
         run.pid = std::process::id();
-        let e = Self::new_event(&run.id, None, "started", message);
+        let e = self.new_event(&run.id, None, "started", message);
         self.db().put_run(&run, Some(&e))?;
         Ok((run, e))
     }
@@ -229,7 +237,7 @@ impl Catalog {
         if error.is_some() {
             run.error = error;
         }
-        let e = Self::new_event(&run.id, None, "finished", state.as_str());
+        let e = self.new_event(&run.id, None, "finished", state.as_str());
         self.db().put_run(run, Some(&e))?;
         Ok(e)
     }
@@ -245,8 +253,15 @@ impl Catalog {
         self.db().runs()
     }
 
-    fn new_event(run: &str, image: Option<&str>, kind: &str, message: &str) -> Event {
+    pub(crate) fn new_event(
+        &self,
+        run: &str,
+        image: Option<&str>,
+        kind: &str,
+        message: &str,
+    ) -> Event {
         Event {
+            worker: self.actor().map(str::to_string),
             run: run.to_string(),
             seq: SEQ.fetch_add(1, Ordering::Relaxed),
             time_ms: now_ms(),
@@ -265,7 +280,7 @@ impl Catalog {
         kind: &str,
         message: &str,
     ) -> Result<Event> {
-        let e = Self::new_event(run, image, kind, message);
+        let e = self.new_event(run, image, kind, message);
         self.db().put_event(&e)?;
         Ok(e)
     }

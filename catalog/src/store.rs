@@ -20,16 +20,19 @@ use crate::model::{
 use crate::state::StateDir;
 
 pub struct Catalog {
-    backend: Box<dyn Backend>,
+    backend: std::sync::Arc<dyn Backend>,
     state: StateDir,
+    /// The worker this process is (`coldpatch worker`): every event it writes names it.
+    actor: Option<String>,
 }
 
 impl Catalog {
     /// Opens (or makes) the embedded catalog in `dir`, which is also its state directory.
     pub fn open(dir: &Path) -> Result<Catalog> {
         Ok(Catalog {
-            backend: Box::new(backend::sled::Sled::open(dir)?),
+            backend: std::sync::Arc::new(backend::sled::Sled::open(dir)?),
             state: StateDir::new(dir),
+            actor: None,
         })
     }
 
@@ -39,14 +42,31 @@ impl Catalog {
     pub fn connect(at: &Location, state: Option<&Path>) -> Result<Catalog> {
         match at {
             Location::Dir(dir) => Ok(Catalog {
-                backend: Box::new(backend::sled::Sled::open(dir)?),
+                backend: std::sync::Arc::new(backend::sled::Sled::open(dir)?),
                 state: StateDir::new(state.unwrap_or(dir)),
+                actor: None,
             }),
             Location::Postgres(pg) => Ok(Catalog {
-                backend: Box::new(backend::postgres::Postgres::open(pg)?),
+                backend: std::sync::Arc::new(backend::postgres::Postgres::open(pg)?),
                 state: state.map_or_else(|| StateDir::absent(&at.describe()), StateDir::new),
+                actor: None,
             }),
         }
+    }
+
+    /// The same catalog (one store, one state directory) as seen by a worker: every
+    /// event written through it names the worker.
+    pub fn acting_as(&self, worker: &str) -> Catalog {
+        Catalog {
+            backend: self.backend.clone(),
+            state: self.state.clone(),
+            actor: Some(worker.to_string()),
+        }
+    }
+
+    /// The worker this process is, if it is one.
+    pub fn actor(&self) -> Option<&str> {
+        self.actor.as_deref()
     }
 
     /// What this catalog is, for messages.

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use coldpatch_catalog::queue::JobOutcome;
 use coldpatch_catalog::{Catalog, CatalogError, PlanPolicy, RunRecord, RunState};
-use coldpatch_collector::CollectOptions;
 use serde::Serialize;
 
 use crate::spec::{request, JobSpec};
@@ -74,6 +74,16 @@ enum RunError {
     Patch(#[from] coldpatch_patcher::PatchError),
 }
 
+impl crate::Queue for Jobs {
+    fn submit(&self, spec: &JobSpec, schedule: Option<&str>) -> Result<RunRecord, JobError> {
+        self.submit_here(spec, schedule)
+    }
+
+    fn cancel(&self, id: &str) -> Result<Cancelled, JobError> {
+        self.cancel_here(id)
+    }
+}
+
 impl Jobs {
     pub fn new(catalog: Arc<Catalog>, appliances: usize) -> Jobs {
         Jobs {
@@ -96,7 +106,7 @@ impl Jobs {
     }
 
     /// Queues a job as a new run; returns the run (state `queued`).
-    pub fn submit(&self, spec: &JobSpec, schedule: Option<&str>) -> Result<RunRecord, JobError> {
+    fn submit_here(&self, spec: &JobSpec, schedule: Option<&str>) -> Result<RunRecord, JobError> {
         if spec.images().is_empty() {
             return Err(JobError::NoImages);
         }
@@ -142,7 +152,7 @@ impl Jobs {
         self.lock().queue.len()
     }
 
-    pub fn cancel(&self, id: &str) -> Result<Cancelled, JobError> {
+    fn cancel_here(&self, id: &str) -> Result<Cancelled, JobError> {
         let mut g = self.lock();
         if let Some(pos) = g.queue.iter().position(|r| r.id == id) {
             let dequeued = g.queue.remove(pos);
@@ -308,31 +318,14 @@ impl Jobs {
         let started = format!("collect on {} image(s)", images.len());
         let (mut run, _) = c.begin_run(run, &started)?;
         log(&run.id, None, "started", &started);
-        let opts = CollectOptions::default();
         let mut failed = 0;
         for img in images {
             if cancel.load(Ordering::SeqCst) {
                 self.event(&run.id, Some(img), "cancelled", "not collected")?;
                 continue;
             }
-            match c.ingest(Path::new(img), &opts, rescan, &mut |_, _| {}) {
-                Ok((s, unchanged)) => self.event(
-                    &run.id,
-                    Some(img),
-                    "collected",
-                    &format!(
-                        "{}: {} packages, {} files{}; scan {}",
-                        s.os.as_deref().unwrap_or("unknown OS"),
-                        s.packages,
-                        s.files,
-                        if unchanged { " (unchanged)" } else { "" },
-                        s.id
-                    ),
-                )?,
-                Err(e) => {
-                    failed += 1;
-                    self.event(&run.id, Some(img), "failed", &reason(e))?;
-                }
+            if crate::worker::collect_image(c, &run.id, img, rescan)? == JobOutcome::Failed {
+                failed += 1;
             }
         }
         let (state, error) = if cancel.load(Ordering::SeqCst) {

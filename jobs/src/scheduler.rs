@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coldpatch_catalog::{Action, Catalog, Schedule};
 
-use crate::{JobError, JobSpec, Jobs};
+use crate::{JobError, JobSpec, Queue};
 
 type Result<T> = std::result::Result<T, JobError>;
 
@@ -111,7 +111,7 @@ pub fn spec(catalog: &Catalog, s: &Schedule) -> Result<JobSpec> {
 }
 
 /// One pass at `now`: queues a run for every schedule due; returns their ids.
-pub fn step(catalog: &Catalog, jobs: &Jobs, now: u64) -> Result<Vec<String>> {
+pub fn step(catalog: &Catalog, jobs: &dyn Queue, now: u64) -> Result<Vec<String>> {
     let mut queued = Vec::new();
     for mut s in catalog.schedules()? {
         if !s.enabled {
@@ -146,12 +146,12 @@ pub fn step(catalog: &Catalog, jobs: &Jobs, now: u64) -> Result<Vec<String>> {
 /// catch-up of what was missed while the server was down).
 pub fn spawn(
     catalog: std::sync::Arc<Catalog>,
-    jobs: std::sync::Arc<Jobs>,
+    jobs: std::sync::Arc<dyn Queue>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("coldpatch-scheduler".into())
         .spawn(move || loop {
-            if let Err(e) = step(&catalog, &jobs, coldpatch_catalog::clock::now()) {
+            if let Err(e) = step(&catalog, jobs.as_ref(), coldpatch_catalog::clock::now()) {
                 eprintln!("scheduler: {}", crate::reason(e));
             }
             std::thread::sleep(TICK);

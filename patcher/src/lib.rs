@@ -21,7 +21,8 @@ pub use guest::{Change, GuestError, Put};
 pub use plan::{Plan, Refusal, Request, Step};
 pub use pm::plan;
 pub use run::{
-    execute, flatten, repository, rollback, Ask, Control, ImageResult, RunReport, Watch,
+    execute, execute_part, flatten, repository, rollback, Ask, Control, ImageResult, RunReport,
+    Watch,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -54,6 +54,9 @@ struct Ctx<'a, 'w> {
     /// set; the findings follow from those): images that carry the same packages at the
     /// same versions get the plan once. Value: (first image, plan or refusal).
     plans: std::collections::HashMap<[u8; 32], (String, Result<crate::Plan, crate::Refusal>)>,
+    /// The overlays' file name: the run id, and for a redone part of a shared run its
+    /// attempt too, so an attempt that died is never mistaken for the one that lives.
+    overlay_name: String,
 }
 
 /// What a plan depends on besides the request and repository, which one run shares.
@@ -132,12 +135,21 @@ fn roots(catalog: &Catalog, img: &ImageRecord, inv: &Inventory) -> Vec<PathBuf> 
 }
 
 /// Marks runs on `image` that died as interrupted and deletes their overlays. Only
-/// called with the image's lock held, so no live run can be among them.
+/// called with the image's lock held, so no live run can be among them. A run of the
+/// shared queue is not marked: its job on the image was queued again when its worker
+/// lost the lease, and is redone (the overlay of the attempt that died goes here); an
+/// earlier attempt of this same run is swept the same way.
 fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
-    for mut dead in ctx.catalog.running_on(image)? {
-        if dead.id == ctx.run.id {
+    let mut dead_runs = ctx.catalog.running_on(image)?;
+    if ctx.run.shared && !dead_runs.iter().any(|r| r.id == ctx.run.id) {
+        dead_runs.push(ctx.run.clone());
+    }
+    for mut dead in dead_runs {
+        let own = dead.id == ctx.run.id;
+        if own && !ctx.run.shared {
             continue;
         }
+        let mut swept = false;
         for mut ri in ctx.catalog.run_images(&dead.id)? {
             if ri.image != image || ri.outcome != Outcome::Pending {
                 continue;
@@ -147,6 +159,22 @@ fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
             }
             ri.outcome = Outcome::Discarded;
             ctx.catalog.put_run_image(&ri)?;
+            swept = true;
+        }
+        if dead.shared {
+            if swept {
+                let whose = if own {
+                    "an earlier attempt of this run"
+                } else {
+                    "a worker that lost its lease"
+                };
+                ctx.event(
+                    Some(image),
+                    "swept",
+                    &format!("the overlay of {whose} (run {}) was deleted", dead.id),
+                )?;
+            }
+            continue;
         }
         dead.state = RunState::Interrupted;
         dead.error = Some(format!("interrupted; cleaned up by run {}", ctx.run.id));
@@ -272,7 +300,7 @@ fn prepare(
         ),
         Change::Files { puts } => format!("{} file(s)", puts.len()),
     };
-    let overlay = ctx.catalog.state().overlay(img.id, &ctx.run.id);
+    let overlay = ctx.catalog.state().overlay(img.id, &ctx.overlay_name);
     let mut ri = RunImage {
         run: ctx.run.id.clone(),
         image: key.to_string(),
@@ -529,14 +557,7 @@ pub fn execute(
     };
     // What the whole run needs is loaded before it starts: a bad repository is a bad
     // request, not a run that stays "running".
-    let index = catalog.advisory_index()?;
-    let (repo, repo_root) = match ask {
-        Ask::Packages { repo_root, .. } => {
-            let (root, repo) = repository(catalog, repo_root)?;
-            (Some(repo), Some(root))
-        }
-        Ask::Files { .. } => (None, None),
-    };
+    let needs = Needs::load(catalog, ask)?;
     let started = format!("{kind} on {} image(s)", images.len());
     let (run, e) = match control.run.clone() {
         Some(r) => catalog.begin_run(r, &started)?,
@@ -545,80 +566,12 @@ pub fn execute(
     watch(&e);
     let mut ctx = Ctx {
         catalog,
+        overlay_name: run.id.clone(),
         run,
         watch,
         plans: std::collections::HashMap::new(),
     };
-    let mut results: Vec<ImageResult> = Vec::new();
-    let mut ready: Vec<Prepared> = Vec::new();
-    for key in images {
-        if control.cancelled() {
-            ctx.event(
-                Some(key),
-                "cancelled",
-                "not started; the image was not touched",
-            )?;
-            results.push(ImageResult {
-                image: key.clone(),
-                outcome: Outcome::Discarded,
-                fixed: Vec::new(),
-                findings_before: 0,
-                findings_after: None,
-            });
-            continue;
-        }
-        match prepare(&mut ctx, key, ask, &index, repo.as_ref()) {
-            Ok(p) => ready.push(p),
-            Err(e) => {
-                let reason = e.to_string();
-                let outcome = if matches!(e, PatchError::Nothing { .. }) {
-                    ctx.event(Some(key), "unchanged", &reason)?;
-                    Outcome::Unchanged { reason }
-                } else {
-                    ctx.event(Some(key), "failed", &reason)?;
-                    Outcome::Failed { reason }
-                };
-                results.push(ImageResult {
-                    image: key.clone(),
-                    outcome,
-                    fixed: Vec::new(),
-                    findings_before: 0,
-                    findings_after: None,
-                });
-            }
-        }
-    }
-    if control.cancelled() {
-        for p in std::mem::take(&mut ready) {
-            results.push(cancel(&mut ctx, &p, None)?);
-        }
-    }
-    if !ready.is_empty() {
-        let jobs: Vec<Job<'_>> = ready
-            .iter()
-            .map(|p| Job {
-                image: &p.image.path,
-                overlay: &p.overlay,
-                change: &p.change,
-                root_partition: p.root_partition,
-            })
-            .collect();
-        let outcomes = in_appliances(
-            ctx.catalog,
-            &ctx.run.id,
-            &jobs,
-            appliances,
-            repo_root.as_deref(),
-            &mut *ctx.watch,
-        )?;
-        for (p, (res, log)) in ready.into_iter().zip(outcomes) {
-            if control.cancelled() {
-                results.push(cancel(&mut ctx, &p, Some(log))?);
-                continue;
-            }
-            results.push(finish_image(&mut ctx, p, res, log, &index)?);
-        }
-    }
+    let mut results = patch_images(&mut ctx, images, ask, &needs, appliances, &control)?;
     let ok = results.iter().all(|r| r.outcome.is_ok());
     let state = if control.cancelled() {
         RunState::Cancelled
@@ -641,6 +594,145 @@ pub fn execute(
         run: ctx.run,
         images: results,
     })
+}
+
+/// One worker's part of a shared run (`coldpatch worker`): the images it claimed, in one
+/// appliance batch, on a run the queue started and will end. `attempt` is the part's
+/// claim count: a redone part makes overlays of its own name and sweeps those of the
+/// attempt that died.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_part(
+    catalog: &Catalog,
+    run: &RunRecord,
+    attempt: u32,
+    images: &[String],
+    ask: &Ask<'_>,
+    appliances: usize,
+    cancel: &AtomicBool,
+    watch: &mut Watch<'_>,
+) -> Result<Vec<ImageResult>, PatchError> {
+    let needs = Needs::load(catalog, ask)?;
+    let mut ctx = Ctx {
+        catalog,
+        overlay_name: format!("{}.{attempt}", run.id),
+        run: run.clone(),
+        watch,
+        plans: std::collections::HashMap::new(),
+    };
+    let control = Control {
+        run: None,
+        cancel: Some(cancel),
+    };
+    patch_images(&mut ctx, images, ask, &needs, appliances, &control)
+}
+
+/// What every image of a run needs, loaded once: the advisory index, and for packages
+/// the repository.
+struct Needs {
+    index: Index,
+    repo: Option<coldpatch_repo::RepoIndex>,
+    repo_root: Option<PathBuf>,
+}
+
+impl Needs {
+    fn load(catalog: &Catalog, ask: &Ask<'_>) -> Result<Needs, PatchError> {
+        let index = catalog.advisory_index()?;
+        let (repo, repo_root) = match ask {
+            Ask::Packages { repo_root, .. } => {
+                let (root, repo) = repository(catalog, repo_root)?;
+                (Some(repo), Some(root))
+            }
+            Ask::Files { .. } => (None, None),
+        };
+        Ok(Needs {
+            index,
+            repo,
+            repo_root,
+        })
+    }
+}
+
+/// Prepares, changes in the appliance, verifies and commits each image of a started run.
+fn patch_images(
+    ctx: &mut Ctx<'_, '_>,
+    images: &[String],
+    ask: &Ask<'_>,
+    needs: &Needs,
+    appliances: usize,
+    control: &Control<'_>,
+) -> Result<Vec<ImageResult>, PatchError> {
+    let index = &needs.index;
+    let mut results: Vec<ImageResult> = Vec::new();
+    let mut ready: Vec<Prepared> = Vec::new();
+    for key in images {
+        if control.cancelled() {
+            ctx.event(
+                Some(key),
+                "cancelled",
+                "not started; the image was not touched",
+            )?;
+            results.push(ImageResult {
+                image: key.clone(),
+                outcome: Outcome::Discarded,
+                fixed: Vec::new(),
+                findings_before: 0,
+                findings_after: None,
+            });
+            continue;
+        }
+        match prepare(ctx, key, ask, index, needs.repo.as_ref()) {
+            Ok(p) => ready.push(p),
+            Err(e) => {
+                let reason = e.to_string();
+                let outcome = if matches!(e, PatchError::Nothing { .. }) {
+                    ctx.event(Some(key), "unchanged", &reason)?;
+                    Outcome::Unchanged { reason }
+                } else {
+                    ctx.event(Some(key), "failed", &reason)?;
+                    Outcome::Failed { reason }
+                };
+                results.push(ImageResult {
+                    image: key.clone(),
+                    outcome,
+                    fixed: Vec::new(),
+                    findings_before: 0,
+                    findings_after: None,
+                });
+            }
+        }
+    }
+    if control.cancelled() {
+        for p in std::mem::take(&mut ready) {
+            results.push(cancel(ctx, &p, None)?);
+        }
+    }
+    if !ready.is_empty() {
+        let jobs: Vec<Job<'_>> = ready
+            .iter()
+            .map(|p| Job {
+                image: &p.image.path,
+                overlay: &p.overlay,
+                change: &p.change,
+                root_partition: p.root_partition,
+            })
+            .collect();
+        let outcomes = in_appliances(
+            ctx.catalog,
+            &ctx.run.id,
+            &jobs,
+            appliances,
+            needs.repo_root.as_deref(),
+            &mut *ctx.watch,
+        )?;
+        for (p, (res, log)) in ready.into_iter().zip(outcomes) {
+            if control.cancelled() {
+                results.push(cancel(ctx, &p, Some(log))?);
+                continue;
+            }
+            results.push(finish_image(ctx, p, res, log, index)?);
+        }
+    }
+    Ok(results)
 }
 
 fn finish_image(

@@ -78,6 +78,7 @@ routes! {
     get "/runs/{id}" Viewer [] false => run, "One run with its images and events";
     post "/runs/{id}/cancel" Operator [] false => run_cancel, "Cancel a queued or running run";
     get "/runs/{id}/events" Viewer [] false => crate::events::run_events, "A run's events as server-sent events, live until it finishes";
+    get "/workers" Viewer ["limit", "offset"] false => workers, "Workers on a shared catalog's queue: host, roots, slots, heartbeat, jobs held, alive or lost";
     get "/schedules" Viewer ["limit", "offset"] false => schedules, "Schedules";
     post "/schedules" Admin [] true => schedule_create, "Create a schedule";
     get "/schedules/{id}" Viewer [] false => schedule, "One schedule";
@@ -352,6 +353,11 @@ async fn shared(st: St, _: Caller, q: web::Query<SharedQ>) -> ApiResult<Reply> {
     blocking(move || ok(&shared_report(&st, q.images.as_deref())?)).await
 }
 
+async fn workers(st: St, _: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
+    let list = blocking(move || Ok(st.catalog.workers()?)).await?;
+    ok(&paged(list, q.limit, q.offset)?)
+}
+
 async fn feeds(st: St, _: Caller, q: web::Query<PageQ>) -> ApiResult<Reply> {
     let list = blocking(move || Ok(st.catalog.feeds()?)).await?;
     ok(&paged(list, q.limit, q.offset)?)
@@ -442,7 +448,12 @@ async fn run(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> {
         let run = st.catalog.run(&id)?;
         let images = st.catalog.run_images(&id)?;
         let events = st.catalog.events(&id)?;
-        ok(&serde_json::json!({"run": run, "images": images, "events": events}))
+        let jobs = if run.shared {
+            st.catalog.run_jobs(&id)?
+        } else {
+            Vec::new()
+        };
+        ok(&serde_json::json!({"run": run, "images": images, "events": events, "jobs": jobs}))
     })
     .await
 }

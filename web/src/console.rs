@@ -41,6 +41,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/runs", web::get().to(runs_page))
         .route("/runs/{id}", web::get().to(run_page))
         .route("/runs/{id}/cancel", web::post().to(cancel_form))
+        .route("/workers", web::get().to(workers_page))
         .route("/schedules", web::get().to(schedules_page))
         .route("/schedules", web::post().to(schedule_form))
         .route(
@@ -484,13 +485,53 @@ async fn runs_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
     ))
 }
 
+async fn workers_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
+    let workers = blocking(move || {
+        if !st.catalog.has_queue() {
+            return Ok(None);
+        }
+        Ok(Some(st.catalog.workers()?))
+    })
+    .await?;
+    Ok(page(
+        "Workers",
+        Some(&who.0),
+        html! {
+            @match &workers {
+                None => p { "This catalog is embedded: the server runs its jobs itself. Workers on other hosts need a shared (PostgreSQL) catalog." }
+                Some(ws) => {
+                    p { (ws.iter().filter(|w| w.alive()).count()) " of " (ws.len()) " worker(s) alive" }
+                    table #workers {
+                        tr { th { "Name" } th { "Host" } th { "Status" } th { "Last heartbeat" } th { "Jobs held" } th { "Slots" } th { "Roots" } th { "Version" } }
+                        @for w in ws {
+                            tr {
+                                td { (w.name) } td { (w.host) " (pid " (w.pid) ")" }
+                                td { @if w.alive() { (w.status) } @else { span.err { (w.status) } } }
+                                td { (format!("{:.1} s ago", w.silent_ms as f64 / 1000.0)) }
+                                td { (w.held) } td { (w.slots) } td { (w.roots.join(" ")) } td { (w.version) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
 async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let who = who.0;
-    let (run, images, events) = blocking(move || {
+    let (run, images, events, jobs) = blocking(move || {
+        let run = st.catalog.run(&id)?;
+        let jobs = if run.shared {
+            st.catalog.run_jobs(&id)?
+        } else {
+            Vec::new()
+        };
         Ok((
-            st.catalog.run(&id)?,
+            run,
             st.catalog.run_images(&id)?,
             st.catalog.events(&id)?,
+            jobs,
         ))
     })
     .await?;
@@ -507,6 +548,23 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
                     button type="submit" { "Cancel run" }
                 }
             }
+            @if !jobs.is_empty() {
+                h2 { "Jobs" }
+                table #run-jobs {
+                    tr { th { "Image" } th { "State" } th { "Worker" } th { "Attempts" } th { "Outcome" } }
+                    @for j in &jobs {
+                        tr {
+                            td { (j.job.image) } td { (j.job.state) }
+                            td {
+                                @if let Some(w) = &j.job.worker { (w) }
+                                @else if j.waiting_for_root { span.err { "waiting for a worker with a root over this image" } }
+                                @else if j.job.state == "queued" { "waiting for a free worker" }
+                            }
+                            td { (j.job.attempts) } td { (j.job.outcome.clone().unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
             h2 { "Images" }
             table #run-images {
                 tr { th { "Image" } th { "Outcome" } th { "Findings before" } th { "after" } }
@@ -517,7 +575,7 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
             h2 { "Events" }
             ol #events data-run=(run.id) data-skip=(events.len()) data-live=(live) {
                 @for e in &events {
-                    li { (when(e.time_ms / 1000)) " " (e.kind) @if let Some(i) = &e.image { " " (i) } ": " (e.message) }
+                    li { (when(e.time_ms / 1000)) " " (e.kind) @if let Some(w) = &e.worker { " [" (w) "]" } @if let Some(i) = &e.image { " " (i) } ": " (e.message) }
                 }
             }
             @if live {
@@ -531,7 +589,7 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
 const LIVE_JS: &str = "(function(){var ol=document.getElementById('events');
 var es=new EventSource('/api/v1/runs/'+encodeURIComponent(ol.dataset.run)+'/events?skip='+ol.dataset.skip);
 es.onmessage=function(m){var e=JSON.parse(m.data);var li=document.createElement('li');
-li.textContent=new Date(e.time_ms).toISOString().slice(0,19)+'Z '+e.kind+(e.image?' '+e.image:'')+': '+e.message;
+li.textContent=new Date(e.time_ms).toISOString().slice(0,19)+'Z '+e.kind+(e.worker?' ['+e.worker+']':'')+(e.image?' '+e.image:'')+': '+e.message;
 ol.appendChild(li);if(e.kind==='finished'&&!e.image){document.getElementById('state').textContent=e.message;es.close();}};
 es.onerror=function(){if(es.readyState===2){return;}};})();";
 

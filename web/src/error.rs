@@ -68,7 +68,9 @@ fn catalog_status(e: &CatalogError) -> StatusCode {
         | CatalogError::NoParent(_)
         | CatalogError::Moved { .. }
         | CatalogError::FeedMoved { .. }
-        | CatalogError::NotEmpty { .. } => StatusCode::CONFLICT,
+        | CatalogError::NotEmpty { .. }
+        | CatalogError::NotShared { .. }
+        | CatalogError::WorkerTaken { .. } => StatusCode::CONFLICT,
         CatalogError::Pattern { .. } => StatusCode::BAD_REQUEST,
         CatalogError::Locked { .. } | CatalogError::Connect { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -108,7 +110,7 @@ impl From<JobError> for ApiError {
             JobError::Catalog(c) => catalog_status(c),
             JobError::NotCancellable { .. } => StatusCode::CONFLICT,
             JobError::NoImages | JobError::Cron { .. } => StatusCode::BAD_REQUEST,
-            JobError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            JobError::Encode(_) | JobError::Thread(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, chain(e))
     }

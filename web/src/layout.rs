@@ -36,6 +36,7 @@ pub fn page(title: &str, who: Option<Viewer<'_>>, body: Markup) -> HttpResponse 
                     @if let Some(c) = who {
                         a href="/" { "Fleet" }
                         a href="/runs" { "Runs" }
+                        a href="/workers" { "Workers" }
                         a href="/schedules" { "Schedules" }
                         a href="/shared" { "Shared content" }
                         form method="post" action="/logout" {

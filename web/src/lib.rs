@@ -20,13 +20,18 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use coldpatch_catalog::{Catalog, ServerInfo};
-use coldpatch_jobs::{scheduler, Jobs};
+use coldpatch_jobs::shared::SharedJobs;
+use coldpatch_jobs::{scheduler, Jobs, Queue};
 
 use crate::error::ApiError;
 
 pub struct AppState {
     pub catalog: Arc<Catalog>,
-    pub jobs: Arc<Jobs>,
+    /// Where runs are queued: this process's queue on an embedded catalog, the
+    /// database's on a shared one.
+    pub jobs: Arc<dyn Queue>,
+    /// This process's queue and its worker threads (an embedded catalog only).
+    pub local: Option<Arc<Jobs>>,
     pub fleet: Arc<fleet::Fleet>,
     pub sessions: auth::Sessions,
     /// The session cookie's Secure flag (on unless the server is told it runs on plain
@@ -39,10 +44,18 @@ impl AppState {
     pub fn new(catalog: Arc<Catalog>, secure_cookies: bool, appliances: usize) -> AppState {
         let fleet = Arc::new(fleet::Fleet::default());
         let stale = fleet.clone();
+        let (jobs, local): (Arc<dyn Queue>, _) = match SharedJobs::new(catalog.clone()) {
+            Ok(shared) => (Arc::new(shared), None),
+            Err(_) => {
+                let local = Arc::new(
+                    Jobs::new(catalog.clone(), appliances).on_change(move || stale.changed()),
+                );
+                (local.clone(), Some(local))
+            }
+        };
         AppState {
-            jobs: Arc::new(
-                Jobs::new(catalog.clone(), appliances).on_change(move || stale.changed()),
-            ),
+            jobs,
+            local,
             catalog,
             fleet,
             sessions: auth::Sessions::default(),
@@ -108,6 +121,39 @@ pub struct Options {
     pub secure_cookies: bool,
 }
 
+/// On a shared catalog the server's own workers are one more worker on the queue, with
+/// every image in reach (root `/`) and `workers` slots, named after its host and pid.
+fn own_worker(
+    catalog: &Catalog,
+    opts: &Options,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<()> {
+    let name = format!(
+        "serve-{}-{}",
+        coldpatch_jobs::worker::hostname(),
+        std::process::id()
+    );
+    let worker = catalog.acting_as(&name);
+    let wopts = coldpatch_jobs::worker::WorkerOptions {
+        name,
+        roots: vec!["/".into()],
+        slots: opts.workers,
+        appliances: opts.appliances,
+        batch: 8,
+        lease: std::time::Duration::from_secs(30),
+    };
+    eprintln!("serve: its own jobs run as worker {} ({addr})", wopts.name);
+    std::thread::Builder::new()
+        .name("coldpatch-own-worker".into())
+        .spawn(move || {
+            let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            if let Err(e) = coldpatch_jobs::worker::run(Arc::new(worker), wopts, never) {
+                eprintln!("serve: its worker stopped: {e}");
+            }
+        })?;
+    Ok(())
+}
+
 /// `coldpatch serve`: opens the catalog, takes back queued runs, starts the workers and
 /// the scheduler (which first catches up on what was missed), then serves.
 pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
@@ -124,14 +170,18 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
         pid: std::process::id(),
         listen: addr.to_string(),
     })?;
-    match state.jobs.resume_queued() {
-        Ok(n) if n > 0 => {
-            eprintln!("serve: {n} run(s) left queued by the last server queued again")
+    if let Some(local) = &state.local {
+        match local.resume_queued() {
+            Ok(n) if n > 0 => {
+                eprintln!("serve: {n} run(s) left queued by the last server queued again")
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("serve: cannot read queued runs: {e}"),
         }
-        Ok(_) => {}
-        Err(e) => eprintln!("serve: cannot read queued runs: {e}"),
+        local.spawn_workers(opts.workers)?;
+    } else if opts.workers > 0 {
+        own_worker(&catalog, &opts, addr)?;
     }
-    state.jobs.spawn_workers(opts.workers)?;
     scheduler::spawn(catalog.clone(), state.jobs.clone())?;
     eprintln!(
         "serve: console and API on http://{addr}/ ({})",

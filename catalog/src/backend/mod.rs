@@ -29,6 +29,9 @@ pub(crate) mod sled;
 use coldpatch_collector::Inventory;
 
 use crate::model::{ImageRecord, ScanRecord};
+use crate::queue::{
+    Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord, WorkerSpec,
+};
 use crate::{Event, FeedRecord, Result, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
 
 /// A scan to make visible at once: its record, its inventory (JSON, without files) and
@@ -74,12 +77,55 @@ pub(crate) enum Written {
 
 /// The layout version this coldpatch writes. A catalog with a higher one was written by
 /// a newer coldpatch and is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The counters a catalog numbers records with.
 pub(crate) const COUNTERS: [&str; 3] = ["image", "scan", "schedule"];
 
+/// The shared job queue (see `queue.rs` for who may change what). Only a backend many
+/// processes share has one.
+pub(crate) trait Queue {
+    /// Registers (or re-registers) a worker; returns the jobs a dead process of that
+    /// name held, now queued again.
+    fn register_worker(&self, w: &WorkerSpec) -> Result<Vec<JobRow>>;
+    fn heartbeat(&self, worker: &str) -> Result<Vec<(i64, bool)>>;
+    fn stop_worker(&self, worker: &str) -> Result<()>;
+    fn workers(&self) -> Result<Vec<WorkerRecord>>;
+    /// Stores a queued run, its event and a job per image, in one transaction.
+    fn enqueue(&self, run: &RunRecord, event: &Event) -> Result<()>;
+    fn requeue_lost(&self) -> Result<Vec<Requeued>>;
+    /// `start` turns a queued run into a running one and makes its event.
+    fn claim(
+        &self,
+        worker: &str,
+        roots: &[String],
+        batch: &dyn Fn(&RunRecord) -> usize,
+        lease_ms: u64,
+        start: &mut dyn FnMut(&mut RunRecord) -> Event,
+    ) -> Result<Option<Claimed>>;
+    /// `finish` ends the run when these were its last jobs, and makes its event.
+    fn finish_jobs(
+        &self,
+        worker: &str,
+        run: &str,
+        done: &[(i64, u32, JobOutcome)],
+        finish: &mut dyn FnMut(&mut RunRecord, Tally) -> Event,
+    ) -> Result<PartEnd>;
+    fn release(&self, worker: &str, jobs: &[(i64, u32)]) -> Result<usize>;
+    fn cancel(
+        &self,
+        run: &str,
+        finish: &mut dyn FnMut(&mut RunRecord, Tally) -> Event,
+    ) -> Result<SharedCancel>;
+    fn jobs(&self, run: &str) -> Result<Vec<JobRow>>;
+}
+
 pub(crate) trait Backend: Send + Sync {
+    /// The shared job queue, on a backend that has one.
+    fn queue(&self) -> Option<&dyn Queue> {
+        None
+    }
+
     /// What this catalog is, for messages: `sled catalog at /path`.
     fn describe(&self) -> &str;
     /// `sled` or `postgresql`.

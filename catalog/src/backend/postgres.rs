@@ -44,6 +44,8 @@ use crate::location::{Location, PgLocation};
 use crate::model::{ImageRecord, ScanRecord};
 use crate::{Event, FeedRecord, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
 
+mod queue;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -397,6 +399,10 @@ fn migrate_locked(client: &mut postgres::Client, describe: &str) -> Result<()> {
 }
 
 impl Backend for Postgres {
+    fn queue(&self) -> Option<&dyn super::Queue> {
+        Some(self)
+    }
+
     fn describe(&self) -> &str {
         &self.codec.describe
     }

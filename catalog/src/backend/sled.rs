@@ -12,7 +12,8 @@
 //! `schedules` (id -> Schedule).
 //!
 //! The layout's version is `meta/schema_version` (u64 BE); a catalog without one is
-//! from before versions were written down and has layout 1, the one this module writes.
+//! from before versions were written down and has layout 1. Layout 2 is the same (it
+//! added PostgreSQL's job queue): opening a 1 writes 2.
 //!
 //! One process at a time: opening takes an exclusive `flock` on `catalog.lock` in the
 //! directory (not blocking), so a catalog another process holds is told apart from any
@@ -160,6 +161,13 @@ impl Sled {
                         found,
                         known: SCHEMA_VERSION,
                     });
+                }
+                if found < SCHEMA_VERSION {
+                    // Versions 1 and 2 lay sled out alike (2 added PostgreSQL's queue).
+                    self.meta
+                        .insert(SCHEMA_KEY, &(SCHEMA_VERSION as u64).to_be_bytes())
+                        .map_err(|e| self.err(e))?;
+                    return self.flush();
                 }
                 Ok(())
             }

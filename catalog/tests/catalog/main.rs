@@ -5,5 +5,6 @@
 mod diff;
 mod feeds;
 mod postgres;
+mod queue;
 mod runs;
 mod store;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coldpatch_catalog::{Action, Catalog, RunState, Schedule};
-use coldpatch_jobs::{scheduler, JobSpec, Jobs};
+use coldpatch_jobs::{scheduler, JobSpec, Jobs, Queue};
 use coldpatch_testkit::{both, catalog_on, catalog_with};
 
 /// 2026-01-05 00:00:00 UTC, a Monday.

@@ -341,8 +341,19 @@ fn fleet_questions_uploads_jobs_schedules_and_tokens() {
     assert_eq!(st, 202, "{t}");
     let id = json(&t)["id"].as_str().expect("id").to_string();
     assert_eq!(json(&t)["state"], "queued");
-    assert_eq!(s.state.jobs.run_next().as_deref(), Some(id.as_str()));
-    assert_eq!(s.state.jobs.run_next(), None);
+    assert_eq!(
+        s.state
+            .local
+            .as_ref()
+            .expect("a local queue")
+            .run_next()
+            .as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        s.state.local.as_ref().expect("a local queue").run_next(),
+        None
+    );
     let r = get(&format!("/runs/{id}"));
     assert_eq!(r["run"]["state"], "succeeded", "{r}");
     let ev = r["events"].as_array().expect("events");
