@@ -118,6 +118,14 @@ pub struct Tally {
     pub cancel: bool,
 }
 
+/// What a heartbeat found: the jobs still the worker's (with their cancel flags), and
+/// those the database had it hold that it does not run, now queued again.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub held: Vec<(i64, bool)>,
+    pub orphans: Vec<JobRow>,
+}
+
 /// A job whose worker lost its lease, queued again.
 #[derive(Debug, Clone)]
 pub struct Requeued {
@@ -185,10 +193,23 @@ impl Catalog {
         Ok(freed)
     }
 
-    /// Renews the worker's heartbeat and the leases of its jobs; returns the jobs it
-    /// still holds with their cancel flags.
-    pub fn heartbeat(&self, worker: &str) -> Result<Vec<(i64, bool)>> {
-        self.shared_queue()?.heartbeat(worker)
+    /// Renews the worker's heartbeat and the leases of the jobs it runs (`running`);
+    /// returns those it still holds, with their cancel flags. A job the database says the
+    /// worker holds but it does not run (its end was recorded and then lost, as a
+    /// database crash can lose the last commits) is queued again, with an event.
+    pub fn heartbeat(&self, worker: &str, running: &[i64]) -> Result<Vec<(i64, bool)>> {
+        let Beat { held, orphans } = self.shared_queue()?.heartbeat(worker, running)?;
+        for j in &orphans {
+            self.event(
+                &j.run,
+                Some(&j.image),
+                "requeued",
+                &format!(
+                    "worker {worker} no longer runs it (its end was not recorded); queued again"
+                ),
+            )?;
+        }
+        Ok(held)
     }
 
     /// Marks a worker stopped (it exited on purpose).

@@ -324,7 +324,9 @@ impl Jobs {
                 self.event(&run.id, Some(img), "cancelled", "not collected")?;
                 continue;
             }
-            if crate::worker::collect_image(c, &run.id, img, rescan)? == JobOutcome::Failed {
+            let (outcome, kind, msg) = crate::worker::collect_image(c, &run.id, img, rescan)?;
+            c.event(&run.id, Some(img), kind, &msg)?;
+            if outcome == JobOutcome::Failed {
                 failed += 1;
             }
         }

@@ -49,6 +49,8 @@ pub struct WorkerOptions {
 pub struct Report {
     pub parts: usize,
     pub images: usize,
+    /// Time spent on the queue (claims, heartbeats, finishing, its own events).
+    pub coordination: Duration,
 }
 
 /// The catalog not answering, said once when it starts and once when it ends.
@@ -100,6 +102,9 @@ struct Shared {
     done_lock: Mutex<()>,
     outage: Outage,
     report: Mutex<Report>,
+    /// Time spent talking to the queue: claims that took jobs, heartbeats, finishing
+    /// jobs, and the events the worker itself writes (claimed, collected).
+    coordination: Mutex<Duration>,
 }
 
 /// Whether the error is the database failing (worth waiting out), not the request.
@@ -114,17 +119,19 @@ fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
     );
 }
 
-/// Collects one image of a run and records its event; `Err` only when the catalog
-/// failed (the image's own failure is an event and `Ok(false)`).
+/// What collecting one image of a run came to: its outcome and the event that says so
+/// (kind, message). `Err` only when the catalog failed under it; the image's own failure
+/// is a `failed` event.
 pub(crate) fn collect_image(
     c: &Catalog,
     run: &str,
     img: &str,
     rescan: bool,
-) -> Result<JobOutcome, CatalogError> {
+) -> Result<(JobOutcome, &'static str, String), CatalogError> {
     let opts = CollectOptions::default();
-    let (kind, msg, outcome) = match c.ingest(Path::new(img), &opts, rescan, &mut |_, _| {}) {
+    let done = match c.ingest(Path::new(img), &opts, rescan, &mut |_, _| {}) {
         Ok((s, unchanged)) => (
+            JobOutcome::Ok,
             "collected",
             format!(
                 "{}: {} packages, {} files{}; scan {}",
@@ -134,14 +141,12 @@ pub(crate) fn collect_image(
                 if unchanged { " (unchanged)" } else { "" },
                 s.id
             ),
-            JobOutcome::Ok,
         ),
         Err(coldpatch_catalog::ingest::IngestError::Catalog(e)) if db_down(&e) => return Err(e),
-        Err(e) => ("failed", reason(e), JobOutcome::Failed),
+        Err(e) => (JobOutcome::Failed, "failed", reason(e)),
     };
-    log(run, Some(img), kind, &msg);
-    c.event(run, Some(img), kind, &msg)?;
-    Ok(outcome)
+    log(run, Some(img), done.1, &done.2);
+    Ok(done)
 }
 
 /// Registers, then claims and runs jobs until `stop` is set; returns what it did.
@@ -198,6 +203,7 @@ pub fn run(
         done: Condvar::new(),
         done_lock: Mutex::new(()),
         report: Mutex::new(Report::default()),
+        coordination: Mutex::new(Duration::ZERO),
     });
     let beat = {
         let (me, stop) = (me.clone(), stop.clone());
@@ -226,10 +232,14 @@ pub fn run(
             }
         }
     }
-    let report = *me.report.lock().unwrap_or_else(|p| p.into_inner());
+    let mut report = *me.report.lock().unwrap_or_else(|p| p.into_inner());
+    report.coordination = *me.coordination.lock().unwrap_or_else(|p| p.into_inner());
     eprintln!(
-        "worker {}: stopped after {} part(s), {} image(s)",
-        me.spec.name, report.parts, report.images
+        "worker {}: stopped after {} part(s), {} image(s); coordination {:.1} ms per image",
+        me.spec.name,
+        report.parts,
+        report.images,
+        report.coordination.as_secs_f64() * 1000.0 / report.images.max(1) as f64
     );
     Ok(report)
 }
@@ -254,6 +264,14 @@ fn nap(d: Duration, stop: &AtomicBool) {
 }
 
 impl Shared {
+    /// Runs `f`, counting its time as coordination.
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let v = f();
+        *self.coordination.lock().unwrap_or_else(|p| p.into_inner()) += t.elapsed();
+        v
+    }
+
     /// Calls `f` until it works or `stop` is set, with backoff while the catalog is down.
     fn retry<T>(
         &self,
@@ -294,6 +312,8 @@ impl Shared {
                 continue;
             }
             let batch = self.opts.batch.max(1);
+            let t = Instant::now();
+            let parts = self.lock_parts();
             let claimed = self.catalog.requeue_lost().and_then(|_| {
                 self.catalog.claim_jobs(&self.spec, &|run| {
                     if run.kind == "collect" {
@@ -303,14 +323,23 @@ impl Shared {
                     }
                 })
             });
-            match claimed {
+            if matches!(claimed, Ok(Some(_))) {
+                *self.coordination.lock().unwrap_or_else(|p| p.into_inner()) += t.elapsed();
+            }
+            let claimed = match claimed {
                 Ok(Some(c)) => {
                     self.outage.ok();
                     wait = Duration::from_millis(200);
                     part_no += 1;
-                    self.start_part(part_no, c);
+                    self.start_part(parts, part_no, c);
+                    continue;
                 }
-                Ok(None) => {
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            drop(parts);
+            match claimed {
+                Ok(()) => {
                     self.outage.ok();
                     wait = Duration::from_millis(200);
                     nap(Duration::from_millis(500), stop);
@@ -347,7 +376,16 @@ impl Shared {
             if stop.load(Ordering::SeqCst) && idle {
                 return;
             }
-            match self.catalog.heartbeat(&self.spec.name) {
+            // Under the parts' lock: a claim and its entry in the map happen together, so
+            // the database never hears of a job this worker runs but did not list.
+            let parts = self.lock_parts();
+            let running: Vec<i64> = parts
+                .values()
+                .flat_map(|f| f.jobs.iter().copied())
+                .collect();
+            let beat = self.timed(|| self.catalog.heartbeat(&self.spec.name, &running));
+            drop(parts);
+            match beat {
                 Ok(held) => {
                     self.outage.ok();
                     last_ok = Instant::now();
@@ -386,10 +424,17 @@ impl Shared {
         self.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start_part(self: &Arc<Self>, no: u64, c: Claimed) {
+    /// Runs a claimed part on a thread of its own; `parts` is the map's lock, held since
+    /// the claim.
+    fn start_part(
+        self: &Arc<Self>,
+        mut parts: std::sync::MutexGuard<'_, HashMap<u64, Flags>>,
+        no: u64,
+        c: Claimed,
+    ) {
         let cancel = Arc::new(AtomicBool::new(c.jobs.iter().any(|j| j.cancel)));
         let lost = Arc::new(AtomicBool::new(false));
-        self.lock_parts().insert(
+        parts.insert(
             no,
             Flags {
                 jobs: c.jobs.iter().map(|j| j.id).collect(),
@@ -397,6 +442,7 @@ impl Shared {
                 lost: lost.clone(),
             },
         );
+        drop(parts);
         self.busy.fetch_add(1, Ordering::SeqCst);
         let me = self.clone();
         let spawned = std::thread::Builder::new()
@@ -404,7 +450,7 @@ impl Shared {
             .spawn({
                 let me = me.clone();
                 move || {
-                    me.run_part(no, c, &cancel, &lost);
+                    me.run_part(c, &cancel, &lost);
                     me.lock_parts().remove(&no);
                     me.busy.fetch_sub(1, Ordering::SeqCst);
                     me.done.notify_all();
@@ -417,7 +463,7 @@ impl Shared {
         }
     }
 
-    fn run_part(&self, no: u64, c: Claimed, cancel: &AtomicBool, lost: &AtomicBool) {
+    fn run_part(&self, c: Claimed, cancel: &AtomicBool, lost: &AtomicBool) {
         let run = &c.run;
         let images: Vec<String> = c.jobs.iter().map(|j| j.image.clone()).collect();
         let attempt = c.jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
@@ -433,8 +479,10 @@ impl Shared {
         );
         log(&run.id, None, "claimed", &msg);
         let never = stop_never();
-        self.retry("record the claim", &never, || {
-            self.catalog.event(&run.id, None, "claimed", &msg)
+        self.timed(|| {
+            self.retry("record the claim", &never, || {
+                self.catalog.event(&run.id, None, "claimed", &msg)
+            })
         });
         let spec = run
             .spec
@@ -459,9 +507,7 @@ impl Shared {
                 Some(vec![JobOutcome::Failed; c.jobs.len()])
             }
         };
-        // Ours no longer: nothing of them is recorded; the heartbeat stops looking.
-        let held = self.lock_parts().remove(&no);
-        drop(held);
+        // The part stays in the map (its leases renewed) until its end is recorded.
         let rows: Vec<(i64, u32)> = c.jobs.iter().map(|j| (j.id, j.attempts)).collect();
         let Some(outcomes) = outcomes.filter(|_| !lost.load(Ordering::SeqCst)) else {
             let why = if lost.load(Ordering::SeqCst) {
@@ -485,9 +531,12 @@ impl Shared {
             .zip(outcomes)
             .map(|(j, o)| (j.id, j.attempts, o))
             .collect();
-        if let Some(end) = self.retry("record the part's end", &never, || {
-            self.catalog.finish_jobs(&self.spec.name, &run.id, &done)
-        }) {
+        let end = self.timed(|| {
+            self.retry("record the part's end", &never, || {
+                self.catalog.finish_jobs(&self.spec.name, &run.id, &done)
+            })
+        });
+        if let Some(end) = end {
             if let Some(e) = end.finished {
                 log(&run.id, None, &e.kind, &e.message);
             }
@@ -514,7 +563,13 @@ impl Shared {
                 out.push(JobOutcome::Cancelled);
                 continue;
             }
-            match collect_image(&self.catalog, &run.id, &j.image, rescan) {
+            let written = collect_image(&self.catalog, &run.id, &j.image, rescan).and_then(
+                |(o, kind, msg)| {
+                    self.timed(|| self.catalog.event(&run.id, Some(&j.image), kind, &msg))?;
+                    Ok(o)
+                },
+            );
+            match written {
                 Ok(o) => out.push(o),
                 Err(e) => {
                     self.outage.failed("collect", &e);

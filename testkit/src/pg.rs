@@ -208,3 +208,62 @@ macro_rules! both {
         }
     };
 }
+
+/// A PostgreSQL server of a test's own (`images/postgres.sh` in a temporary directory),
+/// for the one that restarts it under running workers; stopped when dropped.
+pub struct OwnServer {
+    pub server: Server,
+    dir: tempfile::TempDir,
+}
+
+impl OwnServer {
+    pub fn start() -> OwnServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The server runs as nobody under root: the directory must be reachable.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let out = Self::script(&["start", &dir.path().join("pg").display().to_string()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (socket_dir, port) = text.trim().split_once(' ').expect("DIR PORT");
+        let server = Server {
+            socket_dir: socket_dir.to_string(),
+            port: port.parse().expect("port"),
+        };
+        OwnServer { server, dir }
+    }
+
+    fn script(args: &[&str]) -> std::process::Output {
+        let out = std::process::Command::new("bash")
+            .arg(crate::root().join("images/postgres.sh"))
+            .args(args)
+            .output()
+            .expect("run images/postgres.sh");
+        assert!(
+            out.status.success(),
+            "postgres.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn pg_dir(&self) -> String {
+        self.dir.path().join("pg").display().to_string()
+    }
+
+    /// Kills the server (as a crash would), keeps it down `secs`, starts it again.
+    pub fn restart(&self, secs: u32) {
+        Self::script(&["restart", &self.pg_dir(), &secs.to_string()]);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(crate::root().join("images/postgres.sh"))
+            .args(["stop", &self.pg_dir()])
+            .output();
+    }
+}

@@ -18,6 +18,7 @@ mod scan;
 mod serve;
 mod shared;
 mod versions;
+mod workers;
 
 /// Points a `coldpatch` command at the catalog of a test's data directory: `data`
 /// itself (sled), or, when `data` holds `catalog.url`, that PostgreSQL catalog with

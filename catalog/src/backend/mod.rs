@@ -30,7 +30,8 @@ use coldpatch_collector::Inventory;
 
 use crate::model::{ImageRecord, ScanRecord};
 use crate::queue::{
-    Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord, WorkerSpec,
+    Beat, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord,
+    WorkerSpec,
 };
 use crate::{Event, FeedRecord, Result, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
 
@@ -88,7 +89,9 @@ pub(crate) trait Queue {
     /// Registers (or re-registers) a worker; returns the jobs a dead process of that
     /// name held, now queued again.
     fn register_worker(&self, w: &WorkerSpec) -> Result<Vec<JobRow>>;
-    fn heartbeat(&self, worker: &str) -> Result<Vec<(i64, bool)>>;
+    /// Renews the worker's row and the leases of the jobs it runs (`held`); jobs the
+    /// database says it holds but it does not run are queued again and returned.
+    fn heartbeat(&self, worker: &str, held: &[i64]) -> Result<Beat>;
     fn stop_worker(&self, worker: &str) -> Result<()>;
     fn workers(&self) -> Result<Vec<WorkerRecord>>;
     /// Stores a queued run, its event and a job per image, in one transaction.

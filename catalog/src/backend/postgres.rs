@@ -91,7 +91,9 @@ impl Postgres {
             .max_size(POOL)
             .min_idle(Some(0))
             .idle_timeout(Some(Duration::from_secs(60)))
-            .connection_timeout(Duration::from_secs(30))
+            // A server gone for longer is an error to the caller (a worker then says so
+            // and waits it out) rather than a call that hangs.
+            .connection_timeout(Duration::from_secs(10))
             .build_unchecked(manager);
         Ok(Postgres {
             codec: Codec { describe },

@@ -231,7 +231,8 @@ fn a_lost_lease_requeues_the_job_and_fences_the_worker_that_lost_it() {
     assert_eq!(held.jobs.len(), 2);
     // Renewed, the lease holds.
     std::thread::sleep(Duration::from_millis(200));
-    let renewed = c.heartbeat("dead").expect("heartbeat");
+    let ids: Vec<i64> = held.jobs.iter().map(|j| j.id).collect();
+    let renewed = c.heartbeat("dead", &ids).expect("heartbeat");
     assert_eq!(renewed.len(), 2);
     std::thread::sleep(Duration::from_millis(200));
     assert!(c.requeue_lost().expect("requeue").is_empty());
@@ -248,7 +249,7 @@ fn a_lost_lease_requeues_the_job_and_fences_the_worker_that_lost_it() {
     let again = c.claim_jobs(&live, &|_| 8).expect("claim").expect("again");
     assert!(again.jobs.iter().all(|j| j.attempts == 2));
     // The worker that lost them renews nothing and finishes nothing.
-    assert!(c.heartbeat("dead").expect("heartbeat").is_empty());
+    assert!(c.heartbeat("dead", &ids).expect("heartbeat").is_empty());
     let stale: Vec<_> = held
         .jobs
         .iter()
@@ -320,7 +321,7 @@ fn cancel_dequeues_what_waits_and_flags_what_runs() {
         SharedCancel::Signalled
     );
     // The holder learns it with its heartbeat; the other two never start.
-    let beat = c.heartbeat("w").expect("heartbeat");
+    let beat = c.heartbeat("w", &[held.jobs[0].id]).expect("heartbeat");
     assert_eq!(beat, vec![(held.jobs[0].id, true)]);
     assert!(c.claim_jobs(&w, &|_| 8).expect("claim").is_none());
     let end = c
@@ -328,4 +329,31 @@ fn cancel_dequeues_what_waits_and_flags_what_runs() {
         .expect("finish");
     assert!(end.finished.is_some());
     assert_eq!(c.run(&run.id).expect("run").state, RunState::Cancelled);
+}
+
+#[test]
+fn a_job_its_worker_no_longer_runs_is_queued_again_by_its_heartbeat() {
+    let Some(tc) = TestCatalog::new(Kind::Postgres) else {
+        return;
+    };
+    let c = tc.open();
+    let w = worker("w", &["/f/"], 30_000);
+    c.register_worker(&w).expect("w");
+    let run = c
+        .enqueue_run("collect", &images("/f", 2), serde_json::json!({}), None)
+        .expect("queue");
+    let a = c.claim_jobs(&w, &|_| 1).expect("claim").expect("a");
+    let b = c.claim_jobs(&w, &|_| 1).expect("claim").expect("b");
+    // The worker runs only a; the database still has it holding b (say b's end was
+    // committed and then lost in a crash): b goes back to the queue.
+    let held = c.heartbeat("w", &[a.jobs[0].id]).expect("heartbeat");
+    assert_eq!(held, vec![(a.jobs[0].id, false)]);
+    let jobs = c.run_jobs(&run.id).expect("jobs");
+    let b_now = jobs.iter().find(|j| j.job.id == b.jobs[0].id).expect("b");
+    assert_eq!(b_now.job.state, "queued");
+    assert!(c
+        .events(&run.id)
+        .expect("events")
+        .iter()
+        .any(|e| e.kind == "requeued" && e.message.contains("no longer runs it")));
 }

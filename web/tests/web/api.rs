@@ -583,3 +583,64 @@ fn console_login_cookies_csrf_and_escaping() {
         .as_str()
         .is_some_and(|e| e.contains("no image 999999")));
 }
+
+#[test]
+fn on_a_shared_catalog_runs_wait_for_workers_and_the_workers_are_listed() {
+    use coldpatch_catalog::queue::WorkerSpec;
+    use coldpatch_testkit::pg::{Kind, TestCatalog};
+    let Some(tc) = TestCatalog::new(Kind::Postgres) else {
+        return;
+    };
+    let (catalog, keys) = coldpatch_testkit::catalog_on(&tc, &["debian-12-min"]);
+    // A worker on another host, whose root covers nothing here.
+    catalog
+        .register_worker(&WorkerSpec {
+            name: "far".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            roots: vec!["/nowhere/".into()],
+            slots: 2,
+            version: "test".into(),
+            lease_ms: 60_000,
+        })
+        .expect("register");
+    let s = start(tempfile::tempdir().expect("tempdir"), catalog, 0);
+    assert!(
+        s.state.local.is_none(),
+        "a shared catalog's jobs go to the database"
+    );
+    let op = s.token(Role::Operator).to_string();
+    let viewer = s.token(Role::Viewer).to_string();
+    let api = |p: &str| format!("{}/api/v1{p}", s.base);
+    let (st, body) = call(
+        "post",
+        &api("/scans"),
+        Some(&op),
+        Some(&serde_json::json!({ "images": keys })),
+    );
+    assert_eq!(st, 202, "{body}");
+    let run = json(&body);
+    assert_eq!(run["shared"], true, "{run}");
+    let id = run["id"].as_str().expect("id").to_string();
+    let (st, body) = call("get", &api(&format!("/runs/{id}")), Some(&viewer), None);
+    assert_eq!(st, 200, "{body}");
+    let r = json(&body);
+    assert_eq!(r["run"]["state"], "queued");
+    assert_eq!(r["jobs"][0]["state"], "queued");
+    assert_eq!(r["jobs"][0]["waiting_for_root"], true, "{r}");
+    let (st, body) = call("get", &api("/workers"), Some(&viewer), None);
+    assert_eq!(st, 200, "{body}");
+    let w = &json(&body)["items"][0];
+    assert_eq!(w["name"], "far");
+    assert_eq!(w["host"], "elsewhere");
+    assert_eq!(w["status"], "alive");
+    assert_eq!(w["roots"][0], "/nowhere/");
+    // Cancel takes it off the database's queue.
+    let (st, body) = call("post", &api(&format!("/runs/{id}/cancel")), Some(&op), None);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(json(&body)["how"], "dequeued");
+    let (_, body) = call("get", &api(&format!("/runs/{id}")), Some(&viewer), None);
+    let r = json(&body);
+    assert_eq!(r["run"]["state"], "cancelled", "{r}");
+    assert_eq!(r["jobs"][0]["outcome"], "cancelled", "{r}");
+}

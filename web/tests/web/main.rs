@@ -47,12 +47,10 @@ pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server
         tokens.push((role, secret));
     }
     let state = web::Data::new(AppState::new(Arc::new(catalog), false, 1));
-    state
-        .local
-        .as_ref()
-        .expect("a local queue")
-        .spawn_workers(workers)
-        .expect("workers");
+    // A shared catalog has no local queue: its jobs wait for workers.
+    if let Some(local) = &state.local {
+        local.spawn_workers(workers).expect("workers");
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = std::sync::mpsc::channel();

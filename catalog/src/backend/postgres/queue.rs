@@ -15,7 +15,8 @@ use super::{i64_of, Postgres};
 use crate::backend::Queue;
 use crate::error::{CatalogError, Result};
 use crate::queue::{
-    Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord, WorkerSpec,
+    Beat, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord,
+    WorkerSpec,
 };
 use crate::runs::{Event, RunRecord, RunState};
 
@@ -227,7 +228,7 @@ impl Queue for Postgres {
         Ok(freed)
     }
 
-    fn heartbeat(&self, worker: &str) -> Result<Vec<(i64, bool)>> {
+    fn heartbeat(&self, worker: &str, held: &[i64]) -> Result<Beat> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(|e| self.err(e))?;
         let lease: i64 = tx
@@ -237,18 +238,33 @@ impl Queue for Postgres {
             )
             .map_err(|e| self.err(e))?
             .map_or(0, |r| r.get(0));
-        let held = tx
+        let renewed = tx
             .query(
                 "UPDATE jobs SET lease_until = now() + $2 * interval '1 millisecond' \
-                 WHERE worker = $1 AND state = 'running' RETURNING id, cancel",
-                &[&worker, &(lease as f64)],
+                 WHERE worker = $1 AND state = 'running' AND id = ANY($3) RETURNING id, cancel",
+                &[&worker, &(lease as f64), &held],
             )
             .map_err(|e| self.err(e))?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        let orphans = tx
+            .query(
+                &format!(
+                    "UPDATE jobs SET state = 'queued', worker = NULL, lease_until = NULL \
+                     WHERE worker = $1 AND state = 'running' AND NOT (id = ANY($2)) RETURNING {JOB}"
+                ),
+                &[&worker, &held],
+            )
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map(job_of)
+            .collect();
         self.commit(tx)?;
-        Ok(held)
+        Ok(Beat {
+            held: renewed,
+            orphans,
+        })
     }
 
     fn stop_worker(&self, worker: &str) -> Result<()> {
