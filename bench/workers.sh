@@ -6,7 +6,9 @@
 # worker's CPU use (its own and its appliances', from /proc) and the coordination cost
 # it measured (claims, heartbeats, finishing jobs, its own events) per image. A CPU
 # share near 100% per worker with the ratio flat says the CPUs are the limit, not the
-# queue. Not a test: run it alone.
+# queue. Last, how late `serve`'s event stream (GET /api/v1/runs/{id}/events, which
+# polls the database) delivers the events two workers write: the delay from each
+# event's time to its arrival at a client. Not a test: run it alone.
 #   bash bench/workers.sh [COLLECT_IMAGES] [PATCH_IMAGES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,3 +107,43 @@ p1=$(round p1 patch 1 "$np" "$np")
 report "patch, 1 worker (1 batch)" "$p1" "$p1" p1 "$np"
 p2=$(round p2 patch 2 $(( (np + 1) / 2 )) "$np")
 report "patch, 2 workers (a batch each)" "$p2" "$p1" p2 "$np"
+
+# The event stream: a server that only serves (--workers 0), a viewer token, two workers
+# collecting; a client reads the run's server-sent events and measures each one's delay.
+psql -X -q -h "$sock" -p "$port" -U coldpatch -d postgres -c "CREATE DATABASE sse"
+export COLDPATCH_CATALOG="postgres://coldpatch@/sse?host=$sock&port=$port"
+export COLDPATCH_STATE_DIR=$work/sse/state
+mkdir -p "$work/sse/fleet"
+imgs=()
+for i in $(seq 1 16); do ln "$min" "$work/sse/fleet/i$i.qcow2" 2>/dev/null || cp "$min" "$work/sse/fleet/i$i.qcow2"; imgs+=("$work/sse/fleet/i$i.qcow2"); done
+token=$("$bin" token create --role viewer --name bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+"$bin" serve --listen 127.0.0.1:0 --workers 0 2>"$work/sse.serve.log" & pids+=($!)
+for _ in $(seq 1 100); do grep -q 'API on http://' "$work/sse.serve.log" && break; sleep 0.1; done
+addr=$(grep -o 'API on http://[^/]*' "$work/sse.serve.log" | sed 's|API on http://||')
+for w in 1 2; do
+  "$bin" worker --name "s$w" --image-root "$work/sse/fleet" --slots 1 2>"$work/sse.w$w.log" & pids+=($!)
+done
+sleep 1
+id=$("$bin" collect --queue "${imgs[@]}")
+python3 - "$addr" "$id" "$token" <<'PY'
+import http.client, json, sys, time
+addr, run, token = sys.argv[1:]
+host, port = addr.split(":")
+c = http.client.HTTPConnection(host, int(port), timeout=300)
+c.request("GET", f"/api/v1/runs/{run}/events", headers={"Authorization": f"Bearer {token}"})
+r = c.getresponse()
+delays = []
+for line in r:
+    line = line.decode().strip()
+    if not line.startswith("data: "):
+        continue
+    e = json.loads(line[6:])
+    now = time.time() * 1000
+    if e["kind"] != "queued":  # written before the client connected
+        delays.append(now - e["time_ms"])
+    if e["kind"] == "finished" and not e.get("image"):
+        break
+delays.sort()
+print(f"event stream (polling every 300 ms): {len(delays)} events, delay median {delays[len(delays)//2]:.0f} ms, "
+      f"p90 {delays[int(len(delays)*0.9)]:.0f} ms, max {delays[-1]:.0f} ms")
+PY

@@ -256,6 +256,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a run queued on a shared catalog: what has not started is dropped, the
+    /// workers holding the rest stop at their next step (images not committed stay as
+    /// they were)
+    Cancel {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// The catalog itself: what it is and holds, and copying it to another backend
     Catalog {
         #[command(subcommand)]

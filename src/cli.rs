@@ -138,6 +138,7 @@ pub fn run() -> Result<ExitCode> {
             },
         ),
         Command::Workers { json } => workercmd::workers(&catalog, json),
+        Command::Cancel { run, json } => workercmd::cancel(catalog, &run, json),
         Command::Token { command } => tokencmd::token(&catalog, command),
         Command::Catalog { command } => match command {
             CatalogCommand::Info { json } => catalogcmd::info(&catalog, json),

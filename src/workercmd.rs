@@ -71,16 +71,27 @@ pub fn workers(catalog: &Catalog, json: bool) -> Result<ExitCode> {
         ],
         |w| {
             vec![
-                w.name.clone(),
-                w.host.clone(),
+                w.spec.name.clone(),
+                w.spec.host.clone(),
                 w.status.to_string(),
                 format!("{:.1} s ago", w.silent_ms as f64 / 1000.0),
                 w.held.to_string(),
-                w.slots.to_string(),
-                w.roots.join(" "),
+                w.spec.slots.to_string(),
+                w.spec.roots.join(" "),
             ]
         },
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cancel(catalog: Catalog, run: &str, json: bool) -> Result<ExitCode> {
+    let (_, queue) = shared(catalog)?;
+    let c = queue.cancel(run)?;
+    if json {
+        output::json(&c)?;
+    } else {
+        outln!("run {}: {}", c.run, c.how)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -24,7 +24,7 @@ use crate::runs::{Event, RunRecord, RunState};
 use crate::store::Catalog;
 
 /// A worker as it registers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct WorkerSpec {
     pub name: String,
     pub host: String,
@@ -40,13 +40,8 @@ pub struct WorkerSpec {
 /// A registered worker, as `coldpatch workers` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerRecord {
-    pub name: String,
-    pub host: String,
-    pub pid: u32,
-    pub roots: Vec<String>,
-    pub slots: u32,
-    pub version: String,
-    pub lease_ms: u64,
+    #[serde(flatten)]
+    pub spec: WorkerSpec,
     pub started_ms: u64,
     pub heartbeat_ms: u64,
     /// Milliseconds since its last heartbeat, by the database's clock.
@@ -64,7 +59,7 @@ impl WorkerRecord {
 
     /// Whether the image at `path` lies under one of its roots.
     pub fn covers(&self, path: &str) -> bool {
-        self.roots.iter().any(|r| path.starts_with(r.as_str()))
+        self.spec.roots.iter().any(|r| path.starts_with(r.as_str()))
     }
 }
 
@@ -234,17 +229,8 @@ impl Catalog {
         let mut images = images.to_vec();
         let mut seen = std::collections::HashSet::new();
         images.retain(|i| seen.insert(i.clone()));
-        let mut run = Catalog::new_run(kind, &images, RunState::Queued);
-        run.spec = Some(spec);
-        run.schedule = schedule.map(str::to_string);
+        let (mut run, e) = self.queued_run(kind, &images, spec, schedule);
         run.shared = true;
-        let by = schedule.map_or(String::new(), |s| format!(" by schedule {s}"));
-        let e = self.new_event(
-            &run.id,
-            None,
-            "queued",
-            &format!("{kind} on {} image(s){by}", images.len()),
-        );
         q.enqueue(&run, &e)?;
         Ok(run)
     }

@@ -170,6 +170,19 @@ impl Catalog {
         spec: serde_json::Value,
         schedule: Option<&str>,
     ) -> Result<RunRecord> {
+        let (run, e) = self.queued_run(kind, images, spec, schedule);
+        self.db().put_run(&run, Some(&e))?;
+        Ok(run)
+    }
+
+    /// A queued run's record (not stored yet) and its "queued" event.
+    pub(crate) fn queued_run(
+        &self,
+        kind: &str,
+        images: &[String],
+        spec: serde_json::Value,
+        schedule: Option<&str>,
+    ) -> (RunRecord, Event) {
         let mut run = Self::new_run(kind, images, RunState::Queued);
         run.spec = Some(spec);
         run.schedule = schedule.map(str::to_string);
@@ -180,11 +193,10 @@ impl Catalog {
             "queued",
             &format!("{kind} on {} image(s){by}", images.len()),
         );
-        self.db().put_run(&run, Some(&e))?;
-        Ok(run)
+        (run, e)
     }
 
-    pub(crate) fn new_run(kind: &str, images: &[String], state: RunState) -> RunRecord {
+    fn new_run(kind: &str, images: &[String], state: RunState) -> RunRecord {
         let t = now();
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()

@@ -505,10 +505,10 @@ async fn workers_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
                         tr { th { "Name" } th { "Host" } th { "Status" } th { "Last heartbeat" } th { "Jobs held" } th { "Slots" } th { "Roots" } th { "Version" } }
                         @for w in ws {
                             tr {
-                                td { (w.name) } td { (w.host) " (pid " (w.pid) ")" }
+                                td { (w.spec.name) } td { (w.spec.host) " (pid " (w.spec.pid) ")" }
                                 td { @if w.alive() { (w.status) } @else { span.err { (w.status) } } }
                                 td { (format!("{:.1} s ago", w.silent_ms as f64 / 1000.0)) }
-                                td { (w.held) } td { (w.slots) } td { (w.roots.join(" ")) } td { (w.version) }
+                                td { (w.held) } td { (w.spec.slots) } td { (w.spec.roots.join(" ")) } td { (w.spec.version) }
                             }
                         }
                     }

@@ -243,7 +243,10 @@ fn a_lost_lease_requeues_the_job_and_fences_the_worker_that_lost_it() {
     assert!(lost.iter().all(|l| l.lost_by == "dead"));
     let ws = c.workers().expect("workers");
     assert_eq!(
-        ws.iter().find(|w| w.name == "dead").expect("dead").status,
+        ws.iter()
+            .find(|w| w.spec.name == "dead")
+            .expect("dead")
+            .status,
         "lost"
     );
     let again = c.claim_jobs(&live, &|_| 8).expect("claim").expect("again");

@@ -295,13 +295,15 @@ impl Queue for Postgres {
                 let silent_ms = u64_of(r.get(10));
                 let stopped: bool = r.get(9);
                 WorkerRecord {
-                    name: r.get(0),
-                    host: r.get(1),
-                    pid: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
-                    roots: r.get(3),
-                    slots: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
-                    version: r.get(5),
-                    lease_ms,
+                    spec: WorkerSpec {
+                        name: r.get(0),
+                        host: r.get(1),
+                        pid: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+                        roots: r.get(3),
+                        slots: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+                        version: r.get(5),
+                        lease_ms,
+                    },
                     started_ms: u64_of(r.get(7)),
                     heartbeat_ms: u64_of(r.get(8)),
                     silent_ms,
