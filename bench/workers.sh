@@ -9,7 +9,7 @@
 # queue. Last, how late `serve`'s event stream (GET /api/v1/runs/{id}/events, which
 # polls the database) delivers the events two workers write: the delay from each
 # event's time to its arrival at a client. Not a test: run it alone.
-#   bash bench/workers.sh [COLLECT_IMAGES] [PATCH_IMAGES]
+#   bash bench/workers.sh [COLLECT_IMAGES] [PATCH_IMAGES]   (0 patch images: collect only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}; np=${2:-8}
@@ -103,10 +103,12 @@ c4=$(round c4 collect 4 1 "$n")
 report "collect, 1 worker" "$c1" "$c1" c1 "$n"
 report "collect, 2 workers" "$c2" "$c1" c2 "$n"
 report "collect, 4 workers" "$c4" "$c1" c4 "$n"
-p1=$(round p1 patch 1 "$np" "$np")
-report "patch, 1 worker (1 batch)" "$p1" "$p1" p1 "$np"
-p2=$(round p2 patch 2 $(( (np + 1) / 2 )) "$np")
-report "patch, 2 workers (a batch each)" "$p2" "$p1" p2 "$np"
+if [ "$np" -gt 0 ]; then
+  p1=$(round p1 patch 1 "$np" "$np")
+  report "patch, 1 worker (1 batch)" "$p1" "$p1" p1 "$np"
+  p2=$(round p2 patch 2 $(( (np + 1) / 2 )) "$np")
+  report "patch, 2 workers (a batch each)" "$p2" "$p1" p2 "$np"
+fi
 
 # The event stream: a server that only serves (--workers 0), a viewer token, two workers
 # collecting; a client reads the run's server-sent events and measures each one's delay.

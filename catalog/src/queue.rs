@@ -98,6 +98,19 @@ pub struct JobRow {
     pub outcome: Option<String>,
 }
 
+/// What a claim asks of the backend.
+pub(crate) struct ClaimReq<'a> {
+    pub worker: &'a str,
+    pub roots: &'a [String],
+    /// How many jobs of this run to take at most.
+    pub batch: &'a dyn Fn(&RunRecord) -> usize,
+    pub lease_ms: u64,
+    /// Turns a queued run into a running one and makes its `started` event.
+    pub start: &'a mut dyn FnMut(&mut RunRecord) -> Event,
+    /// The `claimed` event of what was taken, written with the claim.
+    pub claimed: &'a dyn Fn(&RunRecord, &[JobRow]) -> Event,
+}
+
 /// What a claim took: jobs of one run, all held by the claiming worker.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -254,6 +267,8 @@ impl Catalog {
 
     /// Claims up to `batch(run)` queued jobs of the oldest run that has jobs under the
     /// worker's roots on images no job is running on; starts the run if it was queued.
+    /// The `claimed` event (which worker, how many images, which attempt) is written
+    /// with the claim.
     pub fn claim_jobs(
         &self,
         worker: &WorkerSpec,
@@ -266,8 +281,24 @@ impl Catalog {
             let msg = format!("{} on {} image(s)", run.kind, run.images.len());
             self.new_event(&run.id, None, "started", &msg)
         };
-        self.shared_queue()?
-            .claim(&worker.name, &worker.roots, batch, worker.lease_ms, start)
+        let claimed = &|run: &RunRecord, jobs: &[JobRow]| {
+            let attempt = jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
+            let again = if attempt > 1 {
+                format!(" (attempt {attempt})")
+            } else {
+                String::new()
+            };
+            let msg = format!("worker {} took {} image(s){again}", worker.name, jobs.len());
+            self.new_event(&run.id, None, "claimed", &msg)
+        };
+        self.shared_queue()?.claim(&mut ClaimReq {
+            worker: &worker.name,
+            roots: &worker.roots,
+            batch,
+            lease_ms: worker.lease_ms,
+            start,
+            claimed,
+        })
     }
 
     /// Marks the worker's jobs done (only those it still holds at that attempt); the last

@@ -305,6 +305,7 @@ impl Shared {
     fn claim_loop(self: &Arc<Self>, stop: &AtomicBool) {
         let mut wait = Duration::from_millis(200);
         let mut part_no = 0u64;
+        let mut last_sweep: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
             if self.busy.load(Ordering::SeqCst) >= self.spec.slots as usize {
                 let g = self.done_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,7 +315,15 @@ impl Shared {
             let batch = self.opts.batch.max(1);
             let t = Instant::now();
             let parts = self.lock_parts();
-            let claimed = self.catalog.requeue_lost().and_then(|_| {
+            // Leases are looked at every third of a lease, not at every claim.
+            let sweep = last_sweep.is_none_or(|t: Instant| t.elapsed() >= self.opts.lease / 3);
+            let lost = if sweep {
+                last_sweep = Some(Instant::now());
+                self.catalog.requeue_lost().map(|_| ())
+            } else {
+                Ok(())
+            };
+            let claimed = lost.and_then(|()| {
                 self.catalog.claim_jobs(&self.spec, &|run| {
                     if run.kind == "collect" {
                         1
@@ -467,23 +476,14 @@ impl Shared {
         let run = &c.run;
         let images: Vec<String> = c.jobs.iter().map(|j| j.image.clone()).collect();
         let attempt = c.jobs.iter().map(|j| j.attempts).max().unwrap_or(1);
-        let msg = format!(
-            "worker {} took {} image(s){}",
-            self.spec.name,
-            images.len(),
-            if attempt > 1 {
-                format!(" (attempt {attempt})")
-            } else {
-                String::new()
-            }
+        // The claim wrote its event; this says it here too.
+        log(
+            &run.id,
+            None,
+            "claimed",
+            &format!("{} image(s), attempt {attempt}", images.len()),
         );
-        log(&run.id, None, "claimed", &msg);
         let never = stop_never();
-        self.timed(|| {
-            self.retry("record the claim", &never, || {
-                self.catalog.event(&run.id, None, "claimed", &msg)
-            })
-        });
         let spec = run
             .spec
             .clone()

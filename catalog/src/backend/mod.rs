@@ -30,8 +30,8 @@ use coldpatch_collector::Inventory;
 
 use crate::model::{ImageRecord, ScanRecord};
 use crate::queue::{
-    Beat, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord,
-    WorkerSpec,
+    Beat, ClaimReq, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally,
+    WorkerRecord, WorkerSpec,
 };
 use crate::{Event, FeedRecord, Result, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
 
@@ -97,15 +97,8 @@ pub(crate) trait Queue {
     /// Stores a queued run, its event and a job per image, in one transaction.
     fn enqueue(&self, run: &RunRecord, event: &Event) -> Result<()>;
     fn requeue_lost(&self) -> Result<Vec<Requeued>>;
-    /// `start` turns a queued run into a running one and makes its event.
-    fn claim(
-        &self,
-        worker: &str,
-        roots: &[String],
-        batch: &dyn Fn(&RunRecord) -> usize,
-        lease_ms: u64,
-        start: &mut dyn FnMut(&mut RunRecord) -> Event,
-    ) -> Result<Option<Claimed>>;
+    /// Takes jobs as `req` says, with the events it makes, in one transaction.
+    fn claim(&self, req: &mut ClaimReq<'_>) -> Result<Option<Claimed>>;
     /// `finish` ends the run when these were its last jobs, and makes its event.
     fn finish_jobs(
         &self,

@@ -15,8 +15,8 @@ use super::{i64_of, Postgres};
 use crate::backend::Queue;
 use crate::error::{CatalogError, Result};
 use crate::queue::{
-    Beat, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally, WorkerRecord,
-    WorkerSpec,
+    Beat, ClaimReq, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally,
+    WorkerRecord, WorkerSpec,
 };
 use crate::runs::{Event, RunRecord, RunState};
 
@@ -102,12 +102,9 @@ impl Postgres {
     /// One try at a claim; `Err(None)` when it lost a race and should be tried again.
     fn try_claim(
         &self,
-        worker: &str,
-        roots: &[String],
-        batch: &dyn Fn(&RunRecord) -> usize,
-        lease_ms: u64,
-        start: &mut dyn FnMut(&mut RunRecord) -> Event,
+        req: &mut ClaimReq<'_>,
     ) -> std::result::Result<Option<Claimed>, Option<CatalogError>> {
+        let (worker, roots) = (req.worker, req.roots);
         let fail = |e: postgres::Error| {
             if lost_race(&e) {
                 None
@@ -140,7 +137,7 @@ impl Postgres {
             if !matches!(run.state, RunState::Queued | RunState::Running) {
                 continue;
             }
-            let limit = i64::try_from(batch(&run).max(1)).unwrap_or(i64::MAX);
+            let limit = i64::try_from((req.batch)(&run).max(1)).unwrap_or(i64::MAX);
             let ids: Vec<i64> = tx
                 .query(
                     &format!(
@@ -163,19 +160,21 @@ impl Postgres {
                          lease_until = now() + $3 * interval '1 millisecond' \
                          WHERE id = ANY($1) RETURNING {JOB}"
                     ),
-                    &[&ids, &worker, &(i64_of(lease_ms) as f64)],
+                    &[&ids, &worker, &(i64_of(req.lease_ms) as f64)],
                 )
                 .map_err(fail)?
                 .iter()
                 .map(job_of)
                 .collect();
             if run.state == RunState::Queued {
-                let e = start(&mut run);
+                let e = (req.start)(&mut run);
                 self.write_run(&mut tx, &run, &e).map_err(Some)?;
             }
-            tx.commit().map_err(fail)?;
             let mut jobs = jobs;
             jobs.sort_by_key(|j| j.id);
+            let e = (req.claimed)(&run, &jobs);
+            self.insert_event(&mut tx, &e).map_err(Some)?;
+            tx.commit().map_err(fail)?;
             return Ok(Some(Claimed { run, jobs }));
         }
         Ok(None)
@@ -356,16 +355,9 @@ impl Queue for Postgres {
             .collect())
     }
 
-    fn claim(
-        &self,
-        worker: &str,
-        roots: &[String],
-        batch: &dyn Fn(&RunRecord) -> usize,
-        lease_ms: u64,
-        start: &mut dyn FnMut(&mut RunRecord) -> Event,
-    ) -> Result<Option<Claimed>> {
+    fn claim(&self, req: &mut ClaimReq<'_>) -> Result<Option<Claimed>> {
         for _ in 0..8 {
-            match self.try_claim(worker, roots, batch, lease_ms, start) {
+            match self.try_claim(req) {
                 Ok(c) => return Ok(c),
                 Err(Some(e)) => return Err(e),
                 Err(None) => continue, // another worker took an image first: look again
