@@ -2,11 +2,13 @@
 //! `catalog/src/queue.rs`). Leases are reckoned by the database's clock, never a
 //! worker's, so hosts whose clocks disagree still agree on who holds what.
 //!
-//! Lock order, everywhere: the run's row first (`FOR UPDATE`), then its jobs. A claim
-//! takes the jobs it wants `FOR UPDATE SKIP LOCKED`, so workers claiming at once take
-//! different jobs instead of waiting on each other; the unique index on running jobs per
+//! Finishing and cancelling lock the run's row first (`FOR UPDATE`), then its jobs: the
+//! last job's end is decided under that lock. A claim does not lock the run: it takes
+//! the jobs it wants `FOR UPDATE SKIP LOCKED`, so workers claiming at once take different
+//! jobs instead of waiting on each other or on finishers, and only the first claim of a
+//! queued run writes the run's row (conditionally). The unique index on running jobs per
 //! image turns a race for one image between two runs into a unique violation for the
-//! later claim, which then tries again.
+//! later claim, and a claim caught in a deadlock with a cancel fails; either tries again.
 
 use postgres::error::SqlState;
 use postgres::Transaction;
@@ -131,9 +133,16 @@ impl Postgres {
             .collect();
         for id in runs {
             let mut tx = conn.transaction().map_err(fail)?;
-            let Some(mut run) = self.lock_run(&mut tx, &id).map_err(Some)? else {
+            // The run is read, not locked: claims of one run do not wait on each other or
+            // on the workers finishing its jobs. Jobs a cancel ended meanwhile are no
+            // longer free when their locks are taken below.
+            let Some(row) = tx
+                .query_opt("SELECT record::text FROM runs WHERE id = $1", &[&id])
+                .map_err(fail)?
+            else {
                 continue;
             };
+            let mut run: RunRecord = self.decode("run", row.get::<_, &str>(0)).map_err(Some)?;
             if !matches!(run.state, RunState::Queued | RunState::Running) {
                 continue;
             }
@@ -167,8 +176,23 @@ impl Postgres {
                 .map(job_of)
                 .collect();
             if run.state == RunState::Queued {
+                // The first claim starts the run; of claims racing for that, one does (the
+                // others find it running). A cancel holding the row makes this wait; if
+                // that is a deadlock, the claim is tried again.
                 let e = (req.start)(&mut run);
-                self.write_run(&mut tx, &run, &e).map_err(Some)?;
+                let json = self.json("run", &run).map_err(Some)?;
+                let started = tx
+                    .execute(
+                        "UPDATE runs SET record = $2::text::jsonb \
+                         WHERE id = $1 AND record->>'state' = 'queued'",
+                        &[&run.id, &json],
+                    )
+                    .map_err(fail)?;
+                if started == 1 {
+                    self.insert_event(&mut tx, &e).map_err(Some)?;
+                } else {
+                    run.state = RunState::Running;
+                }
             }
             let mut jobs = jobs;
             jobs.sort_by_key(|j| j.id);
@@ -415,6 +439,45 @@ impl Queue for Postgres {
         run: &str,
         finish: &mut dyn FnMut(&mut RunRecord, Tally) -> Event,
     ) -> Result<SharedCancel> {
+        // A cancel and the first claim of the run can deadlock (see the module doc); the
+        // database ends one of them, and a cancel it ended is tried again.
+        let mut tries = 0;
+        loop {
+            match self.try_cancel(run, finish) {
+                Err(e) if tries < 3 && deadlocked(&e) => tries += 1,
+                res => return res,
+            }
+        }
+    }
+
+    fn jobs(&self, run: &str) -> Result<Vec<JobRow>> {
+        Ok(self
+            .query(
+                &format!("SELECT {JOB} FROM jobs WHERE run = $1 ORDER BY id"),
+                &[&run],
+            )?
+            .iter()
+            .map(job_of)
+            .collect())
+    }
+}
+
+/// Whether a storage failure was the database breaking a deadlock.
+fn deadlocked(e: &CatalogError) -> bool {
+    let CatalogError::Store { source, .. } = e else {
+        return false;
+    };
+    source
+        .downcast_ref::<postgres::Error>()
+        .is_some_and(|p| p.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+}
+
+impl Postgres {
+    fn try_cancel(
+        &self,
+        run: &str,
+        finish: &mut dyn FnMut(&mut RunRecord, Tally) -> Event,
+    ) -> Result<SharedCancel> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(|e| self.err(e))?;
         let Some(record) = self.lock_run(&mut tx, run)? else {
@@ -436,16 +499,5 @@ impl Queue for Postgres {
         };
         self.commit(tx)?;
         Ok(how)
-    }
-
-    fn jobs(&self, run: &str) -> Result<Vec<JobRow>> {
-        Ok(self
-            .query(
-                &format!("SELECT {JOB} FROM jobs WHERE run = $1 ORDER BY id"),
-                &[&run],
-            )?
-            .iter()
-            .map(job_of)
-            .collect())
     }
 }
