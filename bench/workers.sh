@@ -97,6 +97,13 @@ report() {
 }
 
 echo "machine: $(nproc) CPU(s); collect $n images, patch $np images"
+# The queue alone (claim, event, finish; no collect competing for the CPUs).
+cargo bench --locked -q -p coldpatch-catalog --bench queue --no-run 2>/dev/null
+qbin=$(ls -t target/release/deps/queue-* | grep -v '\.d$' | head -n1)
+for k in 1 2 4; do
+  psql -X -q -h "$sock" -p "$port" -U coldpatch -d postgres -c "CREATE DATABASE q$k"
+  BENCH_CATALOG="postgres://coldpatch@/q$k?host=$sock&port=$port" BENCH_WORKERS=$k "$qbin"
+done
 c1=$(round c1 collect 1 1 "$n")
 c2=$(round c2 collect 2 1 "$n")
 c4=$(round c4 collect 4 1 "$n")

@@ -34,6 +34,9 @@ CREATE TABLE jobs (
     outcome text,
     UNIQUE (run, image)
 );
+-- A claim walks queued jobs in the order they were queued and stops at the first free
+-- one (jobs_queued_order), then takes more of that run's (jobs_queued).
+CREATE INDEX jobs_queued_order ON jobs (id) WHERE state = 'queued';
 CREATE INDEX jobs_queued ON jobs (run, id) WHERE state = 'queued';
 CREATE INDEX jobs_running ON jobs (worker) WHERE state = 'running';
 CREATE UNIQUE INDEX jobs_one_per_image ON jobs (image) WHERE state = 'running';

@@ -115,93 +115,92 @@ impl Postgres {
             }
         };
         let mut conn = self.conn().map_err(Some)?;
-        // Runs with claimable jobs, in the order they were queued; which of their jobs are free is decided
-        // under the run's lock below.
         const FREE: &str = "j.state = 'queued' AND NOT j.cancel \
              AND EXISTS (SELECT 1 FROM unnest($1::text[]) r WHERE starts_with(j.image, r)) \
              AND NOT EXISTS (SELECT 1 FROM jobs h WHERE h.image = j.image AND h.state = 'running')";
-        let runs: Vec<String> = conn
-            .query(
+        let mut tx = conn.transaction().map_err(fail)?;
+        // The first free job in the order jobs were queued, locked: an index walk that
+        // stops there, whatever the length of the queue, and that steps over jobs other
+        // claims hold. Its run is read, not locked: claims of one run do not wait on
+        // each other or on the workers finishing its jobs.
+        let Some(first) = tx
+            .query_opt(
                 &format!(
-                    "SELECT j.run FROM jobs j WHERE {FREE} GROUP BY j.run ORDER BY min(j.id) LIMIT 8"
+                    "SELECT j.id, j.run FROM jobs j WHERE {FREE} \
+                     ORDER BY j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED"
                 ),
                 &[&roots],
             )
             .map_err(fail)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for id in runs {
-            let mut tx = conn.transaction().map_err(fail)?;
-            // The run is read, not locked: claims of one run do not wait on each other or
-            // on the workers finishing its jobs. Jobs a cancel ended meanwhile are no
-            // longer free when their locks are taken below.
-            let Some(row) = tx
-                .query_opt("SELECT record::text FROM runs WHERE id = $1", &[&id])
-                .map_err(fail)?
-            else {
-                continue;
-            };
-            let mut run: RunRecord = self.decode("run", row.get::<_, &str>(0)).map_err(Some)?;
-            if !matches!(run.state, RunState::Queued | RunState::Running) {
-                continue;
-            }
-            let limit = i64::try_from((req.batch)(&run).max(1)).unwrap_or(i64::MAX);
-            let ids: Vec<i64> = tx
-                .query(
-                    &format!(
-                        "SELECT j.id FROM jobs j WHERE j.run = $2 AND {FREE} \
-                         ORDER BY j.id LIMIT $3 FOR UPDATE SKIP LOCKED"
-                    ),
-                    &[&roots, &id, &limit],
-                )
-                .map_err(fail)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let jobs: Vec<JobRow> = tx
-                .query(
-                    &format!(
-                        "UPDATE jobs SET state = 'running', worker = $2, attempts = attempts + 1, \
-                         lease_until = now() + $3 * interval '1 millisecond' \
-                         WHERE id = ANY($1) RETURNING {JOB}"
-                    ),
-                    &[&ids, &worker, &(i64_of(req.lease_ms) as f64)],
-                )
-                .map_err(fail)?
-                .iter()
-                .map(job_of)
-                .collect();
-            if run.state == RunState::Queued {
-                // The first claim starts the run; of claims racing for that, one does (the
-                // others find it running). A cancel holding the row makes this wait; if
-                // that is a deadlock, the claim is tried again.
-                let e = (req.start)(&mut run);
-                let json = self.json("run", &run).map_err(Some)?;
-                let started = tx
-                    .execute(
-                        "UPDATE runs SET record = $2::text::jsonb \
-                         WHERE id = $1 AND record->>'state' = 'queued'",
-                        &[&run.id, &json],
-                    )
-                    .map_err(fail)?;
-                if started == 1 {
-                    self.insert_event(&mut tx, &e).map_err(Some)?;
-                } else {
-                    run.state = RunState::Running;
-                }
-            }
-            let mut jobs = jobs;
-            jobs.sort_by_key(|j| j.id);
-            let e = (req.claimed)(&run, &jobs);
-            self.insert_event(&mut tx, &e).map_err(Some)?;
-            tx.commit().map_err(fail)?;
-            return Ok(Some(Claimed { run, jobs }));
+        else {
+            return Ok(None);
+        };
+        let (first, id): (i64, String) = (first.get(0), first.get(1));
+        let Some(row) = tx
+            .query_opt("SELECT record::text FROM runs WHERE id = $1", &[&id])
+            .map_err(fail)?
+        else {
+            return Ok(None);
+        };
+        let mut run: RunRecord = self.decode("run", row.get::<_, &str>(0)).map_err(Some)?;
+        if !matches!(run.state, RunState::Queued | RunState::Running) {
+            return Ok(None);
         }
-        Ok(None)
+        // More of that run's free jobs, up to the batch.
+        let more = i64::try_from((req.batch)(&run).max(1) - 1).unwrap_or(i64::MAX);
+        let mut ids: Vec<i64> = vec![first];
+        if more > 0 {
+            ids.extend(
+                tx.query(
+                    &format!(
+                        "SELECT j.id FROM jobs j WHERE j.run = $2 AND j.id <> $4 AND {FREE} \
+                         ORDER BY j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED"
+                    ),
+                    &[&roots, &id, &more, &first],
+                )
+                .map_err(fail)?
+                .iter()
+                .map(|r| r.get::<_, i64>(0)),
+            );
+        }
+        let jobs: Vec<JobRow> = tx
+            .query(
+                &format!(
+                    "UPDATE jobs SET state = 'running', worker = $2, attempts = attempts + 1, \
+                     lease_until = now() + $3 * interval '1 millisecond' \
+                     WHERE id = ANY($1) RETURNING {JOB}"
+                ),
+                &[&ids, &worker, &(i64_of(req.lease_ms) as f64)],
+            )
+            .map_err(fail)?
+            .iter()
+            .map(job_of)
+            .collect();
+        if run.state == RunState::Queued {
+            // The first claim starts the run; of claims racing for that, one does (the
+            // others find it running). A cancel holding the row makes this wait; if
+            // that is a deadlock, the claim is tried again.
+            let e = (req.start)(&mut run);
+            let json = self.json("run", &run).map_err(Some)?;
+            let started = tx
+                .execute(
+                    "UPDATE runs SET record = $2::text::jsonb \
+                     WHERE id = $1 AND record->>'state' = 'queued'",
+                    &[&run.id, &json],
+                )
+                .map_err(fail)?;
+            if started == 1 {
+                self.insert_event(&mut tx, &e).map_err(Some)?;
+            } else {
+                run.state = RunState::Running;
+            }
+        }
+        let mut jobs = jobs;
+        jobs.sort_by_key(|j| j.id);
+        let e = (req.claimed)(&run, &jobs);
+        self.insert_event(&mut tx, &e).map_err(Some)?;
+        tx.commit().map_err(fail)?;
+        Ok(Some(Claimed { run, jobs }))
     }
 }
 
