@@ -9,33 +9,11 @@ use std::time::{Duration, Instant};
 use crate::{coldpatch, json, stderr};
 
 pub(crate) fn get(addr: &str, path: &str, token: Option<&str>) -> String {
-    request(addr, "GET", path, token, None)
-}
-
-/// `POST path` with a JSON body; the whole response, head and body.
-pub(crate) fn post(addr: &str, path: &str, token: &str, body: &str) -> String {
-    request(addr, "POST", path, Some(token), Some(body))
-}
-
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let body = body.map_or(String::new(), |b| {
-        format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        )
-    });
-    let end = if body.is_empty() { "\r\n" } else { "" };
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n{end}{body}"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("send");
     let mut out = String::new();

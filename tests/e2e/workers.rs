@@ -422,17 +422,25 @@ fn workers_wait_out_a_database_restart_and_two_schedulers_fire_once() {
     let fleet = d.join("fleet");
     let min = image_dir("debian-12-min").join("disk.qcow2");
     let images = copies(&min, &fleet, "m", 24);
-    // Opens (and migrates) the catalog before anything runs.
-    ok(coldpatch(d, &["catalog", "info"]));
-    let secret = json(&ok(coldpatch(
-        d,
-        &[
-            "token", "create", "--role", "admin", "--name", "e2e", "--json",
-        ],
-    )))["secret"]
-        .as_str()
-        .expect("secret")
-        .to_string();
+    // A schedule firing every minute, made two minutes ago: its occasion is due when the
+    // two servers start, and both step their schedulers at once.
+    let at = coldpatch_catalog::Location::parse(&own.server.url(&db)).expect("url");
+    let catalog = coldpatch_catalog::Catalog::connect(&at, None).expect("catalog");
+    let now = coldpatch_catalog::clock::now();
+    catalog
+        .put_schedule(&coldpatch_catalog::Schedule {
+            id: "every-minute".into(),
+            name: "every minute".into(),
+            cron: "* * * * *".into(),
+            images: vec![s(&images[0]).to_string()],
+            action: coldpatch_catalog::Action::Collect,
+            enabled: true,
+            created: now - 120,
+            last_fired: None,
+            last_run: None,
+        })
+        .expect("schedule");
+    drop(catalog);
     let servers: Vec<(Proc, String)> = (0..2)
         .map(|i| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_coldpatch"));
@@ -457,18 +465,6 @@ fn workers_wait_out_a_database_restart_and_two_schedulers_fire_once() {
         .collect();
     let w1 = worker(d, "w1", &[&fleet], "5s", &[]);
     let w2 = worker(d, "w2", &[&fleet], "5s", &[]);
-    // A schedule firing every minute, made on one server, stepped by both.
-    let body = serde_json::json!({
-        "name": "every-minute", "cron": "* * * * *",
-        "images": [s(&images[0])], "action": {"kind": "collect"}
-    });
-    let made = crate::serve::post(
-        &servers[0].1,
-        "/api/v1/schedules",
-        &secret,
-        &body.to_string(),
-    );
-    assert!(made.contains("every-minute"), "{made}");
     let runs: Vec<String> = images[1..]
         .chunks(4)
         .map(|chunk| {
@@ -515,18 +511,15 @@ fn workers_wait_out_a_database_restart_and_two_schedulers_fire_once() {
         ["23 23"],
         "nothing lost, nothing twice"
     );
-    // The schedule: one run per occasion, whichever server's tick came first. Both
-    // servers step every 15 s; once an occasion has fired, another 20 s gives each of
-    // them a tick past it.
+    // The schedule: one run per occasion, whichever server's tick came first. The
+    // servers stepped at once as they started; another 20 s gives each a tick more.
     let runs_of_schedule = || {
         own.server.query(
             &db,
             "SELECT id FROM runs WHERE record ? 'schedule' ORDER BY id",
         )
     };
-    wait_for(Duration::from_secs(90), "an occasion", || {
-        (!runs_of_schedule().is_empty()).then_some(())
-    });
+    assert!(!runs_of_schedule().is_empty(), "the due occasion fired");
     std::thread::sleep(Duration::from_secs(20));
     let ids = runs_of_schedule();
     let minutes: BTreeSet<&str> = ids.iter().map(|i| &i[..13]).collect();
