@@ -74,6 +74,18 @@ fn copies(src: &Path, dir: &Path, name: &str, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `collect --queue` on runs of `per` images each; returns the run ids.
+fn queue_collects(d: &Path, images: &[PathBuf], per: usize) -> Vec<String> {
+    images
+        .chunks(per)
+        .map(|chunk| {
+            let mut args = vec!["collect", "--queue"];
+            args.extend(chunk.iter().map(|p| s(p)));
+            stdout(&ok(coldpatch(d, &args))).trim().to_string()
+        })
+        .collect()
+}
+
 fn ok(out: std::process::Output) -> std::process::Output {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     out
@@ -137,14 +149,7 @@ fn three_workers_share_sixty_collect_jobs_and_a_killed_one_loses_its_job() {
         .map(|n| worker(d, n, &[&fleet], "4s", &[]))
         .collect();
     // Twelve runs of five images each: sixty jobs.
-    let runs: Vec<String> = images
-        .chunks(5)
-        .map(|chunk| {
-            let mut args = vec!["collect", "--queue"];
-            args.extend(chunk.iter().map(|p| s(p)));
-            stdout(&ok(coldpatch(d, &args))).trim().to_string()
-        })
-        .collect();
+    let runs = queue_collects(d, &images, 5);
     for id in &runs {
         let r = wait_for(Duration::from_secs(600), "the collect runs", || {
             Some(run_of(d, id)).filter(ended)
@@ -465,14 +470,7 @@ fn workers_wait_out_a_database_restart_and_two_schedulers_fire_once() {
         .collect();
     let w1 = worker(d, "w1", &[&fleet], "5s", &[]);
     let w2 = worker(d, "w2", &[&fleet], "5s", &[]);
-    let runs: Vec<String> = images[1..]
-        .chunks(4)
-        .map(|chunk| {
-            let mut args = vec!["collect", "--queue"];
-            args.extend(chunk.iter().map(|p| s(p)));
-            stdout(&ok(coldpatch(d, &args))).trim().to_string()
-        })
-        .collect();
+    let runs = queue_collects(d, &images[1..], 4);
     wait_for(Duration::from_secs(120), "the first collect", || {
         let r = run_of(d, &runs[0]);
         r["events"]
