@@ -17,22 +17,29 @@ use crate::args::{Fix, QueueArgs};
 use crate::cli::Unavailable;
 use crate::{outln, output};
 
-/// The shared queue, or the refusal (exit 2) on a catalog without one.
+/// The refusal (exit 2) of what needs a shared queue, on a catalog without one.
+fn need_queue(catalog: &Catalog) -> Result<()> {
+    if catalog.has_queue() {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(Unavailable(
+        coldpatch_catalog::CatalogError::NotShared {
+            catalog: catalog.describe().to_string(),
+        }
+        .into(),
+    )))
+}
+
+/// The shared queue, or the refusal on a catalog without one.
 fn shared(catalog: Catalog) -> Result<(Arc<Catalog>, SharedJobs)> {
+    need_queue(&catalog)?;
     let catalog = Arc::new(catalog);
-    let q =
-        SharedJobs::new(catalog.clone()).map_err(|e| anyhow::Error::new(Unavailable(e.into())))?;
+    let q = SharedJobs::new(catalog.clone())?;
     Ok((catalog, q))
 }
 
 pub fn worker(catalog: Catalog, opts: WorkerOptions) -> Result<ExitCode> {
-    if !catalog.has_queue() {
-        return Err(anyhow::Error::new(Unavailable(anyhow::anyhow!(
-            "{} has no shared job queue: `coldpatch worker` takes its jobs from a PostgreSQL catalog \
-             (--catalog postgresql://...); on an embedded catalog `coldpatch serve` runs them itself",
-            catalog.describe()
-        ))));
-    }
+    need_queue(&catalog)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("cannot handle SIGTERM")?;
@@ -48,14 +55,7 @@ pub fn worker(catalog: Catalog, opts: WorkerOptions) -> Result<ExitCode> {
 }
 
 pub fn workers(catalog: &Catalog, json: bool) -> Result<ExitCode> {
-    if !catalog.has_queue() {
-        return Err(anyhow::Error::new(Unavailable(
-            coldpatch_catalog::CatalogError::NotShared {
-                catalog: catalog.describe().to_string(),
-            }
-            .into(),
-        )));
-    }
+    need_queue(catalog)?;
     let ws = catalog.workers()?;
     output::list(
         json,

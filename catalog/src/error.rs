@@ -8,7 +8,7 @@ pub type StoreCause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("{catalog} has no shared job queue: workers and queued runs need a PostgreSQL catalog (--catalog postgresql://...)")]
+    #[error("{catalog} has no shared job queue: workers and queued runs need a PostgreSQL catalog (--catalog postgresql://...); on an embedded catalog `coldpatch serve` runs jobs itself")]
     NotShared { catalog: String },
     #[error("a worker named {name} is alive on {host} (pid {pid}): give this one another --name, or stop that one")]
     WorkerTaken {

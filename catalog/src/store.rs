@@ -65,7 +65,7 @@ impl Catalog {
     }
 
     /// The worker this process is, if it is one.
-    pub fn actor(&self) -> Option<&str> {
+    pub(crate) fn actor(&self) -> Option<&str> {
         self.actor.as_deref()
     }
 

@@ -107,10 +107,7 @@ impl Jobs {
 
     /// Queues a job as a new run; returns the run (state `queued`).
     fn submit_here(&self, spec: &JobSpec, schedule: Option<&str>) -> Result<RunRecord, JobError> {
-        if spec.images().is_empty() {
-            return Err(JobError::NoImages);
-        }
-        let value = serde_json::to_value(spec).map_err(JobError::Encode)?;
+        let value = spec.stored()?;
         let run = self
             .catalog
             .queue_run(spec.kind(), spec.images(), value, schedule)?;

@@ -29,10 +29,7 @@ impl SharedJobs {
 
 impl Queue for SharedJobs {
     fn submit(&self, spec: &JobSpec, schedule: Option<&str>) -> Result<RunRecord, JobError> {
-        if spec.images().is_empty() {
-            return Err(JobError::NoImages);
-        }
-        let value = serde_json::to_value(spec).map_err(JobError::Encode)?;
+        let value = spec.stored()?;
         let run = self
             .catalog
             .enqueue_run(spec.kind(), spec.images(), value, schedule)?;

@@ -30,6 +30,14 @@ impl JobSpec {
         }
     }
 
+    /// The spec as a queued run stores it; refuses a job with no image.
+    pub(crate) fn stored(&self) -> Result<serde_json::Value, crate::JobError> {
+        if self.images().is_empty() {
+            return Err(crate::JobError::NoImages);
+        }
+        serde_json::to_value(self).map_err(crate::JobError::Encode)
+    }
+
     pub fn images(&self) -> &[String] {
         match self {
             JobSpec::Collect { images, .. } | JobSpec::Patch { images, .. } => images,

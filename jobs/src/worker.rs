@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,15 +96,13 @@ struct Shared {
     catalog: Arc<Catalog>,
     spec: WorkerSpec,
     opts: WorkerOptions,
+    /// The parts under way; as many as slots are busy. `done` is told when one ends.
     parts: Mutex<HashMap<u64, Flags>>,
-    busy: AtomicUsize,
     done: Condvar,
-    done_lock: Mutex<()>,
     outage: Outage,
+    /// What it did, with the time spent talking to the queue: claims that took jobs,
+    /// heartbeats, finishing jobs, and the events the worker itself writes.
     report: Mutex<Report>,
-    /// Time spent talking to the queue: claims that took jobs, heartbeats, finishing
-    /// jobs, and the events the worker itself writes (claimed, collected).
-    coordination: Mutex<Duration>,
 }
 
 /// Whether the error is the database failing (worth waiting out), not the request.
@@ -199,11 +197,8 @@ pub fn run(
         spec,
         opts,
         parts: Mutex::new(HashMap::new()),
-        busy: AtomicUsize::new(0),
         done: Condvar::new(),
-        done_lock: Mutex::new(()),
         report: Mutex::new(Report::default()),
-        coordination: Mutex::new(Duration::ZERO),
     });
     let beat = {
         let (me, stop) = (me.clone(), stop.clone());
@@ -232,8 +227,7 @@ pub fn run(
             }
         }
     }
-    let mut report = *me.report.lock().unwrap_or_else(|p| p.into_inner());
-    report.coordination = *me.coordination.lock().unwrap_or_else(|p| p.into_inner());
+    let report = *me.report.lock().unwrap_or_else(|p| p.into_inner());
     eprintln!(
         "worker {}: stopped after {} part(s), {} image(s); coordination {:.1} ms per image",
         me.spec.name,
@@ -251,9 +245,8 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn stop_never() -> AtomicBool {
-    AtomicBool::new(false)
-}
+/// A stop flag never set: for what must be retried until the catalog takes it.
+static NEVER: AtomicBool = AtomicBool::new(false);
 
 /// Sleeps up to `d`, waking early when `stop` is set.
 fn nap(d: Duration, stop: &AtomicBool) {
@@ -264,11 +257,18 @@ fn nap(d: Duration, stop: &AtomicBool) {
 }
 
 impl Shared {
+    fn count(&self, coordination: Duration) {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .coordination += coordination;
+    }
+
     /// Runs `f`, counting its time as coordination.
     fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
         let t = Instant::now();
         let v = f();
-        *self.coordination.lock().unwrap_or_else(|p| p.into_inner()) += t.elapsed();
+        self.count(t.elapsed());
         v
     }
 
@@ -307,10 +307,12 @@ impl Shared {
         let mut part_no = 0u64;
         let mut last_sweep: Option<Instant> = None;
         while !stop.load(Ordering::SeqCst) {
-            if self.busy.load(Ordering::SeqCst) >= self.spec.slots as usize {
-                let g = self.done_lock.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = self.done.wait_timeout(g, Duration::from_millis(250));
-                continue;
+            {
+                let parts = self.lock_parts();
+                if parts.len() >= self.spec.slots as usize {
+                    let _ = self.done.wait_timeout(parts, Duration::from_millis(250));
+                    continue;
+                }
             }
             let batch = self.opts.batch.max(1);
             let t = Instant::now();
@@ -333,7 +335,7 @@ impl Shared {
                 })
             });
             if matches!(claimed, Ok(Some(_))) {
-                *self.coordination.lock().unwrap_or_else(|p| p.into_inner()) += t.elapsed();
+                self.count(t.elapsed());
             }
             let claimed = match claimed {
                 Ok(Some(c)) => {
@@ -367,8 +369,8 @@ impl Shared {
     }
 
     fn wait_idle(&self) {
-        let mut g = self.done_lock.lock().unwrap_or_else(|p| p.into_inner());
-        while self.busy.load(Ordering::SeqCst) > 0 {
+        let mut g = self.lock_parts();
+        while !g.is_empty() {
             g = self
                 .done
                 .wait_timeout(g, Duration::from_millis(250))
@@ -381,7 +383,7 @@ impl Shared {
         let every = (self.opts.lease / 3).max(Duration::from_millis(200));
         let mut last_ok = Instant::now();
         loop {
-            let idle = self.busy.load(Ordering::SeqCst) == 0;
+            let idle = self.lock_parts().is_empty();
             if stop.load(Ordering::SeqCst) && idle {
                 return;
             }
@@ -421,7 +423,7 @@ impl Shared {
             }
             let end = Instant::now() + every;
             while Instant::now() < end {
-                if stop.load(Ordering::SeqCst) && self.busy.load(Ordering::SeqCst) == 0 {
+                if stop.load(Ordering::SeqCst) && self.lock_parts().is_empty() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -452,7 +454,6 @@ impl Shared {
             },
         );
         drop(parts);
-        self.busy.fetch_add(1, Ordering::SeqCst);
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("coldpatch-part-{no}"))
@@ -461,14 +462,12 @@ impl Shared {
                 move || {
                     me.run_part(c, &cancel, &lost);
                     me.lock_parts().remove(&no);
-                    me.busy.fetch_sub(1, Ordering::SeqCst);
                     me.done.notify_all();
                 }
             });
         if let Err(e) = spawned {
             eprintln!("worker {}: cannot start a part: {e}", me.spec.name);
             me.lock_parts().remove(&no);
-            me.busy.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -483,7 +482,6 @@ impl Shared {
             "claimed",
             &format!("{} image(s), attempt {attempt}", images.len()),
         );
-        let never = stop_never();
         let spec = run
             .spec
             .clone()
@@ -501,7 +499,7 @@ impl Shared {
             }
             Ok(None) | Err(_) => {
                 let why = "unreadable job: the run has no job spec this worker knows";
-                self.retry("record the failure", &never, || {
+                self.retry("record the failure", &NEVER, || {
                     self.catalog.event(&run.id, None, "failed", why)
                 });
                 Some(vec![JobOutcome::Failed; c.jobs.len()])
@@ -516,7 +514,7 @@ impl Shared {
                 "the catalog failed under it; handed back to be done again"
             };
             log(&run.id, None, "handed-back", why);
-            if let Some(n) = self.retry("hand jobs back", &never, || {
+            if let Some(n) = self.retry("hand jobs back", &NEVER, || {
                 self.catalog.release_jobs(&self.spec.name, &rows)
             }) {
                 if n > 0 {
@@ -532,7 +530,7 @@ impl Shared {
             .map(|(j, o)| (j.id, j.attempts, o))
             .collect();
         let end = self.timed(|| {
-            self.retry("record the part's end", &never, || {
+            self.retry("record the part's end", &NEVER, || {
                 self.catalog.finish_jobs(&self.spec.name, &run.id, &done)
             })
         });
@@ -626,8 +624,7 @@ impl Shared {
             Err(e) => {
                 let why = reason(e);
                 log(&id, None, "failed", &why);
-                let never = stop_never();
-                self.retry("record the failure", &never, || {
+                self.retry("record the failure", &NEVER, || {
                     self.catalog.event(&id, None, "failed", &why)
                 });
                 Some(vec![JobOutcome::Failed; images.len()])

@@ -140,11 +140,8 @@ fn roots(catalog: &Catalog, img: &ImageRecord, inv: &Inventory) -> Vec<PathBuf> 
 /// lost the lease, and is redone (the overlay of the attempt that died goes here); an
 /// earlier attempt of this same run is swept the same way.
 fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
-    let mut dead_runs = ctx.catalog.running_on(image)?;
-    if ctx.run.shared && !dead_runs.iter().any(|r| r.id == ctx.run.id) {
-        dead_runs.push(ctx.run.clone());
-    }
-    for mut dead in dead_runs {
+    // A shared run is running while its jobs are: it is among these itself.
+    for mut dead in ctx.catalog.running_on(image)? {
         let own = dead.id == ctx.run.id;
         if own && !ctx.run.shared {
             continue;

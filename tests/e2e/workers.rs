@@ -86,6 +86,21 @@ fn queue_collects(d: &Path, images: &[PathBuf], per: usize) -> Vec<String> {
         .collect()
 }
 
+/// `patch apply --queue` for CVE-2025-69418 on `images`; returns the run id.
+fn queue_patch(d: &Path, repo: &str, images: &[PathBuf]) -> String {
+    let mut args = vec![
+        "patch",
+        "apply",
+        "--queue",
+        "--repo",
+        repo,
+        "--cve",
+        "CVE-2025-69418",
+    ];
+    args.extend(images.iter().map(|p| s(p)));
+    stdout(&ok(coldpatch(d, &args))).trim().to_string()
+}
+
 fn ok(out: std::process::Output) -> std::process::Output {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     out
@@ -289,17 +304,7 @@ fn a_patch_run_split_over_two_workers_survives_one_killed_while_installing() {
     let repo = s(&repo).to_string();
     let wa = worker(d, "wa", &[&a], "5s", &[]);
     let _wb = worker(d, "wb", &[&b], "5s", &[]);
-    let mut args = vec![
-        "patch",
-        "apply",
-        "--queue",
-        "--repo",
-        &repo,
-        "--cve",
-        "CVE-2025-69418",
-    ];
-    args.extend(images.iter().map(|p| s(p)));
-    let id = stdout(&ok(coldpatch(d, &args))).trim().to_string();
+    let id = queue_patch(d, &repo, &images);
     // wa's appliance installs its first package: it is killed there.
     let dead_overlays = wait_for(Duration::from_secs(900), "wa installing", || {
         let r = run_of(d, &id);
@@ -379,18 +384,7 @@ fn a_patch_run_split_over_two_workers_survives_one_killed_while_installing() {
     let fresh = copies(original, &b, "c", 1).remove(0);
     let sha = sha256(&fresh);
     ok(coldpatch(d, &["collect", "--no-files", s(&fresh)]));
-    let args = [
-        "patch",
-        "apply",
-        "--queue",
-        "--repo",
-        &repo,
-        "--cve",
-        "CVE-2025-69418",
-    ];
-    let mut args = args.to_vec();
-    args.push(s(&fresh));
-    let id = stdout(&ok(coldpatch(d, &args))).trim().to_string();
+    let id = queue_patch(d, &repo, std::slice::from_ref(&fresh));
     let overlay = wait_for(Duration::from_secs(120), "its overlay", || {
         let r = run_of(d, &id);
         r["events"].as_array()?.iter().find_map(|e| {
