@@ -61,6 +61,8 @@ pub enum DiskError {
         "{image}: in use by a running VM (qemu holds a lock on it); stop the VM or pass --force"
     )]
     InUse { image: PathBuf },
+    #[error("{image}: not a regular file{}", if *block { " or block device" } else { "" })]
+    NotAFile { image: PathBuf, block: bool },
     #[error("{image}: backing file {backing:?} {reason}")]
     Backing {
         image: PathBuf,
@@ -87,7 +89,9 @@ pub enum DiskError {
 impl DiskError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            DiskError::Open { .. } | DiskError::Read { .. } => ErrorKind::Io,
+            DiskError::Open { .. } | DiskError::Read { .. } | DiskError::NotAFile { .. } => {
+                ErrorKind::Io
+            }
             DiskError::Unsupported { .. } => ErrorKind::Unsupported,
             DiskError::Corrupt { .. } | DiskError::Ext4 { .. } => ErrorKind::Corrupt,
             DiskError::Limit { .. } => ErrorKind::LimitExceeded,

@@ -1,9 +1,15 @@
 //! A host file opened read-only, with positioned reads and a shared byte counter.
 //!
 //! The counter lets benchmarks and `collect` report how many image bytes a scan read.
+//!
+//! A file is opened with `O_NONBLOCK` and checked on the open descriptor, so a FIFO, a
+//! socket or a character device named as an image or backing file is refused at once
+//! instead of blocking the open (a FIFO without a writer) or the first read; a path swapped
+//! between a check and the open cannot slip another kind of file in.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,14 +74,38 @@ pub struct ImageFile {
     counter: ReadCounter,
 }
 
+/// What kind of file [`ImageFile::open`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Regular files only (backing files, and every image a server or worker opens).
+    Regular,
+    /// Regular files and block devices (an image the CLI's user named).
+    RegularOrBlock,
+}
+
 impl ImageFile {
-    pub fn open(path: &Path, counter: ReadCounter) -> Result<Self> {
+    /// Opens `path` if it is a file of a kind `accept` allows, without blocking.
+    pub fn open(path: &Path, counter: ReadCounter, accept: Accept) -> Result<Self> {
         let open_err = |source| DiskError::Open {
             image: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(open_err)?;
-        let size = file.metadata().map_err(open_err)?.len();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(open_err)?;
+        let kind = file.metadata().map_err(open_err)?.file_type();
+        let size = if kind.is_file() {
+            file.metadata().map_err(open_err)?.len()
+        } else if kind.is_block_device() && accept == Accept::RegularOrBlock {
+            file.seek(SeekFrom::End(0)).map_err(open_err)?
+        } else {
+            return Err(DiskError::NotAFile {
+                image: path.to_path_buf(),
+                block: accept == Accept::RegularOrBlock,
+            });
+        };
         Ok(ImageFile {
             file,
             path: path.to_path_buf(),

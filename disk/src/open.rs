@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{DiskError, Result};
-use crate::file::{ImageFile, ReadAt, ReadCounter};
+use crate::file::{Accept, ImageFile, ReadAt, ReadCounter};
 use crate::lock;
 use crate::qcow2::Qcow2;
 
@@ -37,6 +37,9 @@ pub struct OpenOptions {
     pub force: bool,
     /// Size of the read cache between filesystems and the image (see [`crate::cache`]).
     pub cache_bytes: usize,
+    /// Accept a block device as the top image (the CLI's user named one); backing files
+    /// are always regular files.
+    pub block_devices: bool,
 }
 
 impl Default for OpenOptions {
@@ -47,6 +50,7 @@ impl Default for OpenOptions {
             follow_backing: true,
             force: false,
             cache_bytes: crate::cache::DEFAULT_BYTES,
+            block_devices: false,
         }
     }
 }
@@ -120,7 +124,14 @@ pub fn open_image(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let counter = ReadCounter::default();
     let mut chain = Vec::new();
     let mut extensions = Vec::new();
+    let accept = if opts.block_devices {
+        Accept::RegularOrBlock
+    } else {
+        Accept::Regular
+    };
+    let file = ImageFile::open(path, counter.clone(), accept)?;
     let reader = open_layer(
+        file,
         path,
         None,
         opts,
@@ -147,7 +158,9 @@ fn canonical(image: &Path, p: &Path) -> Result<PathBuf> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn open_layer(
+    file: ImageFile,
     path: &Path,
     format_hint: Option<&str>,
     opts: &OpenOptions,
@@ -156,7 +169,6 @@ fn open_layer(
     chain: &mut Vec<ChainLink>,
     extensions: &mut Vec<(u32, Vec<u8>)>,
 ) -> Result<Box<dyn ReadAt>> {
-    let file = ImageFile::open(path, counter.clone())?;
     if !opts.force {
         let held = lock::held_by_writer(file.file()).map_err(|source| DiskError::Open {
             image: path.to_path_buf(),
@@ -192,9 +204,10 @@ fn open_layer(
                 extensions.clone_from(&q.header().other_extensions);
             }
             if let (Some(name), true) = (q.header().backing_file.clone(), opts.follow_backing) {
-                let bpath = resolve_backing(path, &name, roots, chain, opts)?;
+                let (bpath, bfile) = resolve_backing(path, &name, roots, chain, opts, counter)?;
                 let fmt = q.header().backing_format.clone();
                 let backing = open_layer(
+                    bfile,
                     &bpath,
                     fmt.as_deref(),
                     opts,
@@ -210,13 +223,21 @@ fn open_layer(
     }
 }
 
+/// Why a backing file is refused when it is missing, unreadable, not a regular file or
+/// outside the roots: one reason for all of them, so an error (which a server shows in a
+/// run's events) never tells what exists on the host outside the roots.
+pub const BACKING_REFUSED: &str = "is not a regular file under the allowed image roots";
+
+/// Finds and opens a backing file: it must resolve (symlinks followed) under one of
+/// `roots`, not be in the chain already, and be a regular file on the opened descriptor.
 fn resolve_backing(
     image: &Path,
     name: &str,
     roots: &[PathBuf],
     chain: &[ChainLink],
     opts: &OpenOptions,
-) -> Result<PathBuf> {
+    counter: &ReadCounter,
+) -> Result<(PathBuf, ImageFile)> {
     let refuse = |reason: String| DiskError::Backing {
         image: image.to_path_buf(),
         backing: name.to_string(),
@@ -246,18 +267,16 @@ fn resolve_backing(
     };
     let real = joined
         .canonicalize()
-        .map_err(|e| refuse(format!("cannot be opened: {e}")))?;
-    if !roots.iter().any(|r| real.starts_with(r)) {
-        return Err(refuse(format!(
-            "resolves to {} outside the allowed image roots",
-            real.display()
-        )));
-    }
+        .ok()
+        .filter(|real| roots.iter().any(|r| real.starts_with(r)))
+        .ok_or_else(|| refuse(BACKING_REFUSED.into()))?;
     let seen = chain
         .iter()
         .any(|l| l.path.canonicalize().is_ok_and(|p| p == real));
     if seen {
         return Err(refuse("makes the backing chain a loop".into()));
     }
-    Ok(real)
+    let file = ImageFile::open(&real, counter.clone(), Accept::Regular)
+        .map_err(|_| refuse(BACKING_REFUSED.into()))?;
+    Ok((real, file))
 }

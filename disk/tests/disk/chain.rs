@@ -35,7 +35,8 @@ fn backing_outside_image_roots_is_refused() {
     let err = open_image(&top, &OpenOptions::default()).expect_err("must refuse");
     assert_eq!(err.kind(), ErrorKind::Backing, "{err}");
     assert!(
-        err.to_string().contains("outside the allowed image roots"),
+        err.to_string()
+            .contains(coldpatch_disk::open::BACKING_REFUSED),
         "{err}"
     );
     // Naming the other directory as a root allows it.
@@ -166,4 +167,80 @@ fn encrypted_qcow2_is_refused_with_a_hint() {
         err.to_string().contains("encrypted qcow2") && err.to_string().contains("decrypt"),
         "{err}"
     );
+}
+
+/// One refusal whatever the backing file is: missing, a directory, outside the roots, a
+/// FIFO without a writer, a socket, a character device. Nothing blocks (the FIFO would
+/// hang a plain open forever; the test harness would time the test out), and the message
+/// is the same for all, so it says nothing about what exists on the host.
+#[test]
+fn backing_files_that_are_not_regular_files_get_one_refusal_and_never_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let sock = dir.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("socket");
+    std::fs::create_dir(dir.path().join("subdir")).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero")).expect("symlink");
+    let secret = write_raw(outside.path(), "secret.raw", &[0u8; 4096]);
+    let mut messages = Vec::new();
+    let roots = OpenOptions {
+        image_roots: vec![dir.path().into(), "/dev".into()],
+        ..Default::default()
+    };
+    for (i, backing) in [
+        path_str(&fifo),
+        path_str(&sock),
+        "/dev/zero",
+        "zero",
+        "subdir",
+        "missing.raw",
+        path_str(&secret),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let top = overlay(dir.path(), &format!("top{i}.qcow2"), backing, "raw");
+        let started = std::time::Instant::now();
+        let err = open_image(&top, &roots).expect_err("must refuse");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{backing}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Backing, "{backing}: {err}");
+        let DiskError::Backing { reason, .. } = &err else {
+            panic!("{backing}: {err:?}");
+        };
+        messages.push(reason.clone());
+    }
+    messages.dedup();
+    assert_eq!(
+        messages,
+        [coldpatch_disk::open::BACKING_REFUSED],
+        "{messages:?}"
+    );
+}
+
+/// A FIFO, a socket or /dev/zero as the image itself: refused on the open descriptor, at
+/// once; a block device only where the caller allows one.
+#[test]
+fn an_image_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    for p in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        for block_devices in [false, true] {
+            let opts = OpenOptions {
+                block_devices,
+                ..Default::default()
+            };
+            let err = open_image(p, &opts).expect_err("must refuse");
+            assert!(
+                matches!(err, DiskError::NotAFile { .. }),
+                "{}: {err:?}",
+                p.display()
+            );
+        }
+    }
 }
