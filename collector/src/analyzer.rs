@@ -79,7 +79,7 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
     use crate::analyzers::*;
     vec![
         Box::new(os_release::OsRelease::default()),
-        Box::new(dpkg::Dpkg),
+        Box::new(dpkg::Dpkg::default()),
         Box::new(rpm::Rpm::default()),
         Box::new(apk::Apk),
         Box::new(kernel::Kernels),

@@ -76,6 +76,8 @@ pub fn walk(
     let mut entries: u64 = 0;
     let bulk = if opts.hash { fs.bulk_sha256() } else { None };
     let mut subdirs_cut = false;
+    // Directory inodes entered so far (where the backend knows them).
+    let mut entered: std::collections::HashSet<u64> = std::collections::HashSet::new();
     // Record indexes of the files handed to the hash pool.
     let mut submitted: Vec<usize> = Vec::new();
     while let Some((dir, depth)) = stack.pop() {
@@ -134,7 +136,17 @@ pub fn walk(
             let mut sha = None;
             match meta.kind {
                 FileKind::Dir => {
-                    if depth + 1 > limits.max_depth {
+                    if e.ino != 0 && !entered.insert(e.ino) {
+                        // A directory's inode met twice is a hard-linked directory: a
+                        // loop, or the same tree again. Walked once.
+                        unknown(
+                            inv,
+                            &path,
+                            "walk",
+                            "a directory already walked under another name (a directory \
+                             hard link or loop); not entered again",
+                        );
+                    } else if depth + 1 > limits.max_depth {
                         unknown(
                             inv,
                             &path,

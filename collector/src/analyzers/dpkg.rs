@@ -6,7 +6,10 @@ use crate::analyzers::deb822;
 use crate::model::{Inventory, Package, PackageKind};
 
 #[derive(Default)]
-pub struct Dpkg;
+pub struct Dpkg {
+    /// Whether the walk met `/var/lib/dpkg/status` at all.
+    seen_status: bool,
+}
 
 const STATUS: &str = "/var/lib/dpkg/status";
 
@@ -15,8 +18,9 @@ impl Analyzer for Dpkg {
         "dpkg"
     }
     fn version(&self) -> u32 {
-        // 2: Provides and Depends are recorded.
-        2
+        // 2: Provides and Depends are recorded. 3: a missing or unreadable status on a
+        // Debian-family system is an unknown.
+        3
     }
     fn patterns(&self) -> &'static [PathPattern] {
         &[
@@ -28,7 +32,11 @@ impl Analyzer for Dpkg {
         256 << 20
     }
     fn analyze(&mut self, offer: &Offer<'_>, inv: &mut Inventory) -> Result<(), String> {
+        self.seen_status |= offer.path == STATUS;
         let Some(data) = offer.data else {
+            if offer.path == STATUS {
+                return Err("not a regular file: no package read from it".into());
+            }
             return Ok(());
         };
         if offer.path.ends_with(".md5sums") || offer.path.ends_with(".preinst") {
@@ -39,6 +47,23 @@ impl Analyzer for Dpkg {
         inv.packages.extend(pkgs);
         crate::analyzer::problems_to_unknowns(inv, offer.path, "dpkg", problems);
         Ok(())
+    }
+    /// A Debian-family system without a readable package database says so: its packages
+    /// are unknown, not none.
+    fn finish(&mut self, inv: &mut Inventory) {
+        let debian = inv.os.as_ref().is_some_and(|o| {
+            o.id == "debian" || o.id == "ubuntu" || o.id_like.iter().any(|l| l == "debian")
+        });
+        let any_deb = inv.packages.iter().any(|p| p.kind == PackageKind::Deb);
+        if debian && !self.seen_status && !any_deb {
+            inv.unknowns.push(crate::model::Unknown {
+                path: STATUS.into(),
+                analyzer: "dpkg".into(),
+                reason: "missing or unreadable on a Debian-family system: its packages are \
+                         unknown"
+                    .into(),
+            });
+        }
     }
 }
 
