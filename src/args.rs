@@ -226,6 +226,20 @@ pub enum Command {
         /// Send the session cookie without the Secure flag (plain http off localhost)
         #[arg(long)]
         insecure_cookies: bool,
+        /// A directory whose image files requests and schedules may name (repeatable);
+        /// without one the server opens no image path
+        #[arg(long = "image-root", value_name = "DIR")]
+        image_roots: Vec<PathBuf>,
+        /// A directory under which requests and schedules may name repositories
+        /// (repeatable); without one the server patches from no repository
+        #[arg(long = "repo-root", value_name = "DIR")]
+        repo_roots: Vec<PathBuf>,
+        /// PEM certificate chain: serve https (with --tls-key)
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Take collect and patch jobs from a shared (PostgreSQL) catalog's queue and run them
     /// here, for the images under this host's roots, until SIGTERM
@@ -233,9 +247,14 @@ pub enum Command {
         /// This worker's name, unique among the live workers of the catalog
         #[arg(long)]
         name: String,
-        /// A directory whose images this host reaches (repeatable) [default: /]
+        /// A directory whose images this host reaches and may open (repeatable; at least
+        /// one, `/` for every image)
         #[arg(long = "image-root", value_name = "DIR")]
         image_roots: Vec<PathBuf>,
+        /// A directory under which patch jobs may name repositories (repeatable); without
+        /// one this worker's patch jobs fail
+        #[arg(long = "repo-root", value_name = "DIR")]
+        repo_roots: Vec<PathBuf>,
         /// Parts run side by side (each a collect job, or a batch of one patch run)
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
         slots: u16,

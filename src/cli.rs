@@ -102,6 +102,10 @@ pub fn run() -> Result<ExitCode> {
             workers,
             appliances,
             insecure_cookies,
+            image_roots,
+            repo_roots,
+            tls_cert,
+            tls_key,
         } => {
             coldpatch_web::serve(
                 catalog,
@@ -110,6 +114,8 @@ pub fn run() -> Result<ExitCode> {
                     workers: workers.into(),
                     appliances: appliances.into(),
                     secure_cookies: !insecure_cookies,
+                    roots: coldpatch_jobs::Roots::new(&image_roots, &repo_roots)?,
+                    tls: tls_cert.zip(tls_key),
                 },
             )
             .context("the server stopped")?;
@@ -118,6 +124,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Worker {
             name,
             image_roots,
+            repo_roots,
             slots,
             appliances,
             batch,
@@ -125,11 +132,7 @@ pub fn run() -> Result<ExitCode> {
         } => workercmd::worker(
             catalog,
             coldpatch_jobs::worker::WorkerOptions {
-                roots: if image_roots.is_empty() {
-                    vec![PathBuf::from("/")]
-                } else {
-                    image_roots
-                },
+                roots: coldpatch_jobs::Roots::new(&image_roots, &repo_roots)?,
                 slots: slots.into(),
                 appliances: appliances.into(),
                 batch: batch.into(),
@@ -163,6 +166,8 @@ pub fn run() -> Result<ExitCode> {
                 open: OpenOptions {
                     image_roots,
                     force,
+                    // The host's own user may name a block device.
+                    block_devices: true,
                     ..Default::default()
                 },
                 files: !no_files,

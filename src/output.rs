@@ -2,12 +2,22 @@
 
 use std::io::Write;
 
-/// `println!` that returns an error instead of panicking when stdout is closed.
+/// `println!` that returns an error instead of panicking when stdout is closed, and
+/// escapes control characters (guest strings and paths fill these lines; see
+/// `coldpatch_catalog::text`): one call is one line.
 #[macro_export]
 macro_rules! outln {
+    () => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout())
+    }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        writeln!(std::io::stdout(), $($arg)*)
+        writeln!(
+            std::io::stdout(),
+            "{}",
+            coldpatch_catalog::text::clean(&format!($($arg)*))
+        )
     }};
 }
 
@@ -19,9 +29,9 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// "a: b: c" from an error and its sources.
+/// "a: b: c" from an error and its sources, control characters escaped.
 pub fn chain(e: &anyhow::Error) -> String {
-    format!("{e:#}")
+    coldpatch_catalog::text::cleaned(&format!("{e:#}"))
 }
 
 /// Prints rows as aligned columns (elastic tabstops).
@@ -29,7 +39,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut tw = tabwriter::TabWriter::new(std::io::stdout().lock()).padding(2);
     writeln!(tw, "{}", header.join("\t"))?;
     for r in rows {
-        writeln!(tw, "{}", r.join("\t"))?;
+        let cells: Vec<_> = r
+            .iter()
+            .map(|c| coldpatch_catalog::text::clean(c))
+            .collect();
+        writeln!(tw, "{}", cells.join("\t"))?;
     }
     tw.flush()?;
     Ok(())

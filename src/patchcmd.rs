@@ -65,6 +65,7 @@ pub fn plan_cmd(
 /// result).
 fn watch(e: &coldpatch_catalog::Event) {
     let t = output::time(e.time_ms / 1000);
+    // Events are cleaned when made (coldpatch_catalog::text).
     match &e.image {
         Some(i) => eprintln!("{t} run {} {}: {}: {}", e.run, i, e.kind, e.message),
         None => eprintln!("{t} run {}: {}: {}", e.run, e.kind, e.message),

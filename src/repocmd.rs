@@ -17,7 +17,10 @@ pub fn index(catalog: &Catalog, dir: &Path, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for r in &index.rejected {
-        eprintln!("rejected: {}: {}", r.place, r.reason);
+        eprintln!(
+            "rejected: {}",
+            coldpatch_catalog::text::clean(&format!("{}: {}", r.place, r.reason))
+        );
     }
     let with_file = index.packages.iter().filter(|p| p.file.is_some()).count();
     outln!(

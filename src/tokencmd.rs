@@ -26,7 +26,7 @@ pub fn token(catalog: &Catalog, command: TokenCommand) -> Result<ExitCode> {
             }
         }
         TokenCommand::List { json } => {
-            let list = catalog.tokens()?;
+            let list: Vec<_> = catalog.tokens()?.iter().map(|t| t.info()).collect();
             output::list(json, &list, &["ID", "NAME", "ROLE", "CREATED"], |t| {
                 vec![
                     t.id.clone(),

@@ -43,7 +43,10 @@ pub fn feed_import(
         output::json(&report)?;
     } else {
         for r in &report.rejected {
-            eprintln!("rejected: {}: {}", r.place, r.reason);
+            eprintln!(
+                "rejected: {}",
+                coldpatch_catalog::text::clean(&format!("{}: {}", r.place, r.reason))
+            );
         }
         outln!(
             "feed {}: {} imported, {} updated, {} unchanged, {} removed, {} rejected, {} skipped",

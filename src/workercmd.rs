@@ -40,6 +40,12 @@ fn shared(catalog: Catalog) -> Result<(Arc<Catalog>, SharedJobs)> {
 
 pub fn worker(catalog: Catalog, opts: WorkerOptions) -> Result<ExitCode> {
     need_queue(&catalog)?;
+    if opts.roots.images().is_empty() {
+        bail!(
+            "a worker opens images only under the directories it is given: name at least \
+             one with --image-root DIR (`--image-root /` for every image on this host)"
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("cannot handle SIGTERM")?;

@@ -68,6 +68,26 @@ pub struct TokenRecord {
     pub created: u64,
 }
 
+/// What is shown of a token: never its hash (nor, once made, its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created: u64,
+}
+
+impl TokenRecord {
+    pub fn info(&self) -> TokenInfo {
+        TokenInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            created: self.created,
+        }
+    }
+}
+
 fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }

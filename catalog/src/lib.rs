@@ -29,6 +29,7 @@ pub mod schedules;
 pub mod shared;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod versions;
 pub use coldpatch_vuln::version;
 

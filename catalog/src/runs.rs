@@ -277,9 +277,10 @@ impl Catalog {
             run: run.to_string(),
             seq: SEQ.fetch_add(1, Ordering::Relaxed),
             time_ms: now_ms(),
-            image: image.map(str::to_string),
-            kind: kind.to_string(),
-            message: message.to_string(),
+            // An event is shown as it is, in terminals and logs: cleaned once, here.
+            image: image.map(crate::text::cleaned),
+            kind: crate::text::cleaned(kind),
+            message: crate::text::cleaned(message),
         }
     }
 

@@ -13,12 +13,14 @@
 //! Every log line names its run (`run ID: ...`).
 
 mod queue;
+pub mod roots;
 pub mod scheduler;
 pub mod shared;
 mod spec;
 pub mod worker;
 
 pub use queue::{Cancelled, Claim, Jobs};
+pub use roots::{Refused, Roots};
 pub use spec::{request, JobSpec};
 
 use coldpatch_catalog::{CatalogError, RunRecord};
@@ -47,7 +49,8 @@ pub enum JobError {
     Catalog(#[from] CatalogError),
 }
 
-/// An error with its causes, `outer: inner: ...`, as a run records it.
+/// An error with its causes, `outer: inner: ...`, as a run records it and a log line
+/// shows it (control characters escaped).
 pub(crate) fn reason(e: impl std::error::Error + Send + Sync + 'static) -> String {
-    format!("{:#}", anyhow::Error::new(e))
+    coldpatch_catalog::text::cleaned(&format!("{:#}", anyhow::Error::new(e)))
 }

@@ -13,6 +13,7 @@ use coldpatch_catalog::queue::JobOutcome;
 use coldpatch_catalog::{Catalog, CatalogError, PlanPolicy, RunRecord, RunState};
 use serde::Serialize;
 
+use crate::roots::{Refused, Roots};
 use crate::spec::{request, JobSpec};
 use crate::{reason, JobError};
 
@@ -30,6 +31,8 @@ pub struct Jobs {
     wake: Condvar,
     /// libguestfs appliances per patch run.
     appliances: usize,
+    /// What its jobs may open, checked again as each job runs.
+    roots: Roots,
     /// Called when a job changed what the catalog holds (images, scans, versions).
     changed: Box<dyn Fn() + Send + Sync>,
 }
@@ -57,10 +60,7 @@ impl Drop for Claim<'_> {
 }
 
 fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
-    eprintln!(
-        "run {run}: {kind}{}: {message}",
-        image.map_or(String::new(), |i| format!(" {i}"))
-    );
+    crate::worker::log(run, image, kind, message);
 }
 
 /// Why a claimed job could not run to its end.
@@ -72,6 +72,8 @@ enum RunError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Patch(#[from] coldpatch_patcher::PatchError),
+    #[error(transparent)]
+    Refused(#[from] Refused),
 }
 
 impl crate::Queue for Jobs {
@@ -85,12 +87,13 @@ impl crate::Queue for Jobs {
 }
 
 impl Jobs {
-    pub fn new(catalog: Arc<Catalog>, appliances: usize) -> Jobs {
+    pub fn new(catalog: Arc<Catalog>, appliances: usize, roots: Roots) -> Jobs {
         Jobs {
             catalog,
             inner: Mutex::new(Inner::default()),
             wake: Condvar::new(),
             appliances: appliances.max(1),
+            roots,
             changed: Box::new(|| {}),
         }
     }
@@ -321,7 +324,8 @@ impl Jobs {
                 self.event(&run.id, Some(img), "cancelled", "not collected")?;
                 continue;
             }
-            let (outcome, kind, msg) = crate::worker::collect_image(c, &run.id, img, rescan)?;
+            let (outcome, kind, msg) =
+                crate::worker::collect_image(c, &run.id, img, rescan, &self.roots)?;
             c.event(&run.id, Some(img), kind, &msg)?;
             if outcome == JobOutcome::Failed {
                 failed += 1;
@@ -350,10 +354,11 @@ impl Jobs {
         repo: &str,
         cancel: &AtomicBool,
     ) -> Result<(), RunError> {
+        let repo = crate::roots::check_patch(&self.roots, images, repo)?;
         let req = request(policy);
         let ask = coldpatch_patcher::Ask::Packages {
             req: &req,
-            repo_root: Path::new(repo),
+            repo_root: Path::new(&repo),
         };
         let id = run.id.clone();
         coldpatch_patcher::execute(

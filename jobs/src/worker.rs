@@ -19,7 +19,7 @@
 //! marked stopped, and its name is free at once.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -28,13 +28,16 @@ use coldpatch_catalog::queue::{root_prefix, Claimed, JobOutcome, JobRow, WorkerS
 use coldpatch_catalog::{Catalog, CatalogError, Outcome};
 use coldpatch_collector::CollectOptions;
 
+use crate::roots::Roots;
 use crate::spec::{request, JobSpec};
 use crate::{reason, JobError};
 
 pub struct WorkerOptions {
     pub name: String,
-    /// Directories whose images this host reaches.
-    pub roots: Vec<PathBuf>,
+    /// Directories whose images this host reaches (its claims ask for those only), and
+    /// the repositories its patch jobs may read; each job's paths are checked again
+    /// against them before it runs.
+    pub roots: Roots,
     /// Parts run at once.
     pub slots: usize,
     /// libguestfs appliances per patch part.
@@ -110,10 +113,16 @@ fn db_down(e: &CatalogError) -> bool {
     matches!(e, CatalogError::Store { .. } | CatalogError::Connect { .. })
 }
 
-fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
+/// One log line: `run ID: KIND [IMAGE]: MESSAGE`, control characters escaped (an image
+/// names its own strings), so nothing a guest holds can start a line of its own.
+pub(crate) fn log(run: &str, image: Option<&str>, kind: &str, message: &str) {
+    use coldpatch_catalog::text::clean;
     eprintln!(
-        "run {run}: {kind}{}: {message}",
-        image.map_or(String::new(), |i| format!(" {i}"))
+        "run {}: {}{}: {}",
+        clean(run),
+        clean(kind),
+        image.map_or(String::new(), |i| format!(" {}", clean(i))),
+        clean(message)
     );
 }
 
@@ -125,9 +134,20 @@ pub(crate) fn collect_image(
     run: &str,
     img: &str,
     rescan: bool,
+    roots: &Roots,
 ) -> Result<(JobOutcome, &'static str, String), CatalogError> {
-    let opts = CollectOptions::default();
-    let done = match c.ingest(Path::new(img), &opts, rescan, &mut |_, _| {}) {
+    let real = match roots.image(img) {
+        Ok(real) => real,
+        Err(refused) => {
+            let why = refused.to_string();
+            log(run, Some(img), "failed", &why);
+            return Ok((JobOutcome::Failed, "failed", why));
+        }
+    };
+    let mut opts = CollectOptions::default();
+    // Backing files, too, must lie under the roots.
+    opts.open.image_roots = roots.images().to_vec();
+    let done = match c.ingest(Path::new(&real), &opts, rescan, &mut |_, _| {}) {
         Ok((s, unchanged)) => (
             JobOutcome::Ok,
             "collected",
@@ -155,6 +175,7 @@ pub fn run(
 ) -> Result<Report, JobError> {
     let roots = opts
         .roots
+        .images()
         .iter()
         .map(|r| {
             let abs = r.canonicalize().unwrap_or_else(|_| r.clone());
@@ -490,12 +511,24 @@ impl Shared {
         let outcomes: Option<Vec<JobOutcome>> = match spec {
             Ok(Some(JobSpec::Collect { rescan, .. })) => self.collect(run, &c.jobs, rescan, cancel),
             Ok(Some(JobSpec::Patch { policy, repo, .. })) => {
-                let req = request(&policy);
-                let ask = coldpatch_patcher::Ask::Packages {
-                    req: &req,
-                    repo_root: Path::new(&repo),
-                };
-                self.patch(run, attempt, &images, &ask, cancel)
+                match crate::roots::check_patch(&self.opts.roots, &images, &repo) {
+                    Ok(repo) => {
+                        let req = request(&policy);
+                        let ask = coldpatch_patcher::Ask::Packages {
+                            req: &req,
+                            repo_root: Path::new(&repo),
+                        };
+                        self.patch(run, attempt, &images, &ask, cancel)
+                    }
+                    Err(refused) => {
+                        let why = refused.to_string();
+                        log(&run.id, None, "failed", &why);
+                        self.retry("record the failure", &NEVER, || {
+                            self.catalog.event(&run.id, None, "failed", &why)
+                        });
+                        Some(vec![JobOutcome::Failed; c.jobs.len()])
+                    }
+                }
             }
             Ok(None) | Err(_) => {
                 let why = "unreadable job: the run has no job spec this worker knows";
@@ -561,12 +594,11 @@ impl Shared {
                 out.push(JobOutcome::Cancelled);
                 continue;
             }
-            let written = collect_image(&self.catalog, &run.id, &j.image, rescan).and_then(
-                |(o, kind, msg)| {
+            let written = collect_image(&self.catalog, &run.id, &j.image, rescan, &self.opts.roots)
+                .and_then(|(o, kind, msg)| {
                     self.timed(|| self.catalog.event(&run.id, Some(&j.image), kind, &msg))?;
                     Ok(o)
-                },
-            );
+                });
             match written {
                 Ok(o) => out.push(o),
                 Err(e) => {

@@ -43,6 +43,9 @@ fn worker(d: &Path, name: &str, roots: &[&Path], lease: &str, env: &[(&str, &str
     for r in roots {
         c.args(["--image-root", s(r)]);
     }
+    // The real repository the patch runs name.
+    c.arg("--repo-root")
+        .arg(image_dir("repo-bullseye-security"));
     for (k, v) in env {
         c.env(k, v);
     }

@@ -405,7 +405,7 @@ async fn plan_preview(
             .clone()
             .or_else(|| body.images.first().cloned())
             .ok_or_else(|| ApiError::bad("name the image to plan"))?;
-        let repo = repo_dir(&body.repo)?;
+        let repo = repo_dir(&st, &body.repo)?;
         let (img, inv) = st.catalog.current_inventory(&image)?;
         let (_, index) = coldpatch_patcher::repository(&st.catalog, Path::new(&repo))?;
         let view = st.fleet.view(&st.catalog)?;
@@ -513,7 +513,11 @@ async fn schedule_delete(
 
 async fn tokens(Need(_): Need<ADMIN>, st: St, q: web::Query<PageQ>) -> ApiResult<Reply> {
     let list = blocking(move || Ok(st.catalog.tokens()?)).await?;
-    ok(&paged(list, q.limit, q.offset)?)
+    let shown: Vec<_> = list
+        .iter()
+        .map(coldpatch_catalog::TokenRecord::info)
+        .collect();
+    ok(&paged(shown, q.limit, q.offset)?)
 }
 
 #[derive(Deserialize)]
@@ -533,7 +537,7 @@ async fn token_create(
     }
     let (rec, secret) =
         blocking(move || Ok(st.catalog.create_token(body.name.trim(), body.role)?)).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({"token": rec, "secret": secret})))
+    Ok(HttpResponse::Created().json(serde_json::json!({"token": rec.info(), "secret": secret})))
 }
 
 async fn token_revoke(

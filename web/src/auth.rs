@@ -1,9 +1,13 @@
 //! Who is asking: an API token (`Authorization: Bearer <secret>`) or a console session
 //! (cookie `coldpatch_session`, made by logging in with a token). Sessions live in memory,
 //! keyed by the SHA-256 of their cookie; a restart logs everyone out, tokens stay.
-//! Console forms carry the session's CSRF value, checked on every console POST; the
-//! cookie is HttpOnly, SameSite=Strict and (unless turned off for plain-http testing)
-//! Secure.
+//! Console forms carry the session's CSRF value, checked on every console POST, and an
+//! API request that changes something with only the cookie must send that value in
+//! `X-CSRF-Token`; the cookie is HttpOnly, SameSite=Strict and (unless turned off for
+//! plain-http testing) Secure. Failed logins and bad tokens are throttled per client
+//! address (`throttle.rs`); each token holds at most [`MAX_SESSIONS_PER_TOKEN`] sessions,
+//! its oldest ending first, so one holder cannot log out the others. Every authenticated
+//! answer carries `Cache-Control: no-store`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,7 +17,7 @@ use std::future::{ready, Ready};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use coldpatch_catalog::{Role, TokenRecord};
@@ -25,8 +29,11 @@ use crate::AppState;
 
 pub const COOKIE: &str = "coldpatch_session";
 const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
-/// Most sessions kept; the oldest go first.
-const MAX_SESSIONS: usize = 10_000;
+/// Sessions one token may hold; a new login ends that token's oldest.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 16;
+/// Sessions kept in all; beyond, logins are refused until some expire (nobody else's
+/// session is ended for it).
+const MAX_SESSIONS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -55,8 +62,9 @@ fn random() -> String {
 }
 
 impl Sessions {
-    /// A new session for a token's holder: returns the cookie value.
-    pub fn create(&self, t: &TokenRecord) -> String {
+    /// A new session for a token's holder: returns the cookie value, or `None` when the
+    /// server holds as many sessions as it keeps.
+    pub fn create(&self, t: &TokenRecord) -> Option<String> {
         let cookie = random();
         let s = Session {
             role: t.role,
@@ -68,17 +76,29 @@ impl Sessions {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(k) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&k);
+        let mine: Vec<(String, Instant)> = map
+            .iter()
+            .filter(|(_, x)| x.token == t.id)
+            .map(|(k, x)| (k.clone(), x.expires))
+            .collect();
+        if mine.len() >= MAX_SESSIONS_PER_TOKEN {
+            if let Some((k, _)) = mine.iter().min_by_key(|(_, e)| *e) {
+                map.remove(k);
             }
+        } else if map.len() >= MAX_SESSIONS {
+            return None;
         }
         map.insert(key(&cookie), s);
-        cookie
+        Some(cookie)
+    }
+
+    /// Sessions a token holds now.
+    pub fn of_token(&self, token: &str) -> usize {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.values()
+            .filter(|s| s.token == token && s.expires > now)
+            .count()
     }
 
     pub fn get(&self, cookie: &str) -> Option<Session> {
@@ -109,6 +129,34 @@ pub struct Caller {
     pub token: String,
     /// Set when the caller came with a console session.
     pub session: Option<Session>,
+    /// What it authenticated with, to check again later (a live event stream).
+    pub credential: Credential,
+}
+
+/// A bearer token's secret or a session's cookie, as the caller sent it.
+#[derive(Clone)]
+pub enum Credential {
+    Bearer(String),
+    Session(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Bearer(_) => "Bearer(..)",
+            Credential::Session(_) => "Session(..)",
+        })
+    }
+}
+
+impl Credential {
+    /// Whether it is still good: the token not revoked, the session not ended.
+    pub fn still_valid(&self, st: &AppState) -> bool {
+        match self {
+            Credential::Bearer(secret) => matches!(st.catalog.check_token(secret), Ok(Some(_))),
+            Credential::Session(cookie) => st.sessions.get(cookie).is_some(),
+        }
+    }
 }
 
 impl Caller {
@@ -146,13 +194,33 @@ impl Caller {
     }
 }
 
+/// The client's address as the connection shows it (a proxy's header is not believed).
+pub fn client_addr(req: &HttpRequest) -> std::net::IpAddr {
+    req.peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+}
+
+/// 429 while the client's address is throttled for its failures.
+pub fn throttled(st: &AppState, addr: std::net::IpAddr) -> Result<(), ApiError> {
+    st.throttle.check(addr).map_err(|wait| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many failed logins or bad tokens from this address; try again in {wait} s"
+            ),
+        )
+    })
+}
+
 /// Who sent `req`. A bearer token is looked up in the catalog off the async threads.
 async fn identify(req: HttpRequest) -> Result<Caller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("server state missing"))?
         .clone();
+    let addr = client_addr(&req);
     if let Some(h) = req.headers().get("authorization") {
+        throttled(&state, addr)?;
         let secret = h
             .to_str()
             .ok()
@@ -165,29 +233,52 @@ async fn identify(req: HttpRequest) -> Result<Caller, ApiError> {
             })?;
         let secret = secret.trim().to_string();
         let catalog = state.catalog.clone();
-        let found = crate::service::blocking(move || Ok(catalog.check_token(&secret)?)).await?;
+        let s2 = secret.clone();
+        let found = crate::service::blocking(move || Ok(catalog.check_token(&s2)?)).await?;
         return match found {
             Some(t) => Ok(Caller {
                 role: t.role,
                 name: t.name,
                 token: t.id,
                 session: None,
+                credential: Credential::Bearer(secret),
             }),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "the token is not valid (unknown or revoked)",
-            )),
+            None => {
+                state.throttle.failed(addr, "token");
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the token is not valid (unknown or revoked)",
+                ))
+            }
         };
     }
-    if let Some(s) = req
-        .cookie(COOKIE)
-        .and_then(|c| state.sessions.get(c.value()))
-    {
+    if let Some((cookie, s)) = req.cookie(COOKIE).and_then(|c| {
+        state
+            .sessions
+            .get(c.value())
+            .map(|s| (c.value().to_string(), s))
+    }) {
+        let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if changes && req.path().starts_with("/api/") {
+            let sent = req
+                .headers()
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if sent.is_empty() || sent != s.csrf {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "an API request that changes something with the console's session cookie \
+                     needs its CSRF value in the X-CSRF-Token header (or use a bearer token)",
+                ));
+            }
+        }
         return Ok(Caller {
             role: s.role,
             name: s.name.clone(),
             token: s.token.clone(),
             session: Some(s),
+            credential: Credential::Session(cookie),
         });
     }
     Err(ApiError::new(
@@ -211,8 +302,17 @@ pub async fn authenticate(
     let who = identify(req.request().clone())
         .await
         .map_err(|e| (e.status, e.message));
+    let known = who.is_ok();
     req.extensions_mut().insert(Identity(who));
-    next.call(req).await
+    let mut res = next.call(req).await?;
+    if known {
+        // What an authenticated caller sees stays out of every cache.
+        res.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(res)
 }
 
 fn caller_of(req: &HttpRequest) -> Result<Caller, ApiError> {

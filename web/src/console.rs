@@ -5,7 +5,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use coldpatch_catalog::{Action, PlanPolicy, Role, RunState};
-use maud::{html, PreEscaped};
+use maud::html;
 use serde::Deserialize;
 
 use crate::auth::{PageCaller, COOKIE};
@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::get().to(login_page))
+    cfg.route("/static/live.js", web::get().to(live_js))
+        .route("/login", web::get().to(login_page))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
         .route("/", web::get().to(dashboard))
@@ -82,10 +83,20 @@ struct NextQ {
     error: Option<String>,
 }
 
-/// Only a local path may be a redirect target after login.
-fn local(next: Option<&str>) -> &str {
+/// Only a local path may be a redirect target after login: one leading `/`, then no
+/// `/` or `\` (`//host` and `/\host` name another host), no backslash or control
+/// character anywhere (browsers drop tabs and newlines: `/\t/evil.example` is
+/// `//evil.example` to them).
+pub fn local(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n[1..].starts_with(['/', '\\'])
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -112,19 +123,35 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(st: St, form: web::Form<LoginForm>) -> ApiResult<HttpResponse> {
+async fn login(
+    st: St,
+    req: actix_web::HttpRequest,
+    form: web::Form<LoginForm>,
+) -> ApiResult<HttpResponse> {
+    let addr = crate::auth::client_addr(&req);
+    crate::auth::throttled(&st, addr)?;
     let (st2, secret) = (st.clone(), form.token.trim().to_string());
     let Some(t) = blocking(move || Ok(st2.catalog.check_token(&secret)?)).await? else {
+        st.throttle.failed(addr, "login");
         return Ok(see("/login?error=1"));
     };
-    let cookie = st.sessions.create(&t);
+    let Some(cookie) = st.sessions.create(&t) else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds as many sessions as it keeps; try again later",
+        ));
+    };
     let c = actix_web::cookie::Cookie::build(COOKIE, cookie)
         .path("/")
         .http_only(true)
         .secure(st.secure_cookies)
         .same_site(actix_web::cookie::SameSite::Strict)
         .finish();
-    eprintln!("console: token {} ({}) logged in", t.id, t.name);
+    eprintln!(
+        "console: token {} ({}) logged in",
+        t.id,
+        coldpatch_catalog::text::clean(&t.name)
+    );
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, local(form.next.as_deref()).to_string()))
         .cookie(c)
@@ -298,7 +325,7 @@ async fn image_page(
         .iter()
         .filter_map(|v| v.by_severity.map(|c| (v.version.number, c)))
         .collect();
-    let repos = st.catalog.repo_roots()?;
+    let repos = crate::service::offered_repos(&st)?;
     Ok(page(
         &img.path,
         Some(&who),
@@ -579,10 +606,19 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
                 }
             }
             @if live {
-                script { (PreEscaped(LIVE_JS)) }
+                script src="/static/live.js" {}
             }
         },
     ))
+}
+
+/// `/static/live.js`: the run page's script, a file of its own so the pages' CSP allows
+/// no inline script.
+async fn live_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(LIVE_JS)
 }
 
 /// Appends each server-sent event to the log as text (never as HTML).
@@ -609,7 +645,8 @@ async fn cancel_form(
 async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
     let who = who.0;
     let (list, repos) =
-        blocking(move || Ok((st.catalog.schedules()?, st.catalog.repo_roots()?))).await?;
+        blocking(move || Ok((st.catalog.schedules()?, crate::service::offered_repos(&st)?)))
+            .await?;
     Ok(page(
         "Schedules",
         Some(&who),

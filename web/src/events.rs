@@ -1,6 +1,8 @@
 //! A run's events as server-sent events (`GET /api/v1/runs/{id}/events`): what the
 //! console's run page and API clients follow live. Events are polled from the catalog,
-//! where every event is written first, off the async threads.
+//! where every event is written first, off the async threads. A stream checks its
+//! caller's credential again every [`RECHECK`] and ends once the token is revoked or the
+//! session is over.
 
 use std::time::Duration;
 
@@ -15,6 +17,9 @@ use crate::AppState;
 
 type St = web::Data<AppState>;
 
+/// How often a live stream checks that its caller may still read it.
+pub const RECHECK: Duration = Duration::from_secs(3);
+
 #[derive(Deserialize)]
 pub struct EventsQ {
     skip: Option<usize>,
@@ -24,7 +29,7 @@ pub struct EventsQ {
 /// JSON event each), from `skip` on, live until the run's `finished` event.
 pub async fn run_events(
     st: St,
-    _: Caller,
+    who: Caller,
     id: web::Path<String>,
     q: web::Query<EventsQ>,
 ) -> ApiResult<HttpResponse> {
@@ -36,9 +41,13 @@ pub async fn run_events(
     let start = q.skip.unwrap_or(0);
     // State: (events sent so far, finished). Polls the catalog, where every event is
     // written first; a comment line after ~15 s of quiet keeps proxies from closing it.
+    let credential = who.credential;
+    let checked = std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     let stream = futures_util::stream::unfold((start, false), move |(sent, done)| {
         let st = st.clone();
         let id = id.clone();
+        let credential = credential.clone();
+        let checked = checked.clone();
         async move {
             if done {
                 return None;
@@ -46,6 +55,23 @@ pub async fn run_events(
             for tick in 0.. {
                 if tick > 0 {
                     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+                }
+                let due = {
+                    let mut at = checked.lock().unwrap_or_else(|p| p.into_inner());
+                    let due = at.elapsed() >= RECHECK;
+                    if due {
+                        *at = std::time::Instant::now();
+                    }
+                    due
+                };
+                if due {
+                    let (st2, c2) = (st.clone(), credential.clone());
+                    let valid = blocking(move || Ok(c2.still_valid(&st2)))
+                        .await
+                        .unwrap_or(false);
+                    if !valid {
+                        return None;
+                    }
                 }
                 let (st2, id2) = (st.clone(), id.clone());
                 // A store error ends the stream; the client sees it end and can reload.

@@ -14,6 +14,8 @@ pub mod fleet;
 pub mod layout;
 pub mod openapi;
 pub mod service;
+pub mod throttle;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use coldpatch_catalog::{Catalog, ServerInfo};
 use coldpatch_jobs::shared::SharedJobs;
-use coldpatch_jobs::{scheduler, Jobs, Queue};
+use coldpatch_jobs::{scheduler, Jobs, Queue, Roots};
 
 use crate::error::ApiError;
 
@@ -34,21 +36,32 @@ pub struct AppState {
     pub local: Option<Arc<Jobs>>,
     pub fleet: Arc<fleet::Fleet>,
     pub sessions: auth::Sessions,
+    /// Failed logins and bad tokens per client address.
+    pub throttle: throttle::Throttle,
     /// The session cookie's Secure flag (on unless the server is told it runs on plain
     /// http for testing).
     pub secure_cookies: bool,
+    /// The host paths requests, the console and schedules may name (see
+    /// [`coldpatch_jobs::roots`]).
+    pub roots: Roots,
 }
 
 impl AppState {
     /// `appliances`: libguestfs appliances per patch run.
-    pub fn new(catalog: Arc<Catalog>, secure_cookies: bool, appliances: usize) -> AppState {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        secure_cookies: bool,
+        appliances: usize,
+        roots: Roots,
+    ) -> AppState {
         let fleet = Arc::new(fleet::Fleet::default());
         let stale = fleet.clone();
         let (jobs, local): (Arc<dyn Queue>, _) = match SharedJobs::new(catalog.clone()) {
             Ok(shared) => (Arc::new(shared), None),
             Err(_) => {
                 let local = Arc::new(
-                    Jobs::new(catalog.clone(), appliances).on_change(move || stale.changed()),
+                    Jobs::new(catalog.clone(), appliances, roots.clone())
+                        .on_change(move || stale.changed()),
                 );
                 (local.clone(), Some(local))
             }
@@ -59,7 +72,9 @@ impl AppState {
             catalog,
             fleet,
             sessions: auth::Sessions::default(),
+            throttle: throttle::Throttle::default(),
             secure_cookies,
+            roots,
         }
     }
 }
@@ -95,11 +110,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(console::configure);
 }
 
-/// Serves on `listener` until the process is stopped.
+/// Serves on `listener` until the process is stopped: https with `tls`, else http.
 pub fn run(
     state: web::Data<AppState>,
     listener: TcpListener,
     http_workers: usize,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let s = HttpServer::new(move || {
         App::new()
@@ -107,10 +123,12 @@ pub fn run(
             .wrap(actix_web::middleware::from_fn(auth::authenticate))
             .configure(configure)
     })
-    .workers(http_workers.max(1))
-    .listen(listener)?
-    .run();
-    Ok(s)
+    .workers(http_workers.max(1));
+    let s = match tls {
+        Some(cfg) => s.listen_rustls_0_23(listener, cfg)?,
+        None => s.listen(listener)?,
+    };
+    Ok(s.run())
 }
 
 pub struct Options {
@@ -119,10 +137,13 @@ pub struct Options {
     pub workers: usize,
     pub appliances: usize,
     pub secure_cookies: bool,
+    pub roots: Roots,
+    /// (certificate chain, private key), PEM files: serve https.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// On a shared catalog the server's own workers are one more worker on the queue, with
-/// every image in reach (root `/`) and `workers` slots, named after its host and pid.
+/// the server's roots and `workers` slots, named after its host and pid.
 fn own_worker(
     catalog: &Catalog,
     opts: &Options,
@@ -136,7 +157,7 @@ fn own_worker(
     let worker = catalog.acting_as(&name);
     let wopts = coldpatch_jobs::worker::WorkerOptions {
         name,
-        roots: vec!["/".into()],
+        roots: opts.roots.clone(),
         slots: opts.workers,
         appliances: opts.appliances,
         batch: 8,
@@ -162,7 +183,14 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
         catalog.clone(),
         opts.secure_cookies,
         opts.appliances,
+        opts.roots.clone(),
     ));
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(|(cert, key)| tls::config(cert, key))
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = TcpListener::bind(&opts.listen)?;
     let addr = listener.local_addr()?;
     let server_state = catalog.state().clone();
@@ -179,12 +207,18 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
             Err(e) => eprintln!("serve: cannot read queued runs: {e}"),
         }
         local.spawn_workers(opts.workers)?;
-    } else if opts.workers > 0 {
+    } else if opts.workers > 0 && !opts.roots.images().is_empty() {
         own_worker(&catalog, &opts, addr)?;
+    }
+    if opts.roots.images().is_empty() {
+        eprintln!(
+            "serve: no --image-root: requests and schedules can name no image file (only \
+             what the catalog holds is shown)"
+        );
     }
     scheduler::spawn(catalog.clone(), state.jobs.clone())?;
     eprintln!(
-        "serve: console and API on http://{addr}/ ({})",
+        "serve: console and API on {scheme}://{addr}/ ({})",
         catalog.describe()
     );
     let res = actix_web::rt::System::new().block_on(async move {
@@ -192,6 +226,7 @@ pub fn serve(catalog: Catalog, opts: Options) -> std::io::Result<()> {
             state,
             listener,
             std::thread::available_parallelism().map_or(2, |n| n.get()),
+            tls,
         )?
         .await
     });

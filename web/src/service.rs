@@ -4,8 +4,6 @@
 //! function that touches the catalog is synchronous and runs off the async threads (see
 //! [`blocking`]).
 
-use std::path::Path;
-
 use actix_web::web;
 use coldpatch_catalog::{Action, PlanPolicy, RunState, Schedule};
 use coldpatch_jobs::JobSpec;
@@ -183,16 +181,41 @@ pub fn hits(view: &crate::fleet::FleetView, id: &str) -> Vec<Hit> {
         .collect()
 }
 
+/// Most images one shared-content report compares (its work grows with each).
+pub const MAX_SHARED: usize = 100;
+
 pub fn shared_report(
     st: &AppState,
     ids: Option<&str>,
 ) -> ApiResult<coldpatch_catalog::shared::SharedReport> {
     let keys: Vec<String> = match ids.filter(|s| !s.trim().is_empty()) {
-        Some(s) => s
-            .split(',')
-            .map(|i| image_id(st, i.trim()).map(|r| r.path))
-            .collect::<ApiResult<_>>()?,
-        None => st.catalog.images()?.into_iter().map(|i| i.path).collect(),
+        Some(s) => {
+            // Distinct ids, at most MAX_SHARED of them, checked before any is looked up.
+            let mut want: Vec<&str> = Vec::new();
+            for i in s.split(',').map(str::trim) {
+                if !want.contains(&i) {
+                    if want.len() == MAX_SHARED {
+                        return Err(ApiError::bad(format!(
+                            "compare at most {MAX_SHARED} distinct images at once"
+                        )));
+                    }
+                    want.push(i);
+                }
+            }
+            want.into_iter()
+                .map(|i| image_id(st, i).map(|r| r.path))
+                .collect::<ApiResult<_>>()?
+        }
+        None => {
+            let all: Vec<String> = st.catalog.images()?.into_iter().map(|i| i.path).collect();
+            if all.len() > MAX_SHARED {
+                return Err(ApiError::bad(format!(
+                    "the fleet has {} images; name at most {MAX_SHARED} with images=ID,ID,...",
+                    all.len()
+                )));
+            }
+            all
+        }
     };
     Ok(st.catalog.shared(&keys)?)
 }
@@ -279,29 +302,65 @@ pub fn start_scan(st: &AppState, body: &ScanReq) -> ApiResult<coldpatch_catalog:
     )?)
 }
 
-/// Image files a request names: each must be a regular file (or an image already in the
-/// catalog, by id or path); none: every image.
+/// Image files a request names (paths, or images of the catalog by id or path): each must
+/// be a regular file under the server's image roots, symlinks resolved; none: every
+/// catalog image under them. A refusal reads the same whatever the path is (see
+/// [`coldpatch_jobs::roots`]).
 pub fn image_files_of(st: &AppState, images: &[String]) -> ApiResult<Vec<String>> {
     if images.is_empty() {
-        return Ok(st.catalog.images()?.into_iter().map(|i| i.path).collect());
+        if st.roots.images().is_empty() {
+            return Err(refused(coldpatch_jobs::Refused::NoImageRoots(
+                "every image".into(),
+            )));
+        }
+        let all: Vec<String> = st
+            .catalog
+            .images()?
+            .into_iter()
+            .map(|i| i.path)
+            .filter(|p| st.roots.covers_image(p))
+            .collect();
+        if all.is_empty() {
+            return Err(ApiError::bad(
+                "no image of the catalog lies under this server's image roots",
+            ));
+        }
+        return Ok(all);
     }
-    images
-        .iter()
-        .map(|i| {
-            if let Ok(r) = st.catalog.image(i) {
-                return Ok(r.path);
-            }
-            let p = Path::new(i);
-            match std::fs::metadata(p) {
-                Ok(m) if m.is_file() => p
-                    .canonicalize()
-                    .map(|c| c.display().to_string())
-                    .map_err(|e| ApiError::bad(format!("{i}: {e}"))),
-                Ok(_) => Err(ApiError::bad(format!("{i} is not a regular file"))),
-                Err(e) => Err(ApiError::bad(format!("{i}: {e}"))),
-            }
-        })
-        .collect()
+    if images.len() > MAX_NAMED {
+        return Err(ApiError::bad(format!(
+            "a request names at most {MAX_NAMED} images"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(images.len());
+    for i in images {
+        let path = match st.catalog.image(i) {
+            Ok(r) => r.path,
+            Err(_) => i.clone(),
+        };
+        let real = st.roots.image(&path).map_err(refused)?;
+        if !out.contains(&real) {
+            out.push(real);
+        }
+    }
+    Ok(out)
+}
+
+/// The indexed repositories the console offers: those under the repository roots.
+pub fn offered_repos(st: &AppState) -> ApiResult<Vec<String>> {
+    Ok(st
+        .catalog
+        .repo_roots()?
+        .into_iter()
+        .filter(|r| st.roots.repo(r).is_ok())
+        .collect())
+}
+
+/// Most images (or ids) one request may name.
+pub const MAX_NAMED: usize = 1000;
+
+fn refused(e: coldpatch_jobs::Refused) -> ApiError {
+    ApiError::bad(coldpatch_catalog::text::cleaned(&e.to_string()))
 }
 
 /// (Unknown fields cannot be refused here: serde does not combine that with the
@@ -317,17 +376,9 @@ pub struct PatchReq {
     pub policy: PlanPolicy,
 }
 
-/// A repository directory a request names: it must exist.
-pub fn repo_dir(repo: &str) -> ApiResult<String> {
-    let p = Path::new(repo);
-    if !p.is_dir() {
-        return Err(ApiError::bad(format!(
-            "repository {repo} is not a directory on the server"
-        )));
-    }
-    p.canonicalize()
-        .map(|c| c.display().to_string())
-        .map_err(|e| ApiError::bad(format!("{repo}: {e}")))
+/// A repository directory a request names: under the server's repository roots.
+pub fn repo_dir(st: &AppState, repo: &str) -> ApiResult<String> {
+    st.roots.repo(repo).map_err(refused)
 }
 
 pub fn check_policy(p: &PlanPolicy) -> ApiResult<()> {
@@ -373,16 +424,25 @@ pub fn list_runs(st: &AppState, q: &RunsQ) -> ApiResult<Vec<coldpatch_catalog::R
 /// Queues a patch run from a request.
 pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalog::RunRecord> {
     check_policy(&body.policy)?;
-    let repo = repo_dir(&body.repo)?;
+    let repo = repo_dir(st, &body.repo)?;
     let mut names = body.images.clone();
     names.extend(body.image.clone());
     if names.is_empty() {
         return Err(ApiError::bad("name at least one image to patch"));
     }
-    let images = names
-        .iter()
-        .map(|i| Ok(st.catalog.image(i)?.path))
-        .collect::<ApiResult<Vec<_>>>()?;
+    if names.len() > MAX_NAMED {
+        return Err(ApiError::bad(format!(
+            "a request names at most {MAX_NAMED} images"
+        )));
+    }
+    let mut images: Vec<String> = Vec::with_capacity(names.len());
+    for i in &names {
+        let path = st.catalog.image(i)?.path;
+        st.roots.image(&path).map_err(refused)?;
+        if !images.contains(&path) {
+            images.push(path);
+        }
+    }
     Ok(st.jobs.submit(
         &JobSpec::Patch {
             images,
@@ -425,7 +485,7 @@ pub fn schedule_from(st: &AppState, r: ScheduleReq, old: Option<&Schedule>) -> A
             check_policy(&policy)?;
             Action::Patch {
                 policy,
-                repo: repo_dir(&repo)?,
+                repo: repo_dir(st, &repo)?,
             }
         }
         a => a,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coldpatch_catalog::{Action, Catalog, RunState, Schedule};
-use coldpatch_jobs::{scheduler, JobSpec, Jobs, Queue};
+use coldpatch_jobs::{scheduler, JobSpec, Jobs, Queue, Roots};
 use coldpatch_testkit::{both, catalog_on, catalog_with};
 
 /// 2026-01-05 00:00:00 UTC, a Monday.
@@ -26,7 +26,7 @@ fn nightly(images: Vec<String>) -> Schedule {
 }
 
 fn jobs(c: &Arc<Catalog>) -> Jobs {
-    Jobs::new(c.clone(), 1)
+    Jobs::new(c.clone(), 1, Roots::everywhere())
 }
 
 // The scheduler on either backend: what it stores and finds again is the catalog's.
@@ -256,4 +256,52 @@ fn a_running_patch_run_cancelled_leaves_the_image_as_it_was() {
     );
     assert!(!kinds.contains(&"committed".to_string()));
     drop(dir);
+}
+
+/// A job is checked against the queue's roots again when it runs: a path outside them,
+/// and an image swapped for a symlink to a host file after it was queued, fail with the
+/// one refusal, and nothing of the host file reaches the catalog.
+#[test]
+fn a_queued_job_is_checked_against_the_roots_again_when_it_runs() {
+    let (dir, catalog, keys) = catalog_with(&["debian-12-min"]);
+    let c = Arc::new(catalog);
+    let roots = Roots::new(&[dir.path().to_path_buf()], &[]).expect("roots");
+    let j = Jobs::new(c.clone(), 1, roots);
+    let swapped = dir.path().join("swapped.qcow2");
+    std::fs::copy(&keys[0], &swapped).expect("copy");
+    let swapped = swapped.canonicalize().expect("canon").display().to_string();
+    let images = vec![keys[0].clone(), "/etc/passwd".to_string(), swapped.clone()];
+    let run = j
+        .submit(
+            &JobSpec::Collect {
+                images: images.clone(),
+                rescan: true,
+            },
+            None,
+        )
+        .expect("queue");
+    std::fs::remove_file(&swapped).expect("rm");
+    std::os::unix::fs::symlink("/etc/passwd", &swapped).expect("symlink");
+    assert_eq!(j.run_next().as_deref(), Some(run.id.as_str()));
+    let r = c.run(&run.id).expect("run");
+    assert_eq!(r.state, RunState::Failed, "{r:?}");
+    let events = c.events(&run.id).expect("events");
+    let of = |img: &str| {
+        events
+            .iter()
+            .find(|e| e.image.as_deref() == Some(img))
+            .map(|e| (e.kind.clone(), e.message.clone()))
+            .expect("an event for each image")
+    };
+    assert_eq!(of(&keys[0]).0, "collected");
+    for bad in &images[1..] {
+        assert_eq!(
+            of(bad),
+            (
+                "failed".to_string(),
+                format!("{bad:?}: refused: not an image file under this server's image roots")
+            )
+        );
+    }
+    assert_eq!(c.images().expect("images").len(), 1);
 }

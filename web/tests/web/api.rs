@@ -604,7 +604,14 @@ fn on_a_shared_catalog_runs_wait_for_workers_and_the_workers_are_listed() {
             lease_ms: 60_000,
         })
         .expect("register");
-    let s = start(tempfile::tempdir().expect("tempdir"), catalog, 0);
+    let roots = coldpatch_jobs::Roots::new(&[tc.scratch().to_path_buf()], &[]).expect("roots");
+    let s = crate::start_with(
+        tempfile::tempdir().expect("tempdir"),
+        catalog,
+        0,
+        roots,
+        None,
+    );
     assert!(
         s.state.local.is_none(),
         "a shared catalog's jobs go to the database"

@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod hardening;
 
 use std::net::TcpListener;
 
@@ -41,12 +42,30 @@ pub use coldpatch_testkit::{catalog_with, image_dir, root as repo_root};
 
 /// Starts the app on 127.0.0.1:0 with job workers (0: jobs only run when a test says).
 pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server {
+    // What requests may name: the test's own directory (its images are copied there) and
+    // the real bullseye-security repository.
+    let roots = coldpatch_jobs::Roots::new(
+        &[dir.path().to_path_buf()],
+        &[image_dir("repo-bullseye-security")],
+    )
+    .expect("roots");
+    start_with(dir, catalog, workers, roots, None)
+}
+
+/// [`start`] with the server's roots and, optionally, TLS.
+pub fn start_with(
+    dir: tempfile::TempDir,
+    catalog: Catalog,
+    workers: usize,
+    roots: coldpatch_jobs::Roots,
+    tls: Option<rustls::ServerConfig>,
+) -> Server {
     let mut tokens = Vec::new();
     for role in [Role::Viewer, Role::Operator, Role::Admin] {
         let (_, secret) = catalog.create_token(role.as_str(), role).expect("token");
         tokens.push((role, secret));
     }
-    let state = web::Data::new(AppState::new(Arc::new(catalog), false, 1));
+    let state = web::Data::new(AppState::new(Arc::new(catalog), false, 1, roots));
     // A shared catalog has no local queue: its jobs wait for workers.
     if let Some(local) = &state.local {
         local.spawn_workers(workers).expect("workers");
@@ -57,7 +76,7 @@ pub fn start(dir: tempfile::TempDir, catalog: Catalog, workers: usize) -> Server
     let st = state.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let srv = coldpatch_web::run(st, listener, 2).expect("server");
+            let srv = coldpatch_web::run(st, listener, 2, tls).expect("server");
             tx.send(srv.handle()).expect("handle");
             srv.await
         })
