@@ -162,6 +162,33 @@ fn hostile_images_end_in_clear_errors_or_inventories_within_bounds() {
     }
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // A PRETTY_NAME with a CR and an ANSI escape, and a file name with a newline, forge
+    // no line: the CLI shows them escaped.
+    let forged = dir.join("os-release-forged.ext4");
+    let forged = forged.to_str().expect("utf8");
+    for (args, shown) in [
+        (
+            &["show", forged][..],
+            "Debian\\rrun 0000000000000: finished: FORGED\\x1b[2J",
+        ),
+        (
+            &["files", "--path", "/etc/evil*"][..],
+            "/etc/evil\\nrun 0000000000000: finished: FORGED",
+        ),
+    ] {
+        let out = coldpatch(&data, args).output().expect("cli");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(shown), "{args:?}: {text}");
+        assert!(
+            !text.contains('\r') && !text.contains('\x1b') && !text.contains("\nrun "),
+            "{args:?}: {text:?}"
+        );
+    }
     assert_eq!(
         packages_of(&data, good),
         before,
