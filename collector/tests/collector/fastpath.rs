@@ -16,9 +16,12 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     std::fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=12\n").expect("write");
     // What libguestfs' inspection needs to call this a Linux root.
     std::fs::write(root.join("etc/fstab"), "/dev/sda / ext4 defaults 0 1\n").expect("write");
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "lib", "var/lib"] {
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "lib", "var/lib/dpkg"] {
         std::fs::create_dir_all(root.join(d)).expect("mkdir");
     }
+    // A Debian root with no package installed (a Debian one without a status file is
+    // an unknown).
+    std::fs::write(root.join("var/lib/dpkg/status"), b"").expect("write");
     let mut files: Vec<(&str, Vec<u8>)> =
         vec![("tiny", b"hi\n".to_vec()), ("small", vec![7u8; 3000])];
     let pattern = |n: usize| (0..n).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>();
@@ -38,6 +41,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     for entry in [
         "etc/os-release",
         "etc/fstab",
+        "var/lib/dpkg/status",
         "data/tiny",
         "data/small",
         "data/single-indirect",

@@ -532,14 +532,7 @@ fn console_login_cookies_csrf_and_escaping() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!html.contains("<script>alert(1)"));
     // A viewer's session sees the fleet but may not post an operator's form.
-    let vok = login(s.token(Role::Viewer));
-    let vcookie = vok.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
+    let vcookie = crate::session_cookie(&login(s.token(Role::Viewer)));
     let mut r = ag
         .get(&format!("{}/", s.base))
         .header("cookie", &vcookie)

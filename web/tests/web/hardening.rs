@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use coldpatch_catalog::Role;
 
-use crate::{agent, call, catalog_with, image_dir, json, start, start_with};
+use crate::{agent, call, catalog_with, image_dir, json, session_cookie, start, start_with};
 
 /// The error field of a JSON error answer.
 fn error_of(body: &str) -> String {
@@ -152,14 +152,7 @@ fn requests_are_bounded_sessions_checked_and_guessing_throttled() {
     }
 
     // The console's cookie alone changes nothing through the API: it needs the CSRF value.
-    let r = login(&a, "/");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_string();
+    let cookie = session_cookie(&login(&a, "/"));
     let mut page = ag
         .get(&format!("{}/runs", s.base))
         .header("cookie", &cookie)
@@ -259,19 +252,10 @@ fn requests_are_bounded_sessions_checked_and_guessing_throttled() {
 
     // Sessions are capped per token: the 17th login of one token ends its oldest session
     // only; another token's session lives on.
-    let cookie_of = |r: &ureq::http::Response<ureq::Body>| {
-        r.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_string()
-    };
-    let first = cookie_of(&login(&v, "/"));
+    let first = session_cookie(&login(&v, "/"));
     let mut last = String::new();
     for _ in 0..coldpatch_web::auth::MAX_SESSIONS_PER_TOKEN {
-        last = cookie_of(&login(&v, "/"));
+        last = session_cookie(&login(&v, "/"));
     }
     let dash = |c: &str| {
         ag.get(&format!("{}/", s.base))

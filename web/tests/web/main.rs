@@ -141,6 +141,17 @@ pub fn call(
     (status, text)
 }
 
+/// The `name=value` of the session cookie a login answer sets.
+pub fn session_cookie(r: &ureq::http::Response<ureq::Body>) -> String {
+    r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string()
+}
+
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
