@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # chaos.sh N (not a test): runs `coldpatch patch apply` on a copy of debian-11-old (the
 # bullseye-security fix of CVE-2025-69418) N times (default 50), each killed with SIGKILL
-# at a random moment between its start and the end a whole run takes (measured first),
-# so the kills spread over planning, appliance launch, upload, dpkg, verify and commit.
+# at a random moment: a phase is drawn (planning, overlay, appliance launch, mount,
+# upload, dpkg, install, fsck, verify, commit), and the kill comes 0-1.5 s after the
+# run logs it. A uniform moment over the whole run would land mostly in the appliance's
+# launch, which takes most of the time.
 # After each kill:
 #   - the original's SHA-256 is unchanged;
 #   - `show`, `runs` and `run ID` answer, and every overlay under the state directory is
@@ -39,17 +41,23 @@ full_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 "$bin" patch rollback "$img" >/dev/null
 echo "a whole run takes $full_ms ms; killing $n runs at random moments in it"
 
+phases=(planned overlay appliance mounted upload dpkg installed fsck verified committed)
 declare -A landed
 for round in $(seq 1 "$n"); do
   before=$("$bin" runs --json | field '" ".join(r["id"] for r in d)')
-  delay_ms=$(( RANDOM * 32768 + RANDOM ))
-  delay_ms=$(( delay_ms % (full_ms + 1) ))
+  target=${phases[RANDOM % ${#phases[@]}]}
+  extra_ms=$(( RANDOM % 1501 ))
   # Started directly (not through the function), so $! is coldpatch itself.
+  t0=$(date +%s%N)
   "$bin" patch apply "$img" --repo "$repo" --cve CVE-2025-69418 --json \
     > "$work/killed.json" 2> "$work/killed.log" &
   pid=$!
-  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  until grep -q ": $target:" "$work/killed.log" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null; do
+    sleep 0.05
+  done
+  sleep "$(printf '0.%03d' "$extra_ms")"
   kill -KILL "$pid" 2>/dev/null || true
+  delay_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   wait "$pid" 2>/dev/null || true
   # libguestfs's recovery process (a fork of the killed process, holding its descriptors,
   # the catalog's lock among them) kills the orphaned qemu within ~2 s and exits; until
@@ -97,8 +105,8 @@ for round in $(seq 1 "$n"); do
   fi
   "$bin" patch rollback "$img" >/dev/null || fail "rollback failed"
   landed[$last]=$(( ${landed[$last]:-0} + 1 ))
-  printf 'round %2d: killed at %6d ms, after event %-26s catalog free after %5d ms; ok\n' \
-    "$round" "$delay_ms" "$last" "$waited"
+  printf 'round %2d: aimed after %-9s killed at %6d ms, after event %-26s catalog free after %5d ms; ok\n' \
+    "$round" "$target" "$delay_ms" "$last" "$waited"
 done
 echo "$n of $n rounds consistent; where the kills landed (the killed run's last event):"
 for k in "${!landed[@]}"; do printf '  %-28s %d\n' "$k" "${landed[$k]}"; done | sort
