@@ -177,10 +177,8 @@ pub fn run(
         .roots
         .images()
         .iter()
-        .map(|r| {
-            let abs = r.canonicalize().unwrap_or_else(|_| r.clone());
-            root_prefix(&abs.display().to_string())
-        })
+        // Roots are canonical already (Roots::new).
+        .map(|r| root_prefix(&r.display().to_string()))
         .collect();
     let spec = WorkerSpec {
         name: opts.name.clone(),
@@ -520,23 +518,14 @@ impl Shared {
                         };
                         self.patch(run, attempt, &images, &ask, cancel)
                     }
-                    Err(refused) => {
-                        let why = refused.to_string();
-                        log(&run.id, None, "failed", &why);
-                        self.retry("record the failure", &NEVER, || {
-                            self.catalog.event(&run.id, None, "failed", &why)
-                        });
-                        Some(vec![JobOutcome::Failed; c.jobs.len()])
-                    }
+                    Err(refused) => self.part_failed(&run.id, &refused.to_string(), c.jobs.len()),
                 }
             }
-            Ok(None) | Err(_) => {
-                let why = "unreadable job: the run has no job spec this worker knows";
-                self.retry("record the failure", &NEVER, || {
-                    self.catalog.event(&run.id, None, "failed", why)
-                });
-                Some(vec![JobOutcome::Failed; c.jobs.len()])
-            }
+            Ok(None) | Err(_) => self.part_failed(
+                &run.id,
+                "unreadable job: the run has no job spec this worker knows",
+                c.jobs.len(),
+            ),
         };
         // The part stays in the map (its leases renewed) until its end is recorded.
         let rows: Vec<(i64, u32)> = c.jobs.iter().map(|j| (j.id, j.attempts)).collect();
@@ -575,6 +564,15 @@ impl Shared {
             r.parts += 1;
             r.images += end.done;
         }
+    }
+
+    /// A part that fails as a whole: says why on the run, and every job of it failed.
+    fn part_failed(&self, run: &str, why: &str, jobs: usize) -> Option<Vec<JobOutcome>> {
+        log(run, None, "failed", why);
+        self.retry("record the failure", &NEVER, || {
+            self.catalog.event(run, None, "failed", why)
+        });
+        Some(vec![JobOutcome::Failed; jobs])
     }
 
     /// `None`: the catalog failed under the part; its jobs go back to the queue.
@@ -653,14 +651,7 @@ impl Shared {
                 self.outage.failed("patch", &e);
                 None
             }
-            Err(e) => {
-                let why = reason(e);
-                log(&id, None, "failed", &why);
-                self.retry("record the failure", &NEVER, || {
-                    self.catalog.event(&id, None, "failed", &why)
-                });
-                Some(vec![JobOutcome::Failed; images.len()])
-            }
+            Err(e) => self.part_failed(&id, &reason(e), images.len()),
         }
     }
 }

@@ -327,23 +327,13 @@ pub fn image_files_of(st: &AppState, images: &[String]) -> ApiResult<Vec<String>
         }
         return Ok(all);
     }
-    if images.len() > MAX_NAMED {
-        return Err(ApiError::bad(format!(
-            "a request names at most {MAX_NAMED} images"
-        )));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(images.len());
-    for i in images {
+    distinct_named(images, |i| {
         let path = match st.catalog.image(i) {
             Ok(r) => r.path,
-            Err(_) => i.clone(),
+            Err(_) => i.to_string(),
         };
-        let real = st.roots.image(&path).map_err(refused)?;
-        if !out.contains(&real) {
-            out.push(real);
-        }
-    }
-    Ok(out)
+        st.roots.image(&path).map_err(refused)
+    })
 }
 
 /// The indexed repositories the console offers: those under the repository roots.
@@ -358,6 +348,27 @@ pub fn offered_repos(st: &AppState) -> ApiResult<Vec<String>> {
 
 /// Most images (or ids) one request may name.
 pub const MAX_NAMED: usize = 1000;
+
+/// The images a request names, each resolved by `resolve`, at most [`MAX_NAMED`] of
+/// them, each once (in the order first named).
+fn distinct_named(
+    names: &[String],
+    resolve: impl Fn(&str) -> ApiResult<String>,
+) -> ApiResult<Vec<String>> {
+    if names.len() > MAX_NAMED {
+        return Err(ApiError::bad(format!(
+            "a request names at most {MAX_NAMED} images"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        let path = resolve(n)?;
+        if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
 
 fn refused(e: coldpatch_jobs::Refused) -> ApiError {
     ApiError::bad(coldpatch_catalog::text::cleaned(&e.to_string()))
@@ -430,19 +441,11 @@ pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalo
     if names.is_empty() {
         return Err(ApiError::bad("name at least one image to patch"));
     }
-    if names.len() > MAX_NAMED {
-        return Err(ApiError::bad(format!(
-            "a request names at most {MAX_NAMED} images"
-        )));
-    }
-    let mut images: Vec<String> = Vec::with_capacity(names.len());
-    for i in &names {
+    let images = distinct_named(&names, |i| {
         let path = st.catalog.image(i)?.path;
         st.roots.image(&path).map_err(refused)?;
-        if !images.contains(&path) {
-            images.push(path);
-        }
-    }
+        Ok(path)
+    })?;
     Ok(st.jobs.submit(
         &JobSpec::Patch {
             images,

@@ -80,13 +80,9 @@ impl Throttle {
             );
         } else if e.failures == LOGGED_PER_WINDOW + 1 {
             eprintln!(
-                "auth: more failures from {addr}; not logged for the rest of its {} s window{}",
-                WINDOW.as_secs(),
-                if MAX_FAILURES > LOGGED_PER_WINDOW {
-                    format!(" (throttled from {MAX_FAILURES} on)")
-                } else {
-                    String::new()
-                }
+                "auth: more failures from {addr}; not logged for the rest of its {} s window \
+                 (throttled from {MAX_FAILURES} on)",
+                WINDOW.as_secs()
             );
         }
     }
