@@ -8,8 +8,12 @@
 #   - virt-customize driven one image at a time with the same .deb files and the same
 #     dpkg stages (--copy-in, --run-command 'dpkg -i …' per stage, --delete), each
 #     on its own copy.
-# Both run the appliance under TCG (KVM hangs on these machines). Prints both wall
-# times and the ratio. Usage: bench/patch.sh [COPIES]
+# The copies are not byte-identical: like copies of one golden image deployed as hosts,
+# each has its own /etc/hostname, /etc/machine-id and ssh host key, written into all of
+# them by one guestfish appliance before anything is timed.
+# Both run the appliance under TCG (KVM hangs on these machines). Prints the wall times,
+# the ratios, and where coldpatch's time went (the runs' own timing events, summed by
+# stage). Usage: bench/patch.sh [COPIES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=force_tcg
@@ -29,6 +33,33 @@ for i in $(seq 1 "$n"); do
   cp "$img" "$work/vc/copy-$i.qcow2"
   [ "$cpus" -gt 1 ] && cp "$img" "$work/cpp/copy-$i.qcow2"
 done
+# Host-specific files, one appliance for every copy. debian-11-old's root is the logical
+# partition 5 of its DOS table (images/lib.sh, mbr_disk).
+python3 - "$work" "$n" > "$work/hosts.gf" <<'EOF'
+import os, string, sys
+work, n = sys.argv[1], int(sys.argv[2])
+def dev(k):
+    name = ""
+    k += 1
+    while k:
+        k, r = divmod(k - 1, 26)
+        name = string.ascii_lowercase[r] + name
+    return f"/dev/sd{name}5"
+files = [f"{work}/{d}/copy-{i}.qcow2" for d in ("cp", "cpp", "vc") for i in range(1, n + 1)
+         if os.path.exists(f"{work}/{d}/copy-{i}.qcow2")]
+for f in files:
+    print(f"add {f} format:qcow2")
+print("run")
+for k, f in enumerate(files):
+    host = os.path.basename(os.path.dirname(f)) + "-" + os.path.basename(f)[5:-6]
+    print(f"mount {dev(k)} /")
+    print(f'write /etc/hostname "{host}\\n"')
+    print(f'write /etc/machine-id "{os.urandom(16).hex()}\\n"')
+    print("mkdir-p /etc/ssh")
+    print(f'write /etc/ssh/ssh_host_ed25519_key "{os.urandom(32).hex()}\\n"')
+    print("umount-all")
+EOF
+guestfish -f "$work/hosts.gf"
 "$bin" collect --no-files "$work"/cp/*.qcow2 >/dev/null
 [ "$cpus" -gt 1 ] && "$bin" collect --no-files "$work"/cpp/*.qcow2 >/dev/null
 for f in tests/data/feeds/debian-tracker.json tests/data/feeds/osv; do "$bin" feed import "$f" >/dev/null; done
@@ -89,3 +120,26 @@ if cpus > 1:
 print(f"machine: {cpus} CPUs, appliances under TCG")
 EOF
 grep 'appliance' "$work/cp.err" | head -n1 | sed 's/^/coldpatch: /'
+
+# Where the time went: the runs' timing events ("STAGE SECONDS s"), summed per stage
+# over the images (appliance-wide stages once).
+for d in cp cpp; do
+  [ -s "$work/$d.out" ] || continue
+  id=$(grep -h -m1 -o 'run [0-9T]*-[0-9a-f]*' "$work/$d.out" "$work/$d.err" | sed -n '1s/^run //p')
+  [ -n "$id" ] || continue
+  "$bin" run "$id" --json | python3 -c '
+import json, sys, collections
+label = sys.argv[1]
+run = json.load(sys.stdin)
+total, count = collections.OrderedDict(), collections.Counter()
+for e in run["events"]:
+    if e["kind"] != "timing":
+        continue
+    stage, secs, _ = e["message"].rsplit(" ", 2)
+    total[stage] = total.get(stage, 0.0) + float(secs)
+    count[stage] += 1
+print(f"stages, {label} (seconds summed; images side by side overlap):")
+for stage, t in total.items():
+    print(f"  {stage:28s} {t:8.1f} s  over {count[stage]}")
+' "$([ $d = cp ] && echo 'one appliance' || echo "$cpus appliances")"
+done

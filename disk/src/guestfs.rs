@@ -423,6 +423,28 @@ impl Session {
         self.str_with_str("sh", command, sys::guestfs_sh)
     }
 
+    /// Runs a shell script in the appliance itself, not chrooted (libguestfs' `debug sh`;
+    /// `$root` names the sysroot). The daemon runs one call at a time: this is how work
+    /// in several mounted guests runs side by side, each in a `chroot` of its own. Returns
+    /// standard output; a non-zero exit is an error carrying the output. The script should
+    /// be short (the daemon copies it onto its stack): longer ones go into files first.
+    pub fn appliance_sh(&mut self, script: &str) -> Result<String, GuestfsError> {
+        let sub = cstring("debug", "sh")?;
+        let args = CStrList::new("debug", &[script])?;
+        // SAFETY: g is valid; sub and args live across the call; args is NULL-terminated;
+        // the result is taken over by take_string.
+        let p = unsafe { sys::guestfs_debug(self.g, sub.as_ptr(), args.ptrs.as_ptr()) };
+        self.take_string("debug sh", p)
+    }
+
+    /// A directory in the appliance's own root under which a guest filesystem can be
+    /// mounted beside others (`/a`, `/b`: several guests at once), or that holds files
+    /// of the appliance's own (it is not on any guest's disk).
+    pub fn mkmountpoint(&mut self, path: &str) -> Result<(), GuestfsError> {
+        self.with_str("mkmountpoint", path, sys::guestfs_mkmountpoint)
+            .map(drop)
+    }
+
     pub fn launch(&mut self) -> Result<(), GuestfsError> {
         // SAFETY: g is valid.
         let r = unsafe { sys::guestfs_launch(self.g) };

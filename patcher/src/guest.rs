@@ -1,20 +1,24 @@
 //! The work inside one libguestfs appliance: every overlay of a run is attached as a
-//! writable drive and the appliance is launched once (20–60 s under TCG); then each
-//! image in turn is mounted, changed with its own tools, unmounted and checked.
+//! writable drive and the appliance is launched once (20–60 s under TCG); then every
+//! image is mounted under a directory of its own, file changes are made, package files
+//! are uploaded once and installed on several images at once (`batch.rs`), and every
+//! filesystem written is unmounted and checked.
 //!
 //! What runs in the guest is the guest's own `/bin/sh` and package tool (`pm/`),
-//! chrooted by the libguestfs daemon: the appliance is the sandbox, and nothing the guest prints is
+//! chrooted into the guest: the appliance is the sandbox, and nothing the guest prints is
 //! trusted. Success is decided afterwards by reading the overlay natively (see
-//! `run.rs`). Guest paths we write are checked to resolve, inside the guest, to
+//! `run.rs`). Guest paths we write are checked to resolve, in the appliance, to
 //! themselves: a guest symlink never redirects a write.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use coldpatch_disk::guestfs::{GuestfsError, Session};
 use coldpatch_disk::hash::sha256_file;
 
 use crate::appliance::push_log;
 pub use crate::appliance::{GuestError, Notify};
+use crate::batch;
 use crate::plan::Plan;
 use crate::PatchError;
 
@@ -59,8 +63,31 @@ pub struct Job<'a> {
 /// Each job's result and its log.
 pub type JobOutcome = (Result<(), GuestError>, String);
 
-/// Launches one appliance for all jobs and runs them in order. The outer error is for
-/// the appliance as a whole; each job has its own result and log.
+/// Reports how long a stage took, as a `timing` event: "STAGE SECONDS s".
+fn took(notify: &mut Notify<'_>, image: Option<&str>, stage: &str, since: Instant) {
+    let secs = since.elapsed().as_secs_f64();
+    notify(image, "timing", &format!("{stage} {secs:.1} s"));
+}
+
+/// Where drive `i`'s guest is mounted in the appliance.
+fn drive_root(i: usize) -> String {
+    format!("/drive{i}")
+}
+
+/// A guest path under the guest mounted at `root`.
+fn under(root: &str, path: &str) -> String {
+    if path == "/" {
+        root.to_string()
+    } else {
+        format!("{root}{path}")
+    }
+}
+
+/// Launches one appliance for all jobs: mounts every image under a directory of its own,
+/// makes the file changes, uploads the package files once, installs packages on up to
+/// `smp` images at a time (`batch.rs`), then writes everything out and checks each
+/// filesystem. The outer error is for the appliance as a whole; each job has its own
+/// result and log.
 pub fn run_all(
     jobs: &[Job<'_>],
     run: &str,
@@ -69,7 +96,7 @@ pub fn run_all(
     notify: &mut Notify<'_>,
 ) -> Result<Vec<JobOutcome>, PatchError> {
     let appliance = |e: GuestfsError| PatchError::Appliance(GuestError::Guestfs(e));
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let mut s = match launch(jobs, smp) {
         Err(e) if e.hung => {
             notify(None, "appliance", &format!("{}; launching again", e.error));
@@ -81,33 +108,126 @@ pub fn run_all(
         None,
         "appliance",
         &format!(
-            "started with {} drive(s) in {:.1} s",
+            "started with {} drive(s) and {smp} CPU(s) in {:.1} s",
             jobs.len(),
             t.elapsed().as_secs_f64()
         ),
     );
+    took(notify, None, "launch", t);
     let devices = s.list_devices().map_err(appliance)?;
     let roots = if jobs.iter().any(|j| j.root_partition.is_none()) {
         s.inspect_os().map_err(appliance)?
     } else {
         Vec::new()
     };
-    let mut out = Vec::new();
+    s.mkmountpoint(batch::WORK).map_err(appliance)?;
+    s.mkmountpoint(batch::PACKAGES).map_err(appliance)?;
+    let mut results: Vec<Result<(), GuestError>> = jobs.iter().map(|_| Ok(())).collect();
+    let mut logs: Vec<String> = jobs.iter().map(|_| String::new()).collect();
+    let mut filesystems: Vec<Vec<String>> = jobs.iter().map(|_| Vec::new()).collect();
+
+    // Mount each image, and make the file changes, which are the daemon's own calls.
     for (i, j) in jobs.iter().enumerate() {
-        let mut log = String::new();
-        let r = one(
-            &mut s, i, &devices, &roots, j, run, repo_root, &mut log, notify,
-        );
-        // Whatever happened, the next image starts from nothing mounted.
-        let _ = s.umount_all();
-        if let Err(e) = &r {
+        let t = Instant::now();
+        let root = drive_root(i);
+        let r = s
+            .mkmountpoint(&root)
+            .map_err(GuestError::from)
+            .and_then(|()| match j.root_partition {
+                Some(part) => mount_native(&mut s, i, &root, &devices, part),
+                None => mount_inspected(&mut s, i, &root, &devices, &roots),
+            });
+        match r {
+            Ok((dev, devs)) => {
+                notify(
+                    Some(j.image),
+                    "mounted",
+                    &format!("root {dev}, {} filesystem(s)", devs.len()),
+                );
+                took(notify, Some(j.image), "mount", t);
+                filesystems[i] = devs;
+            }
+            Err(e) => {
+                results[i] = Err(e);
+                continue;
+            }
+        }
+        if let Change::Files { puts } = j.change {
+            let t = Instant::now();
+            results[i] = put_files(&mut s, &root, j.image, puts, &mut logs[i], notify);
+            took(notify, Some(j.image), "files", t);
+        }
+    }
+
+    // Packages: every file once into the appliance, then all installs side by side.
+    let wanted: Vec<usize> = (0..jobs.len())
+        .filter(|&i| results[i].is_ok() && matches!(jobs[i].change, Change::Packages { .. }))
+        .collect();
+    if !wanted.is_empty() {
+        match repo_root {
+            None => {
+                for &i in &wanted {
+                    results[i] = Err(refused("no repository for a package change"));
+                }
+            }
+            Some(repo) => install_all(
+                &mut s,
+                jobs,
+                &wanted,
+                repo,
+                run,
+                smp,
+                &mut results,
+                &mut logs,
+                notify,
+            )
+            .map_err(appliance)?,
+        }
+    }
+
+    let t = Instant::now();
+    s.sync().map_err(appliance)?;
+    s.umount_all().map_err(appliance)?;
+    took(notify, None, "sync and unmount", t);
+    for (i, j) in jobs.iter().enumerate() {
+        if results[i].is_ok() {
+            let t = Instant::now();
+            results[i] = fsck(&mut s, j.image, &filesystems[i], notify);
+            took(notify, Some(j.image), "fsck", t);
+        }
+        if let Err(e) = &results[i] {
             notify(Some(j.image), "failed", &e.to_string());
         }
-        out.push((r, log));
     }
+    let t = Instant::now();
     s.shutdown().map_err(appliance)?;
     notify(None, "appliance", "stopped; every drive written out");
-    Ok(out)
+    took(notify, None, "shutdown", t);
+    Ok(results.into_iter().zip(logs).collect())
+}
+
+/// e2fsck of each written ext filesystem of an image; other filesystems get no checker.
+fn fsck(
+    s: &mut Session,
+    image: &str,
+    devs: &[String],
+    notify: &mut Notify<'_>,
+) -> Result<(), GuestError> {
+    for dev in devs {
+        let t = s.vfs_type(dev)?;
+        if t.starts_with("ext") {
+            s.e2fsck(dev)
+                .map_err(|e| refused(format!("fsck of {dev} after the change failed: {e}")))?;
+            notify(
+                Some(image),
+                "fsck",
+                &format!("{dev} ({t}): e2fsck -f -p clean"),
+            );
+        } else {
+            notify(Some(image), "fsck", &format!("{dev} ({t}): no checker run"));
+        }
+    }
+    Ok(())
 }
 
 /// An appliance that has not come up in this time is taken as hung and killed (a normal
@@ -212,58 +332,11 @@ fn on_drive(
     Ok(format!("{base}{n}"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn one(
-    s: &mut Session,
-    i: usize,
-    devices: &[String],
-    roots: &[String],
-    j: &Job<'_>,
-    run: &str,
-    repo_root: Option<&Path>,
-    log: &mut String,
-    notify: &mut Notify<'_>,
-) -> Result<(), GuestError> {
-    let image = j.image;
-    let (root, devs) = match j.root_partition {
-        Some(part) => mount_native(s, i, devices, part)?,
-        None => mount_inspected(s, i, devices, roots)?,
-    };
-    notify(
-        Some(image),
-        "mounted",
-        &format!("root {root}, {} filesystem(s)", devs.len()),
-    );
-    match j.change {
-        Change::Packages { plan } => {
-            let root = repo_root.ok_or_else(|| refused("no repository for a package change"))?;
-            install(s, image, plan, root, run, log, notify)?;
-        }
-        Change::Files { puts } => put_files(s, image, puts, log, notify)?,
-    }
-    s.sync()?;
-    s.umount_all()?;
-    for dev in &devs {
-        let t = s.vfs_type(dev)?;
-        if t.starts_with("ext") {
-            s.e2fsck(dev)
-                .map_err(|e| refused(format!("fsck of {dev} after the change failed: {e}")))?;
-            notify(
-                Some(image),
-                "fsck",
-                &format!("{dev} ({t}): e2fsck -f -p clean"),
-            );
-        } else {
-            notify(Some(image), "fsck", &format!("{dev} ({t}): no checker run"));
-        }
-    }
-    Ok(())
-}
-
 /// Mounts an inspected root and the filesystems inspection found in its fstab.
 fn mount_inspected(
     s: &mut Session,
     i: usize,
+    at: &str,
     devices: &[String],
     roots: &[String],
 ) -> Result<(String, Vec<String>), GuestError> {
@@ -291,7 +364,10 @@ fn mount_inspected(
     let mut devs = Vec::new();
     for (mp, dev) in &mounts {
         let dev = on_drive(s, i, devices, dev)?;
-        s.mount(&dev, mp)
+        if mp != "/" {
+            plain_dir(s, &under(at, mp))?;
+        }
+        s.mount(&dev, &under(at, mp))
             .map_err(|e| refused(format!("cannot mount {dev} on {mp}: {e}")))?;
         devs.push(dev);
     }
@@ -327,6 +403,7 @@ const NOT_LOCAL: &[&str] = &[
 fn mount_native(
     s: &mut Session,
     i: usize,
+    at: &str,
     devices: &[String],
     part: u32,
 ) -> Result<(String, Vec<String>), GuestError> {
@@ -338,11 +415,12 @@ fn mount_native(
     } else {
         format!("{base}{part}")
     };
-    s.mount(&root, "/")
+    s.mount(&root, at)
         .map_err(|e| refused(format!("cannot mount the root {root}: {e}")))?;
     let mut devs = vec![root.clone()];
-    let fstab = if s.exists("/etc/fstab")? && !s.is_symlink("/etc/fstab")? {
-        String::from_utf8_lossy(&s.pread("/etc/fstab", 1 << 20, 0)?).into_owned()
+    let fstab_at = under(at, "/etc/fstab");
+    let fstab = if s.exists(&fstab_at)? && !s.is_symlink(&fstab_at)? {
+        String::from_utf8_lossy(&s.pread(&fstab_at, 1 << 20, 0)?).into_owned()
     } else {
         String::new()
     };
@@ -426,15 +504,16 @@ fn mount_native(
     }
     mounts.sort_by_key(|(mp, _)| mp.matches('/').count());
     for (mp, dev) in mounts {
-        plain_dir(s, &mp)?;
-        s.mount(&dev, &mp)
+        plain_dir(s, &under(at, &mp))?;
+        s.mount(&dev, &under(at, &mp))
             .map_err(|e| refused(format!("cannot mount {dev} on {mp}: {e}")))?;
         devs.push(dev);
     }
     Ok((root, devs))
 }
 
-/// A guest directory we may write into: it exists and resolves to itself.
+/// A guest directory we may write into: it exists and resolves to itself (`dir` is an
+/// appliance path, under the guest's mount point).
 fn plain_dir(s: &mut Session, dir: &str) -> Result<(), GuestError> {
     if !s.is_dir(dir)? {
         return Err(refused(format!("{dir} is not a directory in the guest")));
@@ -448,77 +527,198 @@ fn plain_dir(s: &mut Session, dir: &str) -> Result<(), GuestError> {
     Ok(())
 }
 
-/// Copies the plan's package files to a private staging directory, checks each against
-/// the indexed SHA-256, uploads them into the guest and has the image's package manager
-/// install them; the upload directory is removed afterwards.
-fn install(
+/// Copies every plan's package files to a private staging directory, checks each against
+/// the indexed SHA-256 and uploads each file once into the appliance (`batch::PACKAGES`);
+/// then prepares each image (`wanted`: indexes into `jobs`) for its package manager and
+/// runs all installs, `lanes` at a time. Each image's result and log go to `results` and
+/// `logs`; the error is for the appliance as a whole.
+#[allow(clippy::too_many_arguments)]
+fn install_all(
     s: &mut Session,
-    image: &str,
-    plan: &Plan,
+    jobs: &[Job<'_>],
+    wanted: &[usize],
     repo_root: &Path,
     run: &str,
-    log: &mut String,
+    lanes: usize,
+    results: &mut [Result<(), GuestError>],
+    logs: &mut [String],
     notify: &mut Notify<'_>,
-) -> Result<(), GuestError> {
-    let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
-        refused(format!(
-            "no package manager installs {} packages",
-            plan.kind.as_str()
-        ))
-    })?;
-    // Copies first, checked against the index: the repository may change under us.
-    let staging = tempfile::tempdir().map_err(|e| host(Path::new("staging"), e))?;
-    let mut names = Vec::new();
-    for step in &plan.steps {
-        let src = repo_root.join(&step.file);
-        let name = Path::new(&step.file)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
-            .ok_or_else(|| refused(format!("{}: not a {} file name", step.file, pm.file_ext())))?;
-        let copy = staging.path().join(&name);
-        std::fs::copy(&src, &copy).map_err(|e| host(&src, e))?;
-        if let Some(want) = &step.sha256 {
-            let have = sha256_file(&copy).map_err(|e| host(&src, e))?;
-            if &have != want {
-                return Err(refused(format!(
-                    "{} changed since the repository was indexed (SHA-256 {have}, indexed {want}); run `coldpatch repo index` again",
-                    src.display()
-                )));
+) -> Result<(), GuestfsError> {
+    let t = Instant::now();
+    let staging = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            let why = host(Path::new("staging"), e).to_string();
+            for &i in wanted {
+                results[i] = Err(refused(why.clone()));
+            }
+            return Ok(());
+        }
+    };
+    // File name -> the repository file uploaded under it: one name is one file for the
+    // whole run.
+    let mut uploaded: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    let mut first = true;
+    let mut works = Vec::new();
+    let mut owners = Vec::new();
+    for &i in wanted {
+        let j = &jobs[i];
+        let Change::Packages { plan } = j.change else {
+            continue;
+        };
+        let root = drive_root(i);
+        type Ready = (
+            &'static dyn crate::pm::PackageManager,
+            batch::Work,
+            Vec<String>,
+        );
+        let r = (|| -> Result<Ready, GuestError> {
+            let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
+                refused(format!(
+                    "no package manager installs {} packages",
+                    plan.kind.as_str()
+                ))
+            })?;
+            let dir = format!("/var/cache/coldpatch-{run}");
+            let mut files = Vec::new();
+            for step in &plan.steps {
+                let name = Path::new(&step.file)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
+                    .ok_or_else(|| {
+                        refused(format!("{}: not a {} file name", step.file, pm.file_ext()))
+                    })?;
+                upload_once(s, repo_root, step, &name, staging.path(), &mut uploaded)?;
+                if std::mem::take(&mut first) {
+                    crate::fault::at("upload");
+                }
+                files.push((step, format!("{dir}/{name}")));
+            }
+            plain_dir(s, &under(&root, "/var/cache"))?;
+            plain_dir(s, &under(&root, "/usr/sbin"))?;
+            s.mkdir_p(&under(&root, &dir))?;
+            pm.prepare(s, &root, run)?;
+            let commands = pm.commands(s, &root, &files)?;
+            notify(
+                Some(j.image),
+                "uploaded",
+                &format!("{} package(s), at {dir}", files.len()),
+            );
+            for (what, _) in &commands {
+                notify(Some(j.image), pm.tool(), what);
+            }
+            let (whats, commands) = commands.into_iter().unzip();
+            Ok((
+                pm,
+                batch::Work {
+                    root: root.clone(),
+                    packages: dir,
+                    commands,
+                },
+                whats,
+            ))
+        })();
+        match r {
+            Ok((pm, w, whats)) => {
+                owners.push((i, pm, whats));
+                works.push(w);
+            }
+            Err(e) => results[i] = Err(e),
+        }
+    }
+    let sent = uploaded.len();
+    notify(
+        None,
+        "upload",
+        &format!("{sent} package file(s), once for {} image(s)", works.len()),
+    );
+    took(notify, None, "upload", t);
+
+    crate::fault::during_tool(false);
+    let done = batch::run(s, &works, lanes)?;
+    crate::fault::during_tool(true);
+    for ((i, pm, whats), d) in owners.into_iter().zip(done) {
+        let image = jobs[i].image;
+        push_log(&mut logs[i], &d.log);
+        for p in pm.installed(&d.log) {
+            notify(Some(image), "installed", p);
+        }
+        let mut r = d.refused.map_or(Ok(()), |why| Err(refused(why)));
+        for (n, status, secs) in &d.ran {
+            let what = whats.get(*n).map_or("?", String::as_str);
+            notify(
+                Some(image),
+                "timing",
+                &format!("{} {what} {secs:.1} s", pm.tool()),
+            );
+            if *status == 0 {
+                notify(Some(image), pm.tool(), &format!("{what}: finished"));
+            } else if r.is_ok() {
+                let tail: Vec<&str> = d.log.lines().rev().take(8).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                r = Err(GuestError::Tool {
+                    tool: pm.tool(),
+                    status: status.to_string(),
+                    tail: tail.join(" | "),
+                });
             }
         }
-        names.push((step, name, copy));
-    }
-    plain_dir(s, "/var/cache")?;
-    plain_dir(s, "/usr/sbin")?;
-    let dir = format!("/var/cache/coldpatch-{run}");
-    s.mkdir_p(&dir)?;
-    notify(
-        Some(image),
-        "upload",
-        &format!("{} package(s) to {dir}", names.len()),
-    );
-    let mut files = Vec::new();
-    for (n, (step, name, copy)) in names.iter().enumerate() {
-        let guest = format!("{dir}/{name}");
-        s.upload(copy, &guest)?;
-        if n == 0 {
-            crate::fault::at("upload");
+        if r.is_ok() && d.ran.len() < whats.len() {
+            r = Err(refused(format!(
+                "{} ran {} of its {} command(s) and left no status for the rest",
+                pm.tool(),
+                d.ran.len(),
+                whats.len()
+            )));
         }
-        files.push((*step, guest));
+        let restored = pm.restore(s, &drive_root(i), run);
+        results[i] = r.and(restored);
     }
-    notify(
-        Some(image),
-        "uploaded",
-        &format!("{} package(s)", names.len()),
-    );
-    let result = pm.install(s, image, run, &files, log, notify);
-    let _ = s.rm_rf(&dir);
-    result
+    Ok(())
+}
+
+/// Copies a planned package file from the repository to the staging directory, checks
+/// it against the indexed SHA-256, and uploads it into the appliance unless a file of
+/// that name already went there (then it must be the same file).
+fn upload_once(
+    s: &mut Session,
+    repo_root: &Path,
+    step: &crate::plan::Step,
+    name: &str,
+    staging: &Path,
+    uploaded: &mut std::collections::BTreeMap<String, PathBuf>,
+) -> Result<(), GuestError> {
+    let src = repo_root.join(&step.file);
+    if let Some(have) = uploaded.get(name) {
+        return if have == &src {
+            Ok(())
+        } else {
+            Err(refused(format!(
+                "{name}: two different package files of one name in one run; patch these images in runs of their own"
+            )))
+        };
+    }
+    // A copy first, checked against the index: the repository may change under us.
+    let copy = staging.join(name);
+    std::fs::copy(&src, &copy).map_err(|e| host(&src, e))?;
+    let have = sha256_file(&copy).map_err(|e| host(&src, e))?;
+    if let Some(want) = &step.sha256 {
+        if &have != want {
+            return Err(refused(format!(
+                "{} changed since the repository was indexed (SHA-256 {have}, indexed {want}); run `coldpatch repo index` again",
+                src.display()
+            )));
+        }
+    }
+    s.upload(&copy, &format!("{}/{name}", batch::PACKAGES))?;
+    uploaded.insert(name.to_string(), src);
+    Ok(())
 }
 
 fn put_files(
     s: &mut Session,
+    at: &str,
     image: &str,
     puts: &[Put],
     log: &mut String,
@@ -529,22 +729,19 @@ fn put_files(
             .parent()
             .map(|d| d.to_string_lossy().into_owned())
             .ok_or_else(|| refused(format!("{}: no parent directory", p.guest)))?;
-        plain_dir(s, &parent)?;
-        let exists = s.exists(&p.guest)?;
-        if s.is_symlink(&p.guest)? {
+        plain_dir(s, &under(at, &parent))?;
+        let g = under(at, &p.guest);
+        let exists = s.exists(&g)?;
+        if s.is_symlink(&g)? {
             return Err(refused(format!(
                 "{} is a symlink in the guest; refusing to write through it",
                 p.guest
             )));
         }
-        if exists && s.is_dir(&p.guest)? {
+        if exists && s.is_dir(&g)? {
             return Err(refused(format!("{} is a directory in the guest", p.guest)));
         }
-        let keep = if exists {
-            Some(s.stat(&p.guest)?)
-        } else {
-            None
-        };
+        let keep = if exists { Some(s.stat(&g)?) } else { None };
         // Upload from a private copy whose hash is the one planned.
         let staging = tempfile::NamedTempFile::new().map_err(|e| host(Path::new("staging"), e))?;
         std::fs::copy(&p.source, staging.path()).map_err(|e| host(&p.source, e))?;
@@ -555,10 +752,10 @@ fn put_files(
                 p.source.display()
             )));
         }
-        s.upload(staging.path(), &p.guest)?;
+        s.upload(staging.path(), &g)?;
         let (mode, uid, gid) = keep.map_or((0o644, 0, 0), |st| (st.mode & 0o7777, st.uid, st.gid));
-        s.chmod(mode, &p.guest)?;
-        s.chown(uid, gid, &p.guest)?;
+        s.chmod(mode, &g)?;
+        s.chown(uid, gid, &g)?;
         let what = if exists { "replaced" } else { "added" };
         push_log(
             log,

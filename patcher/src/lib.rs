@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod appliance;
+pub mod batch;
 pub mod delta;
 pub mod fault;
 pub mod guest;

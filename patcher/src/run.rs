@@ -98,6 +98,11 @@ impl Ctx<'_, '_> {
     }
 }
 
+/// A `timing` event's message: "STAGE SECONDS s" (as the appliance's in guest.rs).
+fn took(stage: &str, since: std::time::Instant) -> String {
+    format!("{stage} {:.1} s", since.elapsed().as_secs_f64())
+}
+
 fn briefs(findings: &[Finding]) -> Vec<FindingBrief> {
     let mut v: Vec<FindingBrief> = findings
         .iter()
@@ -451,10 +456,12 @@ fn in_appliances(
 ) -> Result<Vec<guest::JobOutcome>, PatchError> {
     let n = appliances.clamp(1, jobs.len().max(1));
     let per = jobs.len().div_ceil(n).max(1);
-    // One virtual CPU per appliance: TCG gained about 10% from a second one for dpkg,
-    // and an appliance with two TCG CPUs on a busy host was once seen hanging at boot
-    // (cause not established; the launch watchdog in guest.rs is for such hangs).
-    let smp = 1;
+    // The host's CPUs shared among the appliances: each installs on as many images at
+    // once as it has CPUs (`batch.rs`). A TCG appliance with two CPUs was once seen
+    // hanging at boot on a busy host (cause not established); the launch watchdog in
+    // guest.rs kills and relaunches such a hang.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let smp = (cpus / n).max(1).min(per);
     let watch = std::sync::Mutex::new(watch);
     let store_err = std::sync::Mutex::new(None);
     let failed = |part: &[Job<'_>], msg: String| -> Vec<guest::JobOutcome> {
@@ -746,6 +753,7 @@ fn finish_image(
     // The file says which version it holds (and is read back with it) before the catalog
     // says so.
     let mut stamped = (0, [0u8; 32]);
+    let t = std::time::Instant::now();
     let checked = match res {
         Ok(()) => {
             let v = overlay::sync(&p.overlay)
@@ -762,6 +770,7 @@ fn finish_image(
             if let Err(why) = &v {
                 ctx.event(Some(&p.image.path), "verify-failed", why)?;
             }
+            ctx.event(Some(&key), "timing", &took("verify", t))?;
             v
         }
         Err(e) => Err(e.to_string()),
@@ -790,6 +799,7 @@ fn finish_image(
                 ),
             )?;
             crate::fault::at("commit");
+            let t = std::time::Instant::now();
             ri.after = briefs(&after);
             let file = p.overlay.display().to_string();
             let options = ScanOptions {
@@ -809,6 +819,7 @@ fn finish_image(
                 ri.clone(),
             ) {
                 Ok((v, _)) => {
+                    ctx.event(Some(&key), "timing", &took("commit", t))?;
                     ctx.event(
                         Some(&key),
                         "committed",

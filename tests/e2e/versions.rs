@@ -171,6 +171,20 @@ fn versions_diff_travel_as_deltas_and_prove_what_they_hold(d: &Path) {
         .filter(|e| e["kind"] == "plan-shared")
         .collect();
     assert_eq!(shared.len(), 1, "{}", run["events"]);
+    // One appliance with a CPU per image up to the host's, installing both side by side;
+    // the eleven package files went into it once, and each stage's time is recorded.
+    let said = |kind: &str, text: &str| {
+        run["events"].as_array().expect("events").iter().any(|e| {
+            e["kind"] == kind && e["message"].as_str().is_some_and(|m| m.contains(text))
+        })
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let started = format!("started with 2 drive(s) and {cpus} CPU(s)");
+    assert!(said("appliance", &started), "{started}: {}", run["events"]);
+    assert!(said("upload", "11 package file(s), once for 2 image(s)"), "{}", run["events"]);
+    for stage in ["launch ", "mount ", "upload ", "dpkg stage 0", "fsck ", "verify ", "commit "] {
+        assert!(said("timing", stage), "no timing of {stage}: {}", run["events"]);
+    }
     assert_eq!(shared[0]["image"], s(&twin));
     assert!(shared[0]["message"]
         .as_str()

@@ -1,6 +1,7 @@
 //! dpkg: Debian-family images. Planning on dpkg's model of relations, and installing in
 //! the appliance with the guest's own `dpkg -i`, stage by stage, under a `policy-rc.d`
-//! that forbids service starts (an existing one is set aside and put back).
+//! that forbids service starts (an existing one is set aside and put back); the stages
+//! run chrooted in the guest, beside other images' (`batch.rs`).
 //!
 //! Planning. Targets come from the request (named packages, advisories, or every fixable finding).
 //! For each, the newest repository version for the package's architecture that fixes
@@ -26,7 +27,7 @@ use coldpatch_vuln::version::compare;
 use coldpatch_vuln::Finding;
 
 use super::PackageManager;
-use crate::appliance::{push_log, shell_quote, GuestError, Notify, LOG_LIMIT};
+use crate::appliance::{shell_quote, GuestError};
 use crate::plan::{Plan, Refusal, Request, Step};
 
 /// How long one dpkg run may take in the guest before it is killed (TCG is slow, and a
@@ -55,102 +56,82 @@ impl PackageManager for Dpkg {
         plan(image, installed, findings, repo, req)
     }
 
-    fn install(
-        &self,
-        s: &mut Session,
-        image: &str,
-        run: &str,
-        files: &[(&Step, String)],
-        log: &mut String,
-        notify: &mut Notify<'_>,
-    ) -> Result<(), GuestError> {
+    fn tool(&self) -> &'static str {
+        "dpkg"
+    }
+
+    fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
         // No service may start in an image that is not running.
-        let policy = "/usr/sbin/policy-rc.d";
-        let saved = format!("/usr/sbin/policy-rc.d.coldpatch-{run}");
-        let had_policy = s.exists(policy)? || s.is_symlink(policy).unwrap_or(false);
-        if had_policy {
-            s.mv(policy, &saved)?;
+        let policy = format!("{root}/usr/sbin/policy-rc.d");
+        let saved = format!("{root}/usr/sbin/policy-rc.d.coldpatch-{run}");
+        if s.exists(&policy)? || s.is_symlink(&policy).unwrap_or(false) {
+            s.mv(&policy, &saved)?;
         }
         s.write(
-            policy,
+            &policy,
             b"#!/bin/sh\n# coldpatch: no service starts in an offline image\nexit 101\n",
         )?;
-        s.chmod(0o755, policy)?;
-        let result = install_stages(s, image, files, log, notify);
-        // Leave the guest as it was, apart from the packages.
-        let _ = s.rm_rf(policy);
-        if had_policy {
-            s.mv(&saved, policy)?;
-        }
-        result
+        s.chmod(0o755, &policy)?;
+        Ok(())
     }
-}
 
-/// `dpkg -i` of each stage's files in turn; the first failing stage ends it.
-fn install_stages(
-    s: &mut Session,
-    image: &str,
-    files: &[(&Step, String)],
-    log: &mut String,
-    notify: &mut Notify<'_>,
-) -> Result<(), GuestError> {
-    let has_timeout = s.exists("/usr/bin/timeout").unwrap_or(false);
-    let mut stages: Vec<u32> = files.iter().map(|(st, _)| st.stage).collect();
-    stages.sort_unstable();
-    stages.dedup();
-    for stage in stages {
-        let args: Vec<String> = files
-            .iter()
-            .filter(|(st, _)| st.stage == stage)
-            .map(|(_, f)| shell_quote(f))
-            .collect();
-        let limit = if has_timeout {
+    fn commands(
+        &self,
+        s: &mut Session,
+        root: &str,
+        files: &[(&Step, String)],
+    ) -> Result<Vec<(String, String)>, GuestError> {
+        let limit = if s
+            .exists(&format!("{root}/usr/bin/timeout"))
+            .unwrap_or(false)
+        {
             format!("timeout -k 30 {DPKG_TIMEOUT_SECS} ")
         } else {
             String::new()
         };
-        let cmd = format!(
-            "(cd / && DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C \
-             PATH=/usr/sbin:/usr/bin:/sbin:/bin {limit}dpkg --force-confdef --force-confold -i {}; \
-             echo \"coldpatch-exit=$?\") 2>&1 | tail -c {LOG_LIMIT}",
-            args.join(" ")
-        );
-        notify(
-            Some(image),
-            "dpkg",
-            &format!("stage {stage}: dpkg -i {} package(s)", args.len()),
-        );
-        crate::fault::during_tool(false);
-        let out = s.sh(&cmd)?;
-        crate::fault::during_tool(true);
-        push_log(log, &out);
-        let status = out
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("coldpatch-exit="))
-            .and_then(|v| v.trim().parse::<i32>().ok());
-        // One event per package dpkg configured (its own words: "Setting up name (v)").
-        for l in out.lines() {
-            if let Some(p) = l.strip_prefix("Setting up ") {
-                notify(Some(image), "installed", p.trim_end_matches(" ...").trim());
-            }
-        }
-        if status != Some(0) {
-            let tail: Vec<&str> = out.lines().rev().take(8).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(GuestError::Tool {
-                tool: "dpkg",
-                status: status.map_or("unknown".to_string(), |c| c.to_string()),
-                tail: tail.join(" | "),
-            });
-        }
-        notify(
-            Some(image),
-            "dpkg",
-            &format!("stage {stage}: dpkg finished"),
-        );
+        let mut stages: Vec<u32> = files.iter().map(|(st, _)| st.stage).collect();
+        stages.sort_unstable();
+        stages.dedup();
+        Ok(stages
+            .into_iter()
+            .map(|stage| {
+                let args: Vec<String> = files
+                    .iter()
+                    .filter(|(st, _)| st.stage == stage)
+                    .map(|(_, f)| shell_quote(f))
+                    .collect();
+                // --force-unsafe-io: no fsync per unpacked file. The overlay is thrown
+                // away if anything fails and written out once when the appliance stops.
+                let cmd = format!(
+                    "cd / && DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C \
+                     PATH=/usr/sbin:/usr/bin:/sbin:/bin {limit}dpkg --force-unsafe-io \
+                     --force-confdef --force-confold -i {}",
+                    args.join(" ")
+                );
+                (format!("stage {stage}: dpkg -i {} package(s)", args.len()), cmd)
+            })
+            .collect())
     }
-    Ok(())
+
+    fn installed<'a>(&self, output: &'a str) -> Vec<&'a str> {
+        // dpkg's own words: "Setting up name (v) ...".
+        output
+            .lines()
+            .filter_map(|l| l.strip_prefix("Setting up "))
+            .map(|p| p.trim_end_matches(" ...").trim())
+            .collect()
+    }
+
+    fn restore(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
+        // Leave the guest as it was, apart from the packages.
+        let policy = format!("{root}/usr/sbin/policy-rc.d");
+        let saved = format!("{root}/usr/sbin/policy-rc.d.coldpatch-{run}");
+        s.rm_rf(&policy)?;
+        if s.exists(&saved)? || s.is_symlink(&saved).unwrap_or(false) {
+            s.mv(&saved, &policy)?;
+        }
+        Ok(())
+    }
 }
 
 static NO_RELATIONS: Vec<String> = Vec::new();

@@ -11,7 +11,7 @@ use coldpatch_disk::guestfs::Session;
 use coldpatch_repo::RepoIndex;
 use coldpatch_vuln::Finding;
 
-use crate::appliance::{GuestError, Notify};
+use crate::appliance::GuestError;
 use crate::plan::{Plan, Refusal, Request, Step};
 
 pub trait PackageManager: Sync {
@@ -28,19 +28,25 @@ pub trait PackageManager: Sync {
         repo: &RepoIndex,
         req: &Request,
     ) -> Result<Plan, Refusal>;
-    /// Installs the planned package files, already uploaded into the guest (`files`:
-    /// each step with its guest path), in the guest mounted in `s`. Everything the tool
-    /// prints goes to `log`; nothing it prints decides success (the native read-back
-    /// does), but a failing exit status ends the image's change.
-    fn install(
+    /// The guest tool's name, for events and errors.
+    fn tool(&self) -> &'static str;
+    /// Makes the guest mounted at `root` (an appliance path: `/drive0`) safe to run the
+    /// tool in: no service can start. Undone by [`Self::restore`].
+    fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError>;
+    /// The commands that install the planned package files (`files`: each step with its
+    /// path inside the guest), run one after another with the guest's own `/bin/sh`
+    /// chrooted into it: (what it does, command). The first failing one ends the image's
+    /// change. Nothing a command prints decides success (the native read-back does).
+    fn commands(
         &self,
         s: &mut Session,
-        image: &str,
-        run: &str,
+        root: &str,
         files: &[(&Step, String)],
-        log: &mut String,
-        notify: &mut Notify<'_>,
-    ) -> Result<(), GuestError>;
+    ) -> Result<Vec<(String, String)>, GuestError>;
+    /// The packages the tool's output says it set up (progress events only).
+    fn installed<'a>(&self, output: &'a str) -> Vec<&'a str>;
+    /// Puts back what [`Self::prepare`] changed.
+    fn restore(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError>;
 }
 
 /// Plans the upgrade of one image with its package manager.
