@@ -140,6 +140,6 @@ for e in run["events"]:
     count[stage] += 1
 print(f"stages, {label} (seconds summed; images side by side overlap):")
 for stage, t in total.items():
-    print(f"  {stage:28s} {t:8.1f} s  over {count[stage]}")
+    print(f"  {stage:36s} {t:8.1f} s  over {count[stage]}")
 ' "$([ $d = cp ] && echo 'one appliance' || echo "$cpus appliances")"
 done
