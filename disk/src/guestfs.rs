@@ -416,13 +416,6 @@ impl Session {
         self.check_int("chown", r).map(drop)
     }
 
-    /// Runs a shell command line with the guest's own `/bin/sh`, chrooted into the mounted
-    /// guest (the daemon binds /dev, /proc and /sys for it). Returns standard output; a
-    /// non-zero exit is an error carrying standard error.
-    pub fn sh(&mut self, command: &str) -> Result<String, GuestfsError> {
-        self.str_with_str("sh", command, sys::guestfs_sh)
-    }
-
     /// Runs a shell script in the appliance itself, not chrooted (libguestfs' `debug sh`;
     /// `$root` names the sysroot). The daemon runs one call at a time: this is how work
     /// in several mounted guests runs side by side, each in a `chroot` of its own. Returns

@@ -39,6 +39,11 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A `timing` event's message: "STAGE SECONDS s", what `bench/patch.sh` sums.
+pub fn timing(stage: &str, secs: f64) -> String {
+    format!("{stage} {secs:.1} s")
+}
+
 /// Appends to a log kept to its last [`LOG_LIMIT`] bytes.
 pub fn push_log(log: &mut String, text: &str) {
     log.push_str(text);

@@ -26,12 +26,13 @@ pub const WORK: &str = "/coldpatch";
 /// Where package files are uploaded, once per appliance.
 pub const PACKAGES: &str = "/coldpatch/packages";
 
-/// One image's install: the commands to run chrooted into the guest mounted at `root`,
-/// with the uploaded packages bound at `packages` (a guest path, made empty beforehand).
+/// One image's install: the commands (what each does, the command) to run chrooted into
+/// the guest mounted at `root`, with the uploaded packages bound at `packages` (a guest
+/// path, made empty beforehand).
 pub struct Work {
     pub root: String,
     pub packages: String,
-    pub commands: Vec<String>,
+    pub commands: Vec<(String, String)>,
 }
 
 /// What came of one image's commands.
@@ -64,7 +65,7 @@ fn script(n: usize, w: &Work) -> String {
         .commands
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("run {i} {}", shell_quote(c)))
+        .map(|(i, (_, c))| format!("run {i} {}", shell_quote(c)))
         .collect();
     if runs.is_empty() {
         s.push_str("  :\n");
@@ -95,7 +96,7 @@ fn driver(count: usize, lanes: usize) -> String {
 
 /// Runs every image's commands, `lanes` images at a time; the outer error is for the
 /// appliance as a whole.
-pub fn run(s: &mut Session, works: &[Work], lanes: usize) -> Result<Vec<Done>, GuestfsError> {
+pub fn run(s: &mut Session, works: &[&Work], lanes: usize) -> Result<Vec<Done>, GuestfsError> {
     if works.is_empty() {
         return Ok(Vec::new());
     }
@@ -170,7 +171,7 @@ mod tests {
         let w = Work {
             root: "/drive0".into(),
             packages: "/var/cache/it's".into(),
-            commands: vec!["echo 'a' && exit 3".into()],
+            commands: vec![("a test".into(), "echo 'a' && exit 3".into())],
         };
         let s = script(0, &w);
         assert!(s.contains(r"'/var/cache/it'\''s'"), "{s}");

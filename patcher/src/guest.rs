@@ -16,7 +16,7 @@ use std::time::Instant;
 use coldpatch_disk::guestfs::{GuestfsError, Session};
 use coldpatch_disk::hash::sha256_file;
 
-use crate::appliance::push_log;
+use crate::appliance::{push_log, timing};
 pub use crate::appliance::{GuestError, Notify};
 use crate::batch;
 use crate::plan::Plan;
@@ -27,6 +27,13 @@ fn host(path: &Path, e: impl std::fmt::Display) -> GuestError {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
+}
+
+/// Copies a host file to `to` and returns the copy's SHA-256: what is uploaded is the
+/// copy, so a source changed after the check is never what the guest gets.
+fn hashed_copy(from: &Path, to: &Path) -> Result<String, GuestError> {
+    std::fs::copy(from, to).map_err(|e| host(from, e))?;
+    sha256_file(to).map_err(|e| host(from, e))
 }
 
 fn refused(m: impl Into<String>) -> GuestError {
@@ -63,10 +70,10 @@ pub struct Job<'a> {
 /// Each job's result and its log.
 pub type JobOutcome = (Result<(), GuestError>, String);
 
-/// Reports how long a stage took, as a `timing` event: "STAGE SECONDS s".
+/// Reports how long a stage took, as a `timing` event.
 fn took(notify: &mut Notify<'_>, image: Option<&str>, stage: &str, since: Instant) {
     let secs = since.elapsed().as_secs_f64();
-    notify(image, "timing", &format!("{stage} {secs:.1} s"));
+    notify(image, "timing", &timing(stage, secs));
 }
 
 /// Where drive `i`'s guest is mounted in the appliance.
@@ -206,7 +213,7 @@ pub fn run_all(
     Ok(results.into_iter().zip(logs).collect())
 }
 
-/// e2fsck of each written ext filesystem of an image; other filesystems get no checker.
+/// e2fsck of each mounted ext filesystem of an image; other filesystems get no checker.
 fn fsck(
     s: &mut Session,
     image: &str,
@@ -558,87 +565,37 @@ fn install_all(
     // File name -> the repository file uploaded under it: one name is one file for the
     // whole run.
     let mut uploaded: std::collections::BTreeMap<String, PathBuf> = Default::default();
-    let mut first = true;
-    let mut works = Vec::new();
-    let mut owners = Vec::new();
+    let mut ready = Vec::new();
     for &i in wanted {
-        let j = &jobs[i];
-        let Change::Packages { plan } = j.change else {
+        let Change::Packages { plan } = jobs[i].change else {
             continue;
         };
-        let root = drive_root(i);
-        type Ready = (
-            &'static dyn crate::pm::PackageManager,
-            batch::Work,
-            Vec<String>,
-        );
-        let r = (|| -> Result<Ready, GuestError> {
-            let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
-                refused(format!(
-                    "no package manager installs {} packages",
-                    plan.kind.as_str()
-                ))
-            })?;
-            let dir = format!("/var/cache/coldpatch-{run}");
-            let mut files = Vec::new();
-            for step in &plan.steps {
-                let name = Path::new(&step.file)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
-                    .ok_or_else(|| {
-                        refused(format!("{}: not a {} file name", step.file, pm.file_ext()))
-                    })?;
-                upload_once(s, repo_root, step, &name, staging.path(), &mut uploaded)?;
-                if std::mem::take(&mut first) {
-                    crate::fault::at("upload");
-                }
-                files.push((step, format!("{dir}/{name}")));
-            }
-            plain_dir(s, &under(&root, "/var/cache"))?;
-            plain_dir(s, &under(&root, "/usr/sbin"))?;
-            s.mkdir_p(&under(&root, &dir))?;
-            pm.prepare(s, &root, run)?;
-            let commands = pm.commands(s, &root, &files)?;
-            notify(
-                Some(j.image),
-                "uploaded",
-                &format!("{} package(s), at {dir}", files.len()),
-            );
-            for (what, _) in &commands {
-                notify(Some(j.image), pm.tool(), what);
-            }
-            let (whats, commands) = commands.into_iter().unzip();
-            Ok((
-                pm,
-                batch::Work {
-                    root: root.clone(),
-                    packages: dir,
-                    commands,
-                },
-                whats,
-            ))
-        })();
-        match r {
-            Ok((pm, w, whats)) => {
-                owners.push((i, pm, whats));
-                works.push(w);
-            }
+        let up = Upload {
+            repo_root,
+            staging: staging.path(),
+            uploaded: &mut uploaded,
+        };
+        match prepare_install(s, jobs[i].image, &drive_root(i), plan, run, up, notify) {
+            Ok((pm, w)) => ready.push((i, pm, w)),
             Err(e) => results[i] = Err(e),
         }
     }
-    let sent = uploaded.len();
     notify(
         None,
         "upload",
-        &format!("{sent} package file(s), once for {} image(s)", works.len()),
+        &format!(
+            "{} package file(s), once for {} image(s)",
+            uploaded.len(),
+            ready.len()
+        ),
     );
     took(notify, None, "upload", t);
 
+    let works: Vec<&batch::Work> = ready.iter().map(|(_, _, w)| w).collect();
     crate::fault::during_tool(false);
     let done = batch::run(s, &works, lanes)?;
     crate::fault::during_tool(true);
-    for ((i, pm, whats), d) in owners.into_iter().zip(done) {
+    for ((i, pm, w), d) in ready.into_iter().zip(done) {
         let image = jobs[i].image;
         push_log(&mut logs[i], &d.log);
         for p in pm.installed(&d.log) {
@@ -646,11 +603,11 @@ fn install_all(
         }
         let mut r = d.refused.map_or(Ok(()), |why| Err(refused(why)));
         for (n, status, secs) in &d.ran {
-            let what = whats.get(*n).map_or("?", String::as_str);
+            let what = w.commands.get(*n).map_or("?", |(what, _)| what.as_str());
             notify(
                 Some(image),
                 "timing",
-                &format!("{} {what} {secs:.1} s", pm.tool()),
+                &timing(&format!("{} {what}", pm.tool()), *secs),
             );
             if *status == 0 {
                 notify(Some(image), pm.tool(), &format!("{what}: finished"));
@@ -664,18 +621,81 @@ fn install_all(
                 });
             }
         }
-        if r.is_ok() && d.ran.len() < whats.len() {
+        if r.is_ok() && d.ran.len() < w.commands.len() {
             r = Err(refused(format!(
                 "{} ran {} of its {} command(s) and left no status for the rest",
                 pm.tool(),
                 d.ran.len(),
-                whats.len()
+                w.commands.len()
             )));
         }
-        let restored = pm.restore(s, &drive_root(i), run);
+        let restored = pm.restore(s, &w.root, run);
         results[i] = r.and(restored);
     }
     Ok(())
+}
+
+/// Where a run's package files come from and what of them is in the appliance already.
+struct Upload<'a> {
+    repo_root: &'a Path,
+    staging: &'a Path,
+    uploaded: &'a mut std::collections::BTreeMap<String, PathBuf>,
+}
+
+/// One image's part before the installs: its plan's package files in the appliance, its
+/// guest prepared by its package manager, and the commands that will install them with
+/// the packages bound at `/var/cache/coldpatch-<run>`.
+fn prepare_install(
+    s: &mut Session,
+    image: &str,
+    root: &str,
+    plan: &Plan,
+    run: &str,
+    up: Upload<'_>,
+    notify: &mut Notify<'_>,
+) -> Result<(&'static dyn crate::pm::PackageManager, batch::Work), GuestError> {
+    let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
+        refused(format!(
+            "no package manager installs {} packages",
+            plan.kind.as_str()
+        ))
+    })?;
+    let dir = format!("/var/cache/coldpatch-{run}");
+    let mut files = Vec::new();
+    for step in &plan.steps {
+        let name = Path::new(&step.file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
+            .ok_or_else(|| refused(format!("{}: not a {} file name", step.file, pm.file_ext())))?;
+        let first = up.uploaded.is_empty();
+        upload_once(s, up.repo_root, step, &name, up.staging, up.uploaded)?;
+        if first {
+            crate::fault::at("upload");
+        }
+        files.push((step, format!("{dir}/{name}")));
+    }
+    plain_dir(s, &under(root, "/var/cache"))?;
+    plain_dir(s, &under(root, "/usr/sbin"))?;
+    s.mkdir_p(&under(root, &dir))?;
+    pm.prepare(s, root, run)?;
+    let commands = pm.commands(s, root, &files)?;
+    notify(
+        Some(image),
+        "uploaded",
+        &format!("{} package(s), at {dir}", files.len()),
+    );
+    for (what, _) in &commands {
+        notify(Some(image), pm.tool(), what);
+    }
+    Ok((
+        pm,
+        batch::Work {
+            root: root.to_string(),
+            packages: dir,
+            commands,
+        },
+    ))
 }
 
 /// Copies a planned package file from the repository to the staging directory, checks
@@ -701,8 +721,7 @@ fn upload_once(
     }
     // A copy first, checked against the index: the repository may change under us.
     let copy = staging.join(name);
-    std::fs::copy(&src, &copy).map_err(|e| host(&src, e))?;
-    let have = sha256_file(&copy).map_err(|e| host(&src, e))?;
+    let have = hashed_copy(&src, &copy)?;
     if let Some(want) = &step.sha256 {
         if &have != want {
             return Err(refused(format!(
@@ -744,8 +763,7 @@ fn put_files(
         let keep = if exists { Some(s.stat(&g)?) } else { None };
         // Upload from a private copy whose hash is the one planned.
         let staging = tempfile::NamedTempFile::new().map_err(|e| host(Path::new("staging"), e))?;
-        std::fs::copy(&p.source, staging.path()).map_err(|e| host(&p.source, e))?;
-        let have = sha256_file(staging.path()).map_err(|e| host(&p.source, e))?;
+        let have = hashed_copy(&p.source, staging.path())?;
         if have != p.sha256 {
             return Err(refused(format!(
                 "{} changed since the run was planned",

@@ -98,9 +98,8 @@ impl Ctx<'_, '_> {
     }
 }
 
-/// A `timing` event's message: "STAGE SECONDS s" (as the appliance's in guest.rs).
 fn took(stage: &str, since: std::time::Instant) -> String {
-    format!("{stage} {:.1} s", since.elapsed().as_secs_f64())
+    crate::appliance::timing(stage, since.elapsed().as_secs_f64())
 }
 
 fn briefs(findings: &[Finding]) -> Vec<FindingBrief> {

@@ -62,8 +62,7 @@ impl PackageManager for Dpkg {
 
     fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
         // No service may start in an image that is not running.
-        let policy = format!("{root}/usr/sbin/policy-rc.d");
-        let saved = format!("{root}/usr/sbin/policy-rc.d.coldpatch-{run}");
+        let (policy, saved) = policy_rc(root, run);
         if s.exists(&policy)? || s.is_symlink(&policy).unwrap_or(false) {
             s.mv(&policy, &saved)?;
         }
@@ -124,14 +123,20 @@ impl PackageManager for Dpkg {
 
     fn restore(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
         // Leave the guest as it was, apart from the packages.
-        let policy = format!("{root}/usr/sbin/policy-rc.d");
-        let saved = format!("{root}/usr/sbin/policy-rc.d.coldpatch-{run}");
+        let (policy, saved) = policy_rc(root, run);
         s.rm_rf(&policy)?;
         if s.exists(&saved)? || s.is_symlink(&saved).unwrap_or(false) {
             s.mv(&saved, &policy)?;
         }
         Ok(())
     }
+}
+
+/// The guest's `policy-rc.d`, and where an existing one is kept during the run.
+fn policy_rc(root: &str, run: &str) -> (String, String) {
+    let policy = format!("{root}/usr/sbin/policy-rc.d");
+    let saved = format!("{policy}.coldpatch-{run}");
+    (policy, saved)
 }
 
 static NO_RELATIONS: Vec<String> = Vec::new();
