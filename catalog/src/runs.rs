@@ -313,10 +313,15 @@ impl Catalog {
     /// Runs still marked running that touched an image: after the caller took the
     /// image's run lock, these can only be runs whose process died.
     pub fn running_on(&self, image: &str) -> Result<Vec<RunRecord>> {
+        self.runs_on(image, &[RunState::Running])
+    }
+
+    /// Runs on an image in one of these states.
+    pub fn runs_on(&self, image: &str, states: &[RunState]) -> Result<Vec<RunRecord>> {
         Ok(self
             .runs()?
             .into_iter()
-            .filter(|r| r.state == RunState::Running && r.images.iter().any(|i| i == image))
+            .filter(|r| states.contains(&r.state) && r.images.iter().any(|i| i == image))
             .collect())
     }
 

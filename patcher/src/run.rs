@@ -142,10 +142,13 @@ fn roots(catalog: &Catalog, img: &ImageRecord, inv: &Inventory) -> Vec<PathBuf> 
 /// called with the image's lock held, so no live run can be among them. A run of the
 /// shared queue is not marked: its job on the image was queued again when its worker
 /// lost the lease, and is redone (the overlay of the attempt that died goes here); an
-/// earlier attempt of this same run is swept the same way.
+/// earlier attempt of this same run is swept the same way. A run already marked
+/// interrupted (by a sweep of another of its images) still has its overlay of this image
+/// deleted here.
 fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
     // A shared run is running while its jobs are: it is among these itself.
-    for mut dead in ctx.catalog.running_on(image)? {
+    let states = [RunState::Running, RunState::Interrupted];
+    for mut dead in ctx.catalog.runs_on(image, &states)? {
         let own = dead.id == ctx.run.id;
         if own && !ctx.run.shared {
             continue;
@@ -161,6 +164,16 @@ fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
             ri.outcome = Outcome::Discarded;
             ctx.catalog.put_run_image(&ri)?;
             swept = true;
+        }
+        if dead.state == RunState::Interrupted {
+            if swept {
+                ctx.event(
+                    Some(image),
+                    "swept",
+                    &format!("run {} had died; its overlay was deleted", dead.id),
+                )?;
+            }
+            continue;
         }
         if dead.shared {
             if swept {
