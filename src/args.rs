@@ -454,6 +454,10 @@ pub enum PatchCommand {
         fix: Fix,
         #[command(flatten)]
         batch: Batch,
+        /// Run the package tool on every image, instead of on one image of each group
+        /// with the same plan and replaying its verified change set onto the others
+        #[arg(long)]
+        no_replay: bool,
         #[command(flatten)]
         queue: QueueArgs,
         #[arg(long)]

@@ -217,13 +217,17 @@ pub fn run() -> Result<ExitCode> {
                 images,
                 fix,
                 queue,
+                no_replay,
                 json,
                 ..
-            } if queue.queue => workercmd::queue_apply(catalog, &images, &fix, &queue, json),
+            } if queue.queue => {
+                workercmd::queue_apply(catalog, &images, &fix, no_replay, &queue, json)
+            }
             PatchCommand::Apply {
                 images,
                 fix,
                 batch,
+                no_replay,
                 json,
                 ..
             } => patchcmd::apply(
@@ -232,6 +236,7 @@ pub fn run() -> Result<ExitCode> {
                 &coldpatch_patcher::Ask::Packages {
                     req: &fix.request(),
                     repo_root: &fix.repo,
+                    replay: !no_replay,
                 },
                 usize::from(batch.appliances),
                 json,

@@ -134,6 +134,7 @@ pub fn queue_apply(
     catalog: Catalog,
     images: &[String],
     fix: &Fix,
+    no_replay: bool,
     q: &QueueArgs,
     json: bool,
 ) -> Result<ExitCode> {
@@ -160,6 +161,7 @@ pub fn queue_apply(
         images,
         policy,
         repo: repo.display().to_string(),
+        no_replay,
     };
     submit(catalog, &spec, q, json)
 }

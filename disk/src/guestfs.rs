@@ -219,6 +219,14 @@ impl Session {
         self.add_drive(path, false, "qcow2", Some("unsafe"))
     }
 
+    /// Adds a qcow2 overlay writable with the cache mode "writeback": the guest's flushes
+    /// reach the file, so after the guest has synced a filesystem it stopped writing
+    /// (remounted read-only), the host can read the file natively while the appliance
+    /// still runs (a replay reference, `patcher/src/replay.rs`).
+    pub fn add_overlay_rw_flushed(&mut self, path: &Path) -> Result<(), GuestfsError> {
+        self.add_drive(path, false, "qcow2", Some("writeback"))
+    }
+
     /// Virtual CPUs of the appliance (before launch). Under TCG a second CPU lets dpkg's
     /// decompressor and unpacker run side by side.
     pub fn set_smp(&mut self, n: i32) -> Result<(), GuestfsError> {

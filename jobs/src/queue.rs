@@ -278,7 +278,8 @@ impl Jobs {
                 images,
                 policy,
                 repo,
-            })) => self.patch(run, &images, &policy, &repo, cancel),
+                no_replay,
+            })) => self.patch(run, &images, &policy, &repo, !no_replay, cancel),
             Some(Err(e)) => Err(RunError::Spec(e.to_string())),
             None => Err(RunError::Spec("the run has no job spec".into())),
         };
@@ -352,6 +353,7 @@ impl Jobs {
         images: &[String],
         policy: &PlanPolicy,
         repo: &str,
+        replay: bool,
         cancel: &AtomicBool,
     ) -> Result<(), RunError> {
         let repo = crate::roots::check_patch(&self.roots, images, repo)?;
@@ -359,6 +361,7 @@ impl Jobs {
         let ask = coldpatch_patcher::Ask::Packages {
             req: &req,
             repo_root: Path::new(&repo),
+            replay,
         };
         let id = run.id.clone();
         coldpatch_patcher::execute(

@@ -106,6 +106,7 @@ pub fn spec(catalog: &Catalog, s: &Schedule) -> Result<JobSpec> {
             images,
             policy: policy.clone(),
             repo: repo.clone(),
+            no_replay: false,
         },
     })
 }

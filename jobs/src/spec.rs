@@ -18,6 +18,10 @@ pub enum JobSpec {
         #[serde(flatten)]
         policy: PlanPolicy,
         repo: String,
+        /// Patch every image with the package tool, even those that could take the change
+        /// set of an image with the same plan (`coldpatch_patcher::replay`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_replay: bool,
     },
 }
 

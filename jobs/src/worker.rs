@@ -508,19 +508,23 @@ impl Shared {
             .transpose();
         let outcomes: Option<Vec<JobOutcome>> = match spec {
             Ok(Some(JobSpec::Collect { rescan, .. })) => self.collect(run, &c.jobs, rescan, cancel),
-            Ok(Some(JobSpec::Patch { policy, repo, .. })) => {
-                match crate::roots::check_patch(&self.opts.roots, &images, &repo) {
-                    Ok(repo) => {
-                        let req = request(&policy);
-                        let ask = coldpatch_patcher::Ask::Packages {
-                            req: &req,
-                            repo_root: Path::new(&repo),
-                        };
-                        self.patch(run, attempt, &images, &ask, cancel)
-                    }
-                    Err(refused) => self.part_failed(&run.id, &refused.to_string(), c.jobs.len()),
+            Ok(Some(JobSpec::Patch {
+                policy,
+                repo,
+                no_replay,
+                ..
+            })) => match crate::roots::check_patch(&self.opts.roots, &images, &repo) {
+                Ok(repo) => {
+                    let req = request(&policy);
+                    let ask = coldpatch_patcher::Ask::Packages {
+                        req: &req,
+                        repo_root: Path::new(&repo),
+                        replay: !no_replay,
+                    };
+                    self.patch(run, attempt, &images, &ask, cancel)
                 }
-            }
+                Err(refused) => self.part_failed(&run.id, &refused.to_string(), c.jobs.len()),
+            },
             Ok(None) | Err(_) => self.part_failed(
                 &run.id,
                 "unreadable job: the run has no job spec this worker knows",

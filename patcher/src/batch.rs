@@ -1,11 +1,13 @@
-//! Package installs of several images at once in one appliance.
+//! Work on several images at once in one appliance: package installs, and replays of a
+//! reference's change set (`replay.rs`).
 //!
 //! The libguestfs daemon answers one call at a time: a call that runs a guest's package
 //! tool holds the whole appliance until it returns, so images installed one after another
 //! on one CPU however many the appliance has. Here each image is mounted under a directory
 //! of its own in the appliance (`/drive0`, `/drive1`, …: `Session::mkmountpoint`), and one
 //! `Session::appliance_sh` call runs every image's commands, each chrooted into its own
-//! guest, in as many lanes as the appliance has CPUs. Each image's output, exit statuses
+//! guest (or, for a replay, by the appliance's shell, chrooting where it writes), in as
+//! many lanes as the appliance has CPUs. Each image's output, exit statuses
 //! and times go to files under the appliance's own `/coldpatch` (on no guest's disk),
 //! read back when the call returns. The package files are uploaded there once and bound
 //! read-only into each guest at the directory its commands name.
@@ -26,13 +28,23 @@ pub const WORK: &str = "/coldpatch";
 /// Where package files are uploaded, once per appliance.
 pub const PACKAGES: &str = "/coldpatch/packages";
 
-/// One image's install: the commands (what each does, the command) to run chrooted into
-/// the guest mounted at `root`, with the uploaded packages bound at `packages` (a guest
-/// path, made empty beforehand).
+/// One image's work: the commands (what each does, the command) for the guest mounted at
+/// `root`, run one after another until one fails.
 pub struct Work {
     pub root: String,
-    pub packages: String,
+    pub mode: Mode,
     pub commands: Vec<(String, String)>,
+}
+
+pub enum Mode {
+    /// Each command runs with the guest's `/bin/sh`, chrooted into the guest, with /dev,
+    /// /proc, /sys and the uploaded packages bound in, the packages read-only at
+    /// `packages` (a guest path, made empty beforehand).
+    Chrooted { packages: String },
+    /// Each command is run by the appliance's own shell (`$r` is the guest's mount point,
+    /// `$root` the daemon's sysroot); it chroots where it writes into a guest (a replay,
+    /// `replay.rs`).
+    Appliance,
 }
 
 /// What came of one image's commands.
@@ -49,17 +61,19 @@ pub struct Done {
 
 /// The script one image's lane runs (as a file: the daemon takes only short commands).
 fn script(n: usize, w: &Work) -> String {
+    let how = match w.mode {
+        Mode::Chrooted { .. } => "chroot \"$r\" /bin/sh -c \"$1\"",
+        Mode::Appliance => "eval \"$1\"",
+    };
     let mut s = format!(
         "r=\"$root\"{root}; w=\"$root\"{work}; n={n}\n\
          bind() {{ [ -d \"$2\" ] && [ ! -L \"$2\" ] && [ \"$(readlink -f \"$2\")\" = \"$2\" ] && mount --bind \"$1\" \"$2\"; }}\n\
-         run() {{ t0=$(date +%s.%N); {{ chroot \"$r\" /bin/sh -c \"$2\" 2>&1; echo $? > \"$w/status$n\"; }} | tail -c {LOG_LIMIT} >> \"$w/log$n\"; \
+         x() {{ {how}; }}\n\
+         run() {{ t0=$(date +%s.%N); {{ x \"$2\" 2>&1; echo $? > \"$w/status$n\"; }} | tail -c {LOG_LIMIT} >> \"$w/log$n\"; \
          st=$(cat \"$w/status$n\"); echo \"$1 $st $t0 $(date +%s.%N)\" >> \"$w/ran$n\"; [ \"$st\" = 0 ]; }}\n\
-         : > \"$w/log$n\"; : > \"$w/ran$n\"\n\
-         for d in dev dev/pts proc sys; do bind \"/$d\" \"$r/$d\"; done\n\
-         if bind \"$w/packages\" \"$r\"{pk} && mount -o remount,bind,ro \"$r\"{pk}; then\n",
+         : > \"$w/log$n\"; : > \"$w/ran$n\"\n",
         root = shell_quote(&w.root),
         work = shell_quote(WORK),
-        pk = shell_quote(&w.packages),
     );
     let runs: Vec<String> = w
         .commands
@@ -67,17 +81,22 @@ fn script(n: usize, w: &Work) -> String {
         .enumerate()
         .map(|(i, (_, c))| format!("run {i} {}", shell_quote(c)))
         .collect();
-    if runs.is_empty() {
-        s.push_str("  :\n");
+    let runs = if runs.is_empty() {
+        ":".to_string()
     } else {
-        s.push_str(&format!("  {}\n", runs.join(" && ")));
+        runs.join(" && ")
+    };
+    match &w.mode {
+        Mode::Appliance => s.push_str(&format!("{runs}\n")),
+        Mode::Chrooted { packages } => s.push_str(&format!(
+            "for d in dev dev/pts proc sys; do bind \"/$d\" \"$r/$d\"; done\n\
+             if bind \"$w/packages\" \"$r\"{pk} && mount -o remount,bind,ro \"$r\"{pk}; then\n  {runs}\n\
+             else\n  echo \"the package directory could not be bound into the guest\" > \"$w/refused$n\"\nfi\n\
+             for m in \"$r\"{pk} \"$r/sys\" \"$r/proc\" \"$r/dev/pts\" \"$r/dev\"; do umount \"$m\" 2>/dev/null; done\n\
+             rmdir \"$r\"{pk} 2>/dev/null\n",
+            pk = shell_quote(packages),
+        )),
     }
-    s.push_str(&format!(
-        "else\n  echo \"the package directory could not be bound into the guest\" > \"$w/refused$n\"\nfi\n\
-         for m in \"$r\"{pk} \"$r/sys\" \"$r/proc\" \"$r/dev/pts\" \"$r/dev\"; do umount \"$m\" 2>/dev/null; done\n\
-         rmdir \"$r\"{pk} 2>/dev/null\n",
-        pk = shell_quote(&w.packages),
-    ));
     s
 }
 
@@ -170,11 +189,28 @@ mod tests {
     fn a_guest_path_with_quotes_stays_one_word() {
         let w = Work {
             root: "/drive0".into(),
-            packages: "/var/cache/it's".into(),
+            mode: Mode::Chrooted {
+                packages: "/var/cache/it's".into(),
+            },
             commands: vec![("a test".into(), "echo 'a' && exit 3".into())],
         };
         let s = script(0, &w);
+        assert!(
+            s.contains("x() { chroot \"$r\" /bin/sh -c \"$1\"; }"),
+            "{s}"
+        );
         assert!(s.contains(r"'/var/cache/it'\''s'"), "{s}");
         assert!(s.contains(r"run 0 'echo '\''a'\'' && exit 3'"), "{s}");
+        let a = script(
+            1,
+            &Work {
+                root: "/drive1".into(),
+                mode: Mode::Appliance,
+                commands: vec![("replay".into(), "tar -c x".into())],
+            },
+        );
+        assert!(a.contains("x() { eval \"$1\"; }"), "{a}");
+        assert!(a.contains("run 0 'tar -c x'\n"), "{a}");
+        assert!(!a.contains("mount --bind \"$w"), "{a}");
     }
 }

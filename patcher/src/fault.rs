@@ -4,8 +4,9 @@
 //!
 //! `COLDPATCH_FAULT=<point>` ends the process abruptly (no destructors, no cleanup: as a
 //! kill would) at that point: `upload` after the first file is in the guest, `commit`
-//! after verification, before the commit; `dpkg` one second into the guest's first
-//! package-tool run (or as it returns, if it was quicker).
+//! after verification, before the commit; `replay` as the replays start (a reference
+//! patched and its change set read, nothing replayed yet); `dpkg` one second into the
+//! guest's first package-tool run (or as it returns, if it was quicker).
 
 #[cfg(feature = "fault-injection")]
 mod enabled {

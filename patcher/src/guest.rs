@@ -1,8 +1,9 @@
 //! The work inside one libguestfs appliance: every overlay of a run is attached as a
 //! writable drive and the appliance is launched once (20–60 s under TCG); then every
 //! image is mounted under a directory of its own, file changes are made, package files
-//! are uploaded once and installed on several images at once (`batch.rs`), and every
-//! filesystem written is unmounted and checked.
+//! are uploaded once and installed on several images at once (`batch.rs`), images that
+//! share a plan take the change set of the first of them instead (`replay.rs`), and
+//! every filesystem written is unmounted and checked.
 //!
 //! What runs in the guest is the guest's own `/bin/sh` and package tool (`pm/`),
 //! chrooted into the guest: the appliance is the sandbox, and nothing the guest prints is
@@ -10,8 +11,12 @@
 //! `run.rs`). Guest paths we write are checked to resolve, in the appliance, to
 //! themselves: a guest symlink never redirects a write.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+use coldpatch_collector::FileRecord;
 
 use coldpatch_disk::guestfs::{GuestfsError, Session};
 use coldpatch_disk::hash::sha256_file;
@@ -20,6 +25,7 @@ use crate::appliance::{push_log, timing};
 pub use crate::appliance::{GuestError, Notify};
 use crate::batch;
 use crate::plan::Plan;
+use crate::replay::{self, ChangeSet};
 use crate::PatchError;
 
 fn host(path: &Path, e: impl std::fmt::Display) -> GuestError {
@@ -65,10 +71,65 @@ pub struct Job<'a> {
     /// (0: the whole disk). `None` asks libguestfs' inspection, which costs about ten
     /// seconds per drive under TCG.
     pub root_partition: Option<u32>,
+    /// Set when the image may be replayed from, or be the reference of, images of the
+    /// same group in this appliance.
+    pub replay: Option<ReplayJob<'a>>,
 }
 
-/// Each job's result and its log.
-pub type JobOutcome = (Result<(), GuestError>, String);
+/// What a replay needs of an image.
+pub struct ReplayJob<'a> {
+    /// Images with the same group have the same plan.
+    pub group: [u8; 32],
+    /// Its files before the change, with their SHA-256.
+    pub before: &'a [FileRecord],
+    /// Directories its overlay's backing files may be in (a reference is read natively).
+    pub roots: &'a [PathBuf],
+}
+
+/// What came of one job.
+pub struct JobOutcome {
+    pub result: Result<(), GuestError>,
+    pub log: String,
+    /// Set when the image took a reference's change set instead of running the tool (or
+    /// tried to: a failed replay is done again with the tool).
+    pub replayed: Option<Replayed>,
+}
+
+impl JobOutcome {
+    pub fn failed(msg: String) -> JobOutcome {
+        JobOutcome {
+            result: Err(GuestError::Appliance(msg)),
+            log: String::new(),
+            replayed: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Replayed {
+    /// The reference's image.
+    pub reference: String,
+    pub set: Arc<ChangeSet>,
+}
+
+/// For each job, the job it is replayed from: the first of each group of two or more
+/// jobs is their reference (and is replayed from none).
+fn references(jobs: &[Job<'_>]) -> Vec<Option<usize>> {
+    let mut first: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    jobs.iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let g = j.replay.as_ref()?.group;
+            match first.get(&g) {
+                Some(&r) => Some(r),
+                None => {
+                    first.insert(g, i);
+                    None
+                }
+            }
+        })
+        .collect()
+}
 
 /// Reports how long a stage took, as a `timing` event.
 fn took(notify: &mut Notify<'_>, image: Option<&str>, stage: &str, since: Instant) {
@@ -104,10 +165,12 @@ pub fn run_all(
 ) -> Result<Vec<JobOutcome>, PatchError> {
     let appliance = |e: GuestfsError| PatchError::Appliance(GuestError::Guestfs(e));
     let t = Instant::now();
-    let mut s = match launch(jobs, smp) {
+    let from = references(jobs);
+    let is_reference: Vec<bool> = (0..jobs.len()).map(|i| from.contains(&Some(i))).collect();
+    let mut s = match launch(jobs, smp, &is_reference) {
         Err(e) if e.hung => {
             notify(None, "appliance", &format!("{}; launching again", e.error));
-            launch(jobs, smp).map_err(|e| appliance(e.error))?
+            launch(jobs, smp, &is_reference).map_err(|e| appliance(e.error))?
         }
         r => r.map_err(|e| appliance(e.error))?,
     };
@@ -131,6 +194,7 @@ pub fn run_all(
     s.mkmountpoint(batch::PACKAGES).map_err(appliance)?;
     let mut results: Vec<Result<(), GuestError>> = jobs.iter().map(|_| Ok(())).collect();
     let mut logs: Vec<String> = jobs.iter().map(|_| String::new()).collect();
+    let mut replayed: Vec<Option<Replayed>> = jobs.iter().map(|_| None).collect();
     let mut filesystems: Vec<Vec<String>> = jobs.iter().map(|_| Vec::new()).collect();
 
     // Mount each image, and make the file changes, which are the daemon's own calls.
@@ -166,29 +230,47 @@ pub fn run_all(
         }
     }
 
-    // Packages: every file once into the appliance, then all installs side by side.
+    // Packages: every file once into the appliance, then all installs side by side; the
+    // images replayed from a reference wait for its change set.
     let wanted: Vec<usize> = (0..jobs.len())
         .filter(|&i| results[i].is_ok() && matches!(jobs[i].change, Change::Packages { .. }))
         .collect();
     if !wanted.is_empty() {
-        match repo_root {
-            None => {
+        match (repo_root, tempfile::tempdir()) {
+            (None, _) => {
                 for &i in &wanted {
                     results[i] = Err(refused("no repository for a package change"));
                 }
             }
-            Some(repo) => install_all(
-                &mut s,
-                jobs,
-                &wanted,
-                repo,
-                run,
-                smp,
-                &mut results,
-                &mut logs,
-                notify,
-            )
-            .map_err(appliance)?,
+            (_, Err(e)) => {
+                let why = host(Path::new("staging"), e).to_string();
+                for &i in &wanted {
+                    results[i] = Err(refused(why.clone()));
+                }
+            }
+            (Some(repo), Ok(staging)) => {
+                let mut up = Staged {
+                    repo_root: repo,
+                    staging: staging.path(),
+                    uploaded: BTreeMap::new(),
+                };
+                let mut out = Out {
+                    results: &mut results,
+                    logs: &mut logs,
+                    replayed: &mut replayed,
+                };
+                let (first, later): (Vec<usize>, Vec<usize>) =
+                    wanted.iter().partition(|&&i| from[i].is_none());
+                install_all(&mut s, jobs, &first, &mut up, run, smp, &mut out, notify)
+                    .map_err(appliance)?;
+                if !later.is_empty() {
+                    let by_tool =
+                        replay_all(&mut s, jobs, &from, &later, &devices, smp, &mut out, notify)
+                            .map_err(appliance)?;
+                    install_all(&mut s, jobs, &by_tool, &mut up, run, smp, &mut out, notify)
+                        .map_err(appliance)?;
+                }
+            }
         }
     }
 
@@ -210,7 +292,217 @@ pub fn run_all(
     s.shutdown().map_err(appliance)?;
     notify(None, "appliance", "stopped; every drive written out");
     took(notify, None, "shutdown", t);
-    Ok(results.into_iter().zip(logs).collect())
+    Ok(results
+        .into_iter()
+        .zip(logs)
+        .zip(replayed)
+        .map(|((result, log), replayed)| JobOutcome {
+            result,
+            log,
+            replayed,
+        })
+        .collect())
+}
+
+/// Each job's results, logs and replays, written by the stages.
+struct Out<'a> {
+    results: &'a mut [Result<(), GuestError>],
+    logs: &'a mut [String],
+    replayed: &'a mut [Option<Replayed>],
+}
+
+/// The images `later` (each replayed from `from[i]`) take their reference's change set
+/// where it applies to them; the others are returned, for the package tool. A reference
+/// is frozen first (its filesystems remounted read-only and flushed to its overlay) and
+/// read natively, which gives its change set.
+#[allow(clippy::too_many_arguments)]
+fn replay_all(
+    s: &mut Session,
+    jobs: &[Job<'_>],
+    from: &[Option<usize>],
+    later: &[usize],
+    devices: &[String],
+    lanes: usize,
+    out: &mut Out<'_>,
+    notify: &mut Notify<'_>,
+) -> Result<Vec<usize>, GuestfsError> {
+    let mut by_tool = Vec::new();
+    let mut replays: Vec<(usize, Replayed)> = Vec::new();
+    let mut sets: BTreeMap<usize, Result<Arc<ChangeSet>, String>> = BTreeMap::new();
+    for &i in later {
+        let Some(r) = from[i] else { continue };
+        let set = match sets.get(&r) {
+            Some(set) => set.clone(),
+            None => {
+                let t = Instant::now();
+                let set = reference_set(s, &jobs[r], r, out.results[r].is_ok(), devices)?;
+                if let Ok(set) = &set {
+                    notify(
+                        Some(jobs[r].image),
+                        "replay",
+                        &format!(
+                            "reference: its change set, read natively, is {} path(s) written and {} removed",
+                            set.written(),
+                            set.removed()
+                        ),
+                    );
+                    took(notify, Some(jobs[r].image), "replay reference read", t);
+                }
+                sets.insert(r, set.clone());
+                set
+            }
+        };
+        let db = match jobs[i].change {
+            Change::Packages { plan } => crate::pm::for_kind(plan.kind).map(|pm| pm.database()),
+            Change::Files { .. } => None,
+        };
+        let applies = set.and_then(|set| {
+            let (Some(me), Some(db)) = (&jobs[i].replay, db) else {
+                return Err("nothing to compare it with".to_string());
+            };
+            let theirs = jobs[r].replay.as_ref().map_or(&[][..], |j| j.before);
+            set.applies_to(&replay::by_path(theirs), &replay::by_path(me.before), db)
+                .map(|()| set)
+        });
+        match applies {
+            Ok(set) => replays.push((
+                i,
+                Replayed {
+                    reference: jobs[r].image.to_string(),
+                    set,
+                },
+            )),
+            Err(why) => {
+                notify(
+                    Some(jobs[i].image),
+                    "replay",
+                    &format!(
+                        "not replayed from {}: {why}; the package tool patches it",
+                        jobs[r].image
+                    ),
+                );
+                by_tool.push(i);
+            }
+        }
+    }
+    if replays.is_empty() {
+        return Ok(by_tool);
+    }
+    let t = Instant::now();
+    let mut works = Vec::new();
+    let mut ready = Vec::new();
+    for (i, rep) in replays {
+        let r = from[i].unwrap_or(i);
+        let mine = jobs[i].replay.as_ref().map_or(&[][..], |j| j.before);
+        match upload_lists(s, i, &rep.set.lists(&replay::by_path(mine))) {
+            Ok(()) => {
+                works.push(batch::Work {
+                    root: drive_root(i),
+                    mode: batch::Mode::Appliance,
+                    commands: vec![(
+                        format!("replay from {}", jobs[r].image),
+                        replay::command(i, batch::WORK, &drive_root(i), &drive_root(r)),
+                    )],
+                });
+                ready.push((i, rep));
+            }
+            Err(e) => {
+                out.results[i] = Err(e);
+                out.replayed[i] = Some(rep);
+            }
+        }
+    }
+    crate::fault::at("replay");
+    let refs: Vec<&batch::Work> = works.iter().collect();
+    let done = batch::run(s, &refs, lanes)?;
+    for ((i, rep), d) in ready.into_iter().zip(done) {
+        let image = jobs[i].image;
+        push_log(&mut out.logs[i], &d.log);
+        match d.ran.first() {
+            Some((_, 0, secs)) => {
+                push_log(
+                    &mut out.logs[i],
+                    &format!(
+                        "replayed from {}: {} path(s) written, {} removed\n",
+                        rep.reference,
+                        rep.set.written(),
+                        rep.set.removed()
+                    ),
+                );
+                notify(
+                    Some(image),
+                    "replay",
+                    &format!(
+                        "replayed from {}: {} path(s) written, {} removed",
+                        rep.reference,
+                        rep.set.written(),
+                        rep.set.removed()
+                    ),
+                );
+                notify(Some(image), "timing", &timing("replay", *secs));
+            }
+            other => {
+                let status = other.map_or("none".to_string(), |(_, st, _)| st.to_string());
+                let tail: Vec<&str> = d.log.lines().rev().take(8).collect();
+                out.results[i] = Err(refused(format!(
+                    "replaying {}'s change set failed (status {status}): {}",
+                    rep.reference,
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )));
+            }
+        }
+        out.replayed[i] = Some(rep);
+    }
+    took(notify, None, "replays", t);
+    Ok(by_tool)
+}
+
+/// The change set of reference `r` (drive `r`): its filesystems are remounted read-only
+/// and its drive flushed, so its overlay (added with the writeback cache mode) can be
+/// read natively while the appliance runs. The error says why nothing can be replayed
+/// from it; the outer one is the appliance's.
+fn reference_set(
+    s: &mut Session,
+    job: &Job<'_>,
+    r: usize,
+    ok: bool,
+    devices: &[String],
+) -> Result<Result<Arc<ChangeSet>, String>, GuestfsError> {
+    let Some(rj) = job.replay.as_ref().filter(|_| ok) else {
+        return Ok(Err(format!("the reference {} was not patched", job.image)));
+    };
+    let Some(dev) = devices.get(r) else {
+        return Ok(Err(format!("drive {r} has no device")));
+    };
+    if let Err(e) = s.appliance_sh(&replay::freeze(&drive_root(r), dev)) {
+        return Ok(Err(format!(
+            "the reference {} could not be remounted read-only: {e}",
+            job.image
+        )));
+    }
+    Ok(replay::read(job.overlay, rj.roots)
+        .map(|after| {
+            Arc::new(ChangeSet::between(
+                &replay::by_path(rj.before),
+                &replay::by_path(&after),
+            ))
+        })
+        .map_err(|e| format!("the reference {} could not be read: {e}", job.image)))
+}
+
+/// Uploads job `i`'s replay lists into the appliance (through host files: a list may be
+/// larger than one daemon message).
+fn upload_lists(s: &mut Session, i: usize, l: &replay::Lists) -> Result<(), GuestError> {
+    let names = replay::list_files(batch::WORK, i);
+    for (name, bytes) in names
+        .iter()
+        .zip([&l.remove_files, &l.remove_dirs, &l.write])
+    {
+        let mut f = tempfile::NamedTempFile::new().map_err(|e| host(Path::new("staging"), e))?;
+        std::io::Write::write_all(&mut f, bytes).map_err(|e| host(f.path(), e))?;
+        s.upload(f.path(), name)?;
+    }
+    Ok(())
 }
 
 /// e2fsck of each mounted ext filesystem of an image; other filesystems get no checker.
@@ -250,12 +542,16 @@ struct LaunchError {
 /// A session with every overlay attached, launched under a watchdog: if the launch has
 /// not returned in [`LAUNCH_TIMEOUT`], the qemu this process started for these overlays
 /// (found in /proc by parent and command line) is killed, which makes the launch fail.
-fn launch(jobs: &[Job<'_>], smp: usize) -> Result<Session, LaunchError> {
+fn launch(jobs: &[Job<'_>], smp: usize, flushed: &[bool]) -> Result<Session, LaunchError> {
     let plain = |error| LaunchError { error, hung: false };
     let mut s = Session::new().map_err(plain)?;
     s.set_smp(i32::try_from(smp).unwrap_or(1)).map_err(plain)?;
-    for j in jobs {
-        s.add_overlay_rw(j.overlay).map_err(plain)?;
+    for (i, j) in jobs.iter().enumerate() {
+        if flushed.get(i) == Some(&true) {
+            s.add_overlay_rw_flushed(j.overlay).map_err(plain)?;
+        } else {
+            s.add_overlay_rw(j.overlay).map_err(plain)?;
+        }
     }
     let marker = jobs
         .first()
@@ -537,43 +833,29 @@ fn plain_dir(s: &mut Session, dir: &str) -> Result<(), GuestError> {
 /// Copies every plan's package files to a private staging directory, checks each against
 /// the indexed SHA-256 and uploads each file once into the appliance (`batch::PACKAGES`);
 /// then prepares each image (`wanted`: indexes into `jobs`) for its package manager and
-/// runs all installs, `lanes` at a time. Each image's result and log go to `results` and
-/// `logs`; the error is for the appliance as a whole.
+/// runs all installs, `lanes` at a time. Each image's result and log go to `out`; the
+/// error is for the appliance as a whole.
 #[allow(clippy::too_many_arguments)]
 fn install_all(
     s: &mut Session,
     jobs: &[Job<'_>],
     wanted: &[usize],
-    repo_root: &Path,
+    up: &mut Staged<'_>,
     run: &str,
     lanes: usize,
-    results: &mut [Result<(), GuestError>],
-    logs: &mut [String],
+    out: &mut Out<'_>,
     notify: &mut Notify<'_>,
 ) -> Result<(), GuestfsError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let (results, logs) = (&mut *out.results, &mut *out.logs);
     let t = Instant::now();
-    let staging = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            let why = host(Path::new("staging"), e).to_string();
-            for &i in wanted {
-                results[i] = Err(refused(why.clone()));
-            }
-            return Ok(());
-        }
-    };
-    // File name -> the repository file uploaded under it: one name is one file for the
-    // whole run.
-    let mut uploaded: std::collections::BTreeMap<String, PathBuf> = Default::default();
+    let had = up.uploaded.len();
     let mut ready = Vec::new();
     for &i in wanted {
         let Change::Packages { plan } = jobs[i].change else {
             continue;
-        };
-        let up = Upload {
-            repo_root,
-            staging: staging.path(),
-            uploaded: &mut uploaded,
         };
         match prepare_install(s, jobs[i].image, &drive_root(i), plan, run, up, notify) {
             Ok((pm, w)) => ready.push((i, pm, w)),
@@ -585,7 +867,7 @@ fn install_all(
         "upload",
         &format!(
             "{} package file(s), once for {} image(s)",
-            uploaded.len(),
+            up.uploaded.len() - had,
             ready.len()
         ),
     );
@@ -635,11 +917,13 @@ fn install_all(
     Ok(())
 }
 
-/// Where a run's package files come from and what of them is in the appliance already.
-struct Upload<'a> {
+/// Where a run's package files come from and what of them is in the appliance already:
+/// file name -> the repository file uploaded under it (one name is one file for the whole
+/// appliance).
+struct Staged<'a> {
     repo_root: &'a Path,
     staging: &'a Path,
-    uploaded: &'a mut std::collections::BTreeMap<String, PathBuf>,
+    uploaded: BTreeMap<String, PathBuf>,
 }
 
 /// One image's part before the installs: its plan's package files in the appliance, its
@@ -651,7 +935,7 @@ fn prepare_install(
     root: &str,
     plan: &Plan,
     run: &str,
-    up: Upload<'_>,
+    up: &mut Staged<'_>,
     notify: &mut Notify<'_>,
 ) -> Result<(&'static dyn crate::pm::PackageManager, batch::Work), GuestError> {
     let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
@@ -669,7 +953,7 @@ fn prepare_install(
             .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
             .ok_or_else(|| refused(format!("{}: not a {} file name", step.file, pm.file_ext())))?;
         let first = up.uploaded.is_empty();
-        upload_once(s, up.repo_root, step, &name, up.staging, up.uploaded)?;
+        upload_once(s, up.repo_root, step, &name, up.staging, &mut up.uploaded)?;
         if first {
             crate::fault::at("upload");
         }
@@ -692,7 +976,7 @@ fn prepare_install(
         pm,
         batch::Work {
             root: root.to_string(),
-            packages: dir,
+            mode: batch::Mode::Chrooted { packages: dir },
             commands,
         },
     ))
@@ -707,7 +991,7 @@ fn upload_once(
     step: &crate::plan::Step,
     name: &str,
     staging: &Path,
-    uploaded: &mut std::collections::BTreeMap<String, PathBuf>,
+    uploaded: &mut BTreeMap<String, PathBuf>,
 ) -> Result<(), GuestError> {
     let src = repo_root.join(&step.file);
     if let Some(have) = uploaded.get(name) {

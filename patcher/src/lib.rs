@@ -16,6 +16,7 @@ pub mod lock;
 pub mod overlay;
 pub mod plan;
 pub mod pm;
+pub mod replay;
 pub mod run;
 
 pub use guest::{Change, GuestError, Put};

@@ -14,12 +14,12 @@ use coldpatch_catalog::{
     Catalog, Event, FindingBrief, Fingerprint, ImageRecord, Outcome, RunImage, RunRecord, RunState,
     ScanOptions, VersionFile,
 };
-use coldpatch_collector::{CollectOptions, Inventory};
+use coldpatch_collector::{CollectOptions, FileRecord, Inventory};
 use coldpatch_disk::qcow2::{stamp, Stamp};
 use coldpatch_disk::{Disk, OpenOptions};
 use coldpatch_vuln::{Finding, Index};
 
-use crate::guest::{self, Change, GuestError, Job, Put};
+use crate::guest::{self, Change, GuestError, Job, Put, ReplayJob, Replayed};
 use crate::lock::ImageLock;
 use crate::overlay;
 use crate::plan::Request;
@@ -165,16 +165,6 @@ fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
             ctx.catalog.put_run_image(&ri)?;
             swept = true;
         }
-        if dead.state == RunState::Interrupted {
-            if swept {
-                ctx.event(
-                    Some(image),
-                    "swept",
-                    &format!("run {} had died; its overlay was deleted", dead.id),
-                )?;
-            }
-            continue;
-        }
         if dead.shared {
             if swept {
                 let whose = if own {
@@ -190,20 +180,27 @@ fn sweep(ctx: &mut Ctx<'_, '_>, image: &str) -> Result<(), PatchError> {
             }
             continue;
         }
-        dead.state = RunState::Interrupted;
-        dead.error = Some(format!("interrupted; cleaned up by run {}", ctx.run.id));
-        ctx.catalog.put_run(&dead)?;
-        ctx.catalog.event(
-            &dead.id,
-            Some(image),
-            "interrupted",
-            &format!("found by run {}", ctx.run.id),
-        )?;
-        ctx.event(
-            Some(image),
-            "swept",
-            &format!("run {} had died; its overlay was deleted", dead.id),
-        )?;
+        // Marked interrupted already by the sweep of another of its images: only this
+        // image's overlay was left.
+        let marked = dead.state == RunState::Interrupted;
+        if !marked {
+            dead.state = RunState::Interrupted;
+            dead.error = Some(format!("interrupted; cleaned up by run {}", ctx.run.id));
+            ctx.catalog.put_run(&dead)?;
+            ctx.catalog.event(
+                &dead.id,
+                Some(image),
+                "interrupted",
+                &format!("found by run {}", ctx.run.id),
+            )?;
+        }
+        if swept || !marked {
+            ctx.event(
+                Some(image),
+                "swept",
+                &format!("run {} had died; its overlay was deleted", dead.id),
+            )?;
+        }
     }
     Ok(())
 }
@@ -213,6 +210,9 @@ pub enum Ask<'a> {
     Packages {
         req: &'a Request,
         repo_root: &'a Path,
+        /// Images with the same plan are patched once, on the first of them, and the
+        /// others take its change set where it applies (`replay.rs`).
+        replay: bool,
     },
     Files {
         puts: &'a [Put],
@@ -228,6 +228,10 @@ struct Prepared {
     before: Vec<Finding>,
     /// The root partition, when the collector read the root natively (an ext volume).
     root_partition: Option<u32>,
+    /// What its plan depends on (`plan_key`): images with the same key have the same plan.
+    plan_key: Option<[u8; 32]>,
+    /// The version the overlay is made on, and its format.
+    base: (PathBuf, String),
     _lock: ImageLock,
 }
 
@@ -256,13 +260,13 @@ fn prepare(
         },
     )?;
     let before = findings_of(index, &inv);
+    let pk = plan_key(&inv);
     let change = match ask {
         Ask::Packages { req, .. } => {
             let repo = repo.ok_or_else(|| PatchError::Plan {
                 image: key.into(),
                 refusal: Box::new(crate::Refusal::Nothing("no repository".into())),
             })?;
-            let pk = plan_key(&inv);
             let made = match ctx.plans.get(&pk) {
                 Some((first, made)) => {
                     let msg = format!(
@@ -356,6 +360,7 @@ fn prepare(
         .iter()
         .find(|v| v.number == inv.image.root_volume && v.fs.starts_with("ext"))
         .map(|v| v.number);
+    let plan_key = matches!(change, Change::Packages { .. }).then_some(pk);
     Ok(Prepared {
         image: img,
         change,
@@ -364,6 +369,8 @@ fn prepare(
         roots,
         before,
         root_partition,
+        plan_key,
+        base: (current, disk.format.as_str().to_string()),
         _lock: lock,
     })
 }
@@ -382,21 +389,27 @@ enum Unverified {
     Wrong(Vec<String>),
 }
 
+/// A native read of an image's files with hashes, its backing files only from its roots.
+fn collect_options(p: &Prepared, guestfs: bool) -> CollectOptions {
+    CollectOptions {
+        open: OpenOptions {
+            image_roots: p.roots.clone(),
+            ..OpenOptions::default()
+        },
+        guestfs,
+        ..CollectOptions::default()
+    }
+}
+
 /// Reads the overlay natively and checks the change took: planned packages at their
 /// planned versions, targeted advisories gone, files with their content.
 fn verify(
     p: &Prepared,
     index: &Index,
     change: &Change,
+    replayed: Option<(&Replayed, &[FileRecord])>,
 ) -> Result<(Inventory, Fingerprint, Vec<Finding>), Unverified> {
-    let opts = CollectOptions {
-        open: OpenOptions {
-            image_roots: p.roots.clone(),
-            ..OpenOptions::default()
-        },
-        guestfs: true,
-        ..CollectOptions::default()
-    };
+    let opts = collect_options(p, true);
     let disk = Disk::open(&p.overlay, &opts.open).map_err(Unverified::Open)?;
     let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
     let fp = Fingerprint::of(&chain).map_err(Unverified::Chain)?;
@@ -449,6 +462,15 @@ fn verify(
             }
         }
     }
+    if let Some((rep, before)) = replayed {
+        let (before, now) = (
+            crate::replay::by_path(before),
+            crate::replay::by_path(&inv.files),
+        );
+        if let Err(why) = rep.set.check(&before, &now) {
+            wrong.push(format!("replayed from {}: {why}", rep.reference));
+        }
+    }
     if wrong.is_empty() {
         Ok((inv, fp, after))
     } else {
@@ -478,7 +500,7 @@ fn in_appliances(
     let store_err = std::sync::Mutex::new(None);
     let failed = |part: &[Job<'_>], msg: String| -> Vec<guest::JobOutcome> {
         part.iter()
-            .map(|_| (Err(GuestError::Appliance(msg.clone())), String::new()))
+            .map(|_| guest::JobOutcome::failed(msg.clone()))
             .collect()
     };
     let outcomes = std::thread::scope(|sc| {
@@ -722,14 +744,30 @@ fn patch_images(
             results.push(cancel(ctx, &p, None)?);
         }
     }
-    if !ready.is_empty() {
+    let mut replay = matches!(ask, Ask::Packages { replay: true, .. });
+    // A second pass patches with the package tool what a replay did not.
+    while !ready.is_empty() {
+        let befores = if replay {
+            replay_befores(ctx, &ready)?
+        } else {
+            ready.iter().map(|_| None).collect()
+        };
         let jobs: Vec<Job<'_>> = ready
             .iter()
-            .map(|p| Job {
+            .zip(&befores)
+            .map(|(p, before)| Job {
                 image: &p.image.path,
                 overlay: &p.overlay,
                 change: &p.change,
                 root_partition: p.root_partition,
+                replay: p
+                    .plan_key
+                    .zip(before.as_deref())
+                    .map(|(group, before)| ReplayJob {
+                        group,
+                        before,
+                        roots: &p.roots,
+                    }),
             })
             .collect();
         let outcomes = in_appliances(
@@ -740,15 +778,113 @@ fn patch_images(
             needs.repo_root.as_deref(),
             &mut *ctx.watch,
         )?;
-        for (p, (res, log)) in ready.into_iter().zip(outcomes) {
+        drop(jobs);
+        let mut again = Vec::new();
+        for ((p, o), before) in std::mem::take(&mut ready)
+            .into_iter()
+            .zip(outcomes)
+            .zip(befores)
+        {
             if control.cancelled() {
-                results.push(cancel(ctx, &p, Some(log))?);
+                results.push(cancel(ctx, &p, Some(o.log))?);
                 continue;
             }
-            results.push(finish_image(ctx, p, res, log, index)?);
+            let replayed = o.replayed.zip(before);
+            match finish_image(ctx, p, o.result, o.log, replayed, index)? {
+                Finished::Done(r) => results.push(r),
+                Finished::Again(p) => again.push(*p),
+            }
         }
+        ready = again;
+        replay = false;
     }
     Ok(results)
+}
+
+/// The files before the change of each image that may be replayed or be a reference:
+/// those of a group of two or more with one plan, whose root the collector reads natively
+/// (ext). From the catalog when its scan of the current version has every file hashed and
+/// the files are the ones it scanned; else read natively now. An image whose files cannot
+/// be had is patched with the package tool.
+fn replay_befores(
+    ctx: &mut Ctx<'_, '_>,
+    ready: &[Prepared],
+) -> Result<Vec<Option<Vec<FileRecord>>>, PatchError> {
+    let mut count: std::collections::HashMap<[u8; 32], usize> = Default::default();
+    for p in ready.iter().filter(|p| p.root_partition.is_some()) {
+        if let Some(k) = p.plan_key {
+            *count.entry(k).or_default() += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for p in ready {
+        let grouped = p.root_partition.is_some()
+            && p.plan_key
+                .is_some_and(|k| count.get(&k).copied().unwrap_or(0) > 1);
+        if !grouped {
+            out.push(None);
+            continue;
+        }
+        match files_before(ctx.catalog, p) {
+            Ok(f) => out.push(Some(f)),
+            Err(why) => {
+                ctx.event(
+                    Some(&p.image.path),
+                    "replay",
+                    &format!("not replayed: its files before the change cannot be read ({why}); the package tool patches it"),
+                )?;
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn files_before(catalog: &Catalog, p: &Prepared) -> Result<Vec<FileRecord>, String> {
+    let opts = collect_options(p, false);
+    let disk = Disk::open(&p.base.0, &opts.open).map_err(|e| e.to_string())?;
+    let chain: Vec<PathBuf> = disk.chain.iter().map(|l| l.path.clone()).collect();
+    let fp = Fingerprint::of(&chain).map_err(|e| e.to_string())?;
+    if let Some(id) = p.image.current_scan {
+        let scan = catalog.scan(id).map_err(|e| e.to_string())?;
+        if scan.options.files && scan.options.hash && scan.fingerprint == fp {
+            return catalog
+                .inventory(id, true)
+                .map(|inv| inv.files)
+                .map_err(|e| e.to_string());
+        }
+    }
+    coldpatch_collector::collect_disk(&disk, &opts, &mut |_, _| {})
+        .map(|inv| inv.files)
+        .map_err(|e| e.to_string())
+}
+
+/// How an image's turn in the appliance ended.
+enum Finished {
+    Done(ImageResult),
+    /// A replay that did not take: patched again, with the package tool, on a new overlay.
+    Again(Box<Prepared>),
+}
+
+/// Throws away the overlay a replay made and makes a new one on the same version.
+fn again(ctx: &mut Ctx<'_, '_>, p: Prepared, why: &str) -> Result<Finished, PatchError> {
+    let _ = std::fs::remove_file(&p.overlay);
+    let key = p.image.path.clone();
+    match overlay::create(&p.overlay, &p.base.0, &p.base.1) {
+        Ok(()) => {
+            ctx.event(
+                Some(&key),
+                "replay",
+                &format!("{why}; the overlay was made again and the package tool patches it"),
+            )?;
+            Ok(Finished::Again(Box::new(p)))
+        }
+        Err(e) => {
+            let ri = p.ri.clone();
+            discard(ctx, &p, ri, format!("{why}; and a new overlay failed: {e}"))
+                .map(Finished::Done)
+        }
+    }
 }
 
 fn finish_image(
@@ -756,8 +892,13 @@ fn finish_image(
     p: Prepared,
     res: Result<(), GuestError>,
     log: String,
+    replayed: Option<(Replayed, Vec<FileRecord>)>,
     index: &Index,
-) -> Result<ImageResult, PatchError> {
+) -> Result<Finished, PatchError> {
+    if let (Some((rep, _)), Err(e)) = (&replayed, &res) {
+        let why = format!("the replay from {} failed: {e}", rep.reference);
+        return again(ctx, p, &why);
+    }
     let change = &p.change;
     let key = p.image.path.clone();
     let mut ri = p.ri.clone();
@@ -778,11 +919,22 @@ fn finish_image(
                     let (number, check) = stamped;
                     stamp::write(&p.overlay, &Stamp { number, check }).map_err(|e| e.to_string())
                 })
-                .and_then(|()| verify(&p, index, change).map_err(|e| e.to_string()));
-            if let Err(why) = &v {
-                ctx.event(Some(&p.image.path), "verify-failed", why)?;
-            }
+                .and_then(|()| {
+                    let rep = replayed.as_ref().map(|(r, b)| (r, b.as_slice()));
+                    verify(&p, index, change, rep).map_err(|e| e.to_string())
+                });
             ctx.event(Some(&key), "timing", &took("verify", t))?;
+            match (&replayed, &v) {
+                (Some((rep, _)), Err(why)) => {
+                    let why = format!(
+                        "the image replayed from {} did not verify: {why}",
+                        rep.reference
+                    );
+                    return again(ctx, p, &why);
+                }
+                (None, Err(why)) => ctx.event(Some(&key), "verify-failed", why)?,
+                _ => {}
+            }
             v
         }
         Err(e) => Err(e.to_string()),
@@ -797,7 +949,7 @@ fn finish_image(
                 Some(&key),
                 "verified",
                 &format!(
-                    "read back natively: {}; findings {} -> {}",
+                    "read back natively: {}{}; findings {} -> {}",
                     match change {
                         Change::Packages { plan } => format!(
                             "{} package(s) at their planned versions, targeted advisories gone",
@@ -806,6 +958,11 @@ fn finish_image(
                         Change::Files { puts } =>
                             format!("{} file(s) with the planned content", puts.len()),
                     },
+                    replayed.as_ref().map_or(String::new(), |(r, _)| format!(
+                        ", and the {} path(s) replayed from {} as the reference has them, nothing else changed",
+                        r.set.paths.len(),
+                        r.reference
+                    )),
                     p.before.len(),
                     after.len()
                 ),
@@ -837,18 +994,18 @@ fn finish_image(
                         "committed",
                         &format!("version {} (parent {})", v.number, ri.base_version),
                     )?;
-                    Ok(ImageResult {
+                    Ok(Finished::Done(ImageResult {
                         image: key,
                         outcome: Outcome::Committed { version: v.number },
                         fixed: targeted,
                         findings_before: p.before.len(),
                         findings_after: Some(after.len()),
-                    })
+                    }))
                 }
-                Err(e) => discard(ctx, &p, ri, e.to_string()),
+                Err(e) => discard(ctx, &p, ri, e.to_string()).map(Finished::Done),
             }
         }
-        Err(reason) => discard(ctx, &p, ri, reason),
+        Err(reason) => discard(ctx, &p, ri, reason).map(Finished::Done),
     }
 }
 

@@ -368,6 +368,7 @@ fn a_run_on_an_image_being_patched_is_refused() {
         &coldpatch_patcher::Ask::Packages {
             req: &req,
             repo_root: Path::new(&repo),
+            replay: true,
         },
         1,
         coldpatch_patcher::Control::default(),
@@ -392,6 +393,7 @@ fn a_run_on_an_image_being_patched_is_refused() {
         &coldpatch_patcher::Ask::Packages {
             req: &req,
             repo_root: &d.join("no-such-repo"),
+            replay: true,
         },
         1,
         coldpatch_patcher::Control::default(),

@@ -12,6 +12,7 @@ use util::pg::Kind;
 
 mod apply;
 mod patch;
+mod replay;
 mod repo;
 mod sbom;
 mod scan;

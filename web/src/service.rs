@@ -451,6 +451,7 @@ pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalo
             images,
             policy: body.policy.clone(),
             repo,
+            no_replay: false,
         },
         None,
     )?)

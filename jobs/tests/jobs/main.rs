@@ -210,6 +210,7 @@ fn a_running_patch_run_cancelled_leaves_the_image_as_it_was() {
                 images: keys.clone(),
                 policy: coldpatch_catalog::PlanPolicy::AllFixable,
                 repo: repo.display().to_string(),
+                no_replay: false,
             },
             None,
         )

@@ -60,6 +60,10 @@ impl PackageManager for Dpkg {
         "dpkg"
     }
 
+    fn database(&self) -> &'static str {
+        "/var/lib/dpkg"
+    }
+
     fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
         // No service may start in an image that is not running.
         let (policy, saved) = policy_rc(root, run);

@@ -30,6 +30,9 @@ pub trait PackageManager: Sync {
     ) -> Result<Plan, Refusal>;
     /// The guest tool's name, for events and errors.
     fn tool(&self) -> &'static str;
+    /// The directory of the tool's database in the guest (`/var/lib/dpkg`): a replay
+    /// (`replay.rs`) needs it equal on the reference and the image.
+    fn database(&self) -> &'static str;
     /// Makes the guest mounted at `root` (an appliance path: `/drive0`) safe to run the
     /// tool in: no service can start. Undone by [`Self::restore`].
     fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError>;
