@@ -507,4 +507,21 @@ pub enum RepoCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild installed packages of an image version into package files (a newer image
+    /// as a repository), read natively and checked against the catalog's hashes
+    Harvest {
+        /// Image path or id, or IMAGE@N for a version of it
+        image: String,
+        /// Only this package, NAME or NAME:ARCH (repeatable) [default: every installed one]
+        #[arg(long = "package", value_name = "NAME")]
+        packages: Vec<String>,
+        /// Where the package files go (made if missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Build a package even when files it lists are missing or changed in the image
+        #[arg(long)]
+        allow_modified: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }

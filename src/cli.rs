@@ -298,6 +298,22 @@ pub fn run() -> Result<ExitCode> {
             RepoCommand::Packages { dir, name, json } => {
                 repocmd::packages(&catalog, &image_key(&dir), name.as_deref(), json)
             }
+            RepoCommand::Harvest {
+                image,
+                packages,
+                out,
+                allow_modified,
+                json,
+            } => repocmd::harvest(
+                &catalog,
+                &image,
+                &coldpatch_harvest::Options {
+                    packages,
+                    allow_modified,
+                },
+                &out,
+                json,
+            ),
         },
         Command::Sbom {
             image,

@@ -1,4 +1,4 @@
-//! The repository commands: index, list, packages.
+//! The repository commands: index, list, packages, harvest.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -77,4 +77,55 @@ pub fn packages(catalog: &Catalog, dir: &str, name: Option<&str>, json: bool) ->
         },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `repo harvest IMAGE[@N] --out DIR`: exits 1 if any package was refused.
+pub fn harvest(
+    catalog: &Catalog,
+    image: &str,
+    opts: &coldpatch_harvest::Options,
+    out: &Path,
+    json: bool,
+) -> Result<ExitCode> {
+    let (key, version) = crate::versioncmd::side(image);
+    let report = coldpatch_harvest::harvest(catalog, &key, version, opts, out)?;
+    let code = if report.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if json {
+        output::json(&report)?;
+        return Ok(code);
+    }
+    let clean = coldpatch_catalog::text::clean;
+    for h in &report.harvested {
+        outln!(
+            "{} {} {}: {} ({} entries)",
+            clean(&h.package),
+            clean(&h.version),
+            clean(&h.arch),
+            out.join(&h.file).display(),
+            h.entries
+        )?;
+        for m in &h.modified {
+            outln!("  modified: {}", clean(m))?;
+        }
+    }
+    for r in &report.refused {
+        eprintln!(
+            "refused: {}: {}",
+            clean(&r.package),
+            clean(&r.reasons.join("; "))
+        );
+    }
+    outln!(
+        "{} package(s) harvested from {}@{} into {}, {} refused",
+        report.harvested.len(),
+        clean(&report.origin.image),
+        report.origin.version,
+        out.display(),
+        report.refused.len()
+    )?;
+    Ok(code)
 }

@@ -11,6 +11,7 @@ use util::image_dir;
 use util::pg::Kind;
 
 mod apply;
+mod harvest;
 mod patch;
 mod replay;
 mod repo;
