@@ -953,7 +953,15 @@ fn prepare_install(
             .filter(|n| n.ends_with(pm.file_ext()) && !n.contains('/'))
             .ok_or_else(|| refused(format!("{}: not a {} file name", step.file, pm.file_ext())))?;
         let first = up.uploaded.is_empty();
-        upload_once(s, up.repo_root, step, &name, up.staging, &mut up.uploaded)?;
+        upload_once(
+            s,
+            pm,
+            up.repo_root,
+            step,
+            &name,
+            up.staging,
+            &mut up.uploaded,
+        )?;
         if first {
             crate::fault::at("upload");
         }
@@ -983,10 +991,12 @@ fn prepare_install(
 }
 
 /// Copies a planned package file from the repository to the staging directory, checks
-/// it against the indexed SHA-256, and uploads it into the appliance unless a file of
-/// that name already went there (then it must be the same file).
+/// it against the indexed SHA-256, and uploads it into the appliance (in the form the
+/// package manager asks for, `for_appliance`) unless a file of that name already went
+/// there (then it must be the same file).
 fn upload_once(
     s: &mut Session,
+    pm: &dyn crate::pm::PackageManager,
     repo_root: &Path,
     step: &crate::plan::Step,
     name: &str,
@@ -1014,7 +1024,13 @@ fn upload_once(
             )));
         }
     }
-    s.upload(&copy, &format!("{}/{name}", batch::PACKAGES))?;
+    let plain = staging.join(format!("{name}.appliance"));
+    let file = if pm.for_appliance(&copy, &plain) {
+        &plain
+    } else {
+        &copy
+    };
+    s.upload(file, &format!("{}/{name}", batch::PACKAGES))?;
     uploaded.insert(name.to_string(), src);
     Ok(())
 }

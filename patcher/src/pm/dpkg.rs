@@ -64,6 +64,11 @@ impl PackageManager for Dpkg {
         "/var/lib/dpkg"
     }
 
+    fn for_appliance(&self, staged: &std::path::Path, out: &std::path::Path) -> bool {
+        // Any error leaves the checked original to be uploaded (and dpkg to judge it).
+        super::debfile::decompressed(staged, out).unwrap_or(false)
+    }
+
     fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
         // No service may start in an image that is not running.
         let (policy, saved) = policy_rc(root, run);

@@ -4,6 +4,7 @@
 //! is the one implementation; an rpm or apk backend is a sibling module and an entry in
 //! [`for_packages`].
 
+pub mod debfile;
 pub mod dpkg;
 
 use coldpatch_collector::{Package, PackageKind};
@@ -46,6 +47,11 @@ pub trait PackageManager: Sync {
         root: &str,
         files: &[(&Step, String)],
     ) -> Result<Vec<(String, String)>, GuestError>;
+    /// Writes a package file as the appliance should get it to `out`, from `staged` (the
+    /// copy already checked against the index); `false`: upload `staged` itself.
+    fn for_appliance(&self, _staged: &std::path::Path, _out: &std::path::Path) -> bool {
+        false
+    }
     /// The packages the tool's output says it set up (progress events only).
     fn installed<'a>(&self, output: &'a str) -> Vec<&'a str>;
     /// Puts back what [`Self::prepare`] changed.
