@@ -100,8 +100,11 @@ apply() {
 }
 : > "$work/times"
 for n in "${sizes[@]}"; do
-  echo "plain $n $(apply "plain-$n" --no-replay) $(grep -c 'version 1' "$work/plain-$n.out" || true)" >> "$work/times"
-  echo "replay $n $(apply "replay-$n") $(grep -c 'version 1' "$work/replay-$n.out" || true)" >> "$work/times"
+  # A failed run ends the benchmark (apply runs in a subshell: its exit is this status).
+  t=$(apply "plain-$n" --no-replay) || exit 1
+  echo "plain $n $t $(grep -c 'version 1' "$work/plain-$n.out" || true)" >> "$work/times"
+  t=$(apply "replay-$n") || exit 1
+  echo "replay $n $t $(grep -c 'version 1' "$work/replay-$n.out" || true)" >> "$work/times"
 done
 
 run_cmds=()
