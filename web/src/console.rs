@@ -451,6 +451,7 @@ async fn patch_form(
                 image: None,
                 repo: form.repo.clone(),
                 policy,
+                no_replay: false,
             },
         )
     })

@@ -385,6 +385,10 @@ pub struct PatchReq {
     pub repo: String,
     #[serde(flatten)]
     pub policy: PlanPolicy,
+    /// Run the package tool on every image instead of replaying one image's change set
+    /// onto those with the same plan.
+    #[serde(default)]
+    pub no_replay: bool,
 }
 
 /// A repository directory a request names: under the server's repository roots.
@@ -451,7 +455,7 @@ pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalo
             images,
             policy: body.policy.clone(),
             repo,
-            no_replay: false,
+            no_replay: body.no_replay,
         },
         None,
     )?)
