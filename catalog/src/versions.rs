@@ -59,6 +59,30 @@ fn next_of(vs: &[VersionRecord], appliance: &[u8; 16], image: &str, base: u32) -
 }
 
 impl Catalog {
+    /// Directories the files of an image's versions may be backed from: those of its
+    /// recorded chain (`inv`, a scan of it), its own directory and its versions directory
+    /// (which may not exist yet).
+    pub fn backing_roots(
+        &self,
+        img: &ImageRecord,
+        inv: &coldpatch_collector::Inventory,
+    ) -> Vec<std::path::PathBuf> {
+        use std::path::{Path, PathBuf};
+        let mut v: Vec<PathBuf> = inv
+            .image
+            .chain
+            .iter()
+            .filter_map(|(p, _, _)| Path::new(p).parent().map(Path::to_path_buf))
+            .collect();
+        if let Some(d) = Path::new(&img.path).parent() {
+            v.push(d.to_path_buf());
+        }
+        v.push(self.state().versions(img.id));
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// This catalog's appliance id: a random UUID made the first time it is asked for.
     pub fn appliance_id(&self) -> Result<[u8; 16]> {
         let stored = match self.db().meta(APPLIANCE_KEY)? {

@@ -128,16 +128,9 @@ pub fn harvest(
         )));
     }
     let inv = catalog.inventory(scan_id, true)?;
-    let mut roots: Vec<PathBuf> = inv
-        .image
-        .chain
-        .iter()
-        .filter_map(|(p, _, _)| Path::new(p).parent().map(Path::to_path_buf))
-        .collect();
-    let versions_dir = catalog.state().versions(img.id);
-    if versions_dir.is_dir() {
-        roots.push(versions_dir);
-    }
+    // Only what exists: an image never patched has no versions directory yet.
+    let mut roots = catalog.backing_roots(&img, &inv);
+    roots.retain(|r| r.is_dir());
     let disk = Disk::open(
         Path::new(&v.file),
         &OpenOptions {

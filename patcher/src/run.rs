@@ -120,24 +120,6 @@ fn findings_of(index: &Index, inv: &Inventory) -> Vec<Finding> {
     index.inventory_findings(inv).1
 }
 
-/// Directories the files of an image's versions may be backed from: those of its
-/// recorded chain and its versions directory.
-fn roots(catalog: &Catalog, img: &ImageRecord, inv: &Inventory) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = inv
-        .image
-        .chain
-        .iter()
-        .filter_map(|(p, _, _)| Path::new(p).parent().map(Path::to_path_buf))
-        .collect();
-    if let Some(d) = Path::new(&img.path).parent() {
-        v.push(d.to_path_buf());
-    }
-    v.push(catalog.state().versions(img.id));
-    v.sort();
-    v.dedup();
-    v
-}
-
 /// Marks runs on `image` that died as interrupted and deletes their overlays. Only
 /// called with the image's lock held, so no live run can be among them. A run of the
 /// shared queue is not marked: its job on the image was queued again when its worker
@@ -248,7 +230,7 @@ fn prepare(
     ctx.catalog
         .state()
         .ensure(ctx.catalog.state().versions(img.id))?;
-    let roots = roots(ctx.catalog, &img, &inv);
+    let roots = ctx.catalog.backing_roots(&img, &inv);
     let current = PathBuf::from(img.current_file());
     // Opening checks the format, the backing chain and qemu's locks: an image a running
     // VM writes is refused here.
