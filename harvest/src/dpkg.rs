@@ -158,6 +158,16 @@ fn header(
     h
 }
 
+/// The data archive's header for an entry as the image has it (a size only for a file).
+fn entry_header(rec: &coldpatch_collector::FileRecord, kind: tar::EntryType) -> tar::Header {
+    let size = if kind == tar::EntryType::Regular {
+        rec.size
+    } else {
+        0
+    };
+    header(rec.mode, rec.uid, rec.gid, rec.mtime, size, kind)
+}
+
 /// A tar.gz being written to a file.
 type TarGz = tar::Builder<flate2::write::GzEncoder<std::fs::File>>;
 
@@ -395,26 +405,12 @@ fn build(
         let io = |e| HarvestError::io(&data_path, e);
         match rec.kind {
             FileType::Dir => {
-                let mut h = header(
-                    rec.mode,
-                    rec.uid,
-                    rec.gid,
-                    rec.mtime,
-                    0,
-                    tar::EntryType::Directory,
-                );
+                let mut h = entry_header(rec, tar::EntryType::Directory);
                 data.append_data(&mut h, format!("{rel}/"), std::io::empty())
                     .map_err(io)?;
             }
             FileType::Symlink => {
-                let mut h = header(
-                    rec.mode,
-                    rec.uid,
-                    rec.gid,
-                    rec.mtime,
-                    0,
-                    tar::EntryType::Symlink,
-                );
+                let mut h = entry_header(rec, tar::EntryType::Symlink);
                 data.append_link(&mut h, rel, rec.target.as_deref().unwrap_or(""))
                     .map_err(io)?;
             }
@@ -428,14 +424,7 @@ fn build(
                     sha: sha2::Sha256::default(),
                     md5: md5::Md5::default(),
                 };
-                let mut h = header(
-                    rec.mode,
-                    rec.uid,
-                    rec.gid,
-                    rec.mtime,
-                    rec.size,
-                    tar::EntryType::Regular,
-                );
+                let mut h = entry_header(rec, tar::EntryType::Regular);
                 data.append_data(&mut h, rel, &mut hashing).map_err(io)?;
                 let sha = hex::encode(sha2::Digest::finalize(hashing.sha));
                 let md5 = hex::encode(hashing.md5.finalize());
@@ -456,14 +445,7 @@ fn build(
                 }
             }
             FileType::Fifo => {
-                let mut h = header(
-                    rec.mode,
-                    rec.uid,
-                    rec.gid,
-                    rec.mtime,
-                    0,
-                    tar::EntryType::Fifo,
-                );
+                let mut h = entry_header(rec, tar::EntryType::Fifo);
                 data.append_data(&mut h, rel, std::io::empty())
                     .map_err(io)?;
             }

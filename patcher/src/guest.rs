@@ -420,25 +420,14 @@ fn replay_all(
         push_log(&mut out.logs[i], &d.log);
         match d.ran.first() {
             Some((_, 0, secs)) => {
-                push_log(
-                    &mut out.logs[i],
-                    &format!(
-                        "replayed from {}: {} path(s) written, {} removed\n",
-                        rep.reference,
-                        rep.set.written(),
-                        rep.set.removed()
-                    ),
+                let said = format!(
+                    "replayed from {}: {} path(s) written, {} removed",
+                    rep.reference,
+                    rep.set.written(),
+                    rep.set.removed()
                 );
-                notify(
-                    Some(image),
-                    "replay",
-                    &format!(
-                        "replayed from {}: {} path(s) written, {} removed",
-                        rep.reference,
-                        rep.set.written(),
-                        rep.set.removed()
-                    ),
-                );
+                push_log(&mut out.logs[i], &format!("{said}\n"));
+                notify(Some(image), "replay", &said);
                 notify(Some(image), "timing", &timing("replay", *secs));
             }
             other => {

@@ -10,16 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{coldpatch, json, stderr, stdout};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8")
-}
-
-fn ok(out: std::process::Output) -> std::process::Output {
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    out
-}
+use crate::{coldpatch, json, ok, s, stderr, stdout};
 
 fn dpkg_deb(args: &[&str]) -> std::process::Output {
     let out = Command::new("dpkg-deb")

@@ -72,6 +72,17 @@ macro_rules! on_both {
 }
 pub(crate) use on_both;
 
+/// A path as a command argument.
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+/// The output of a command that must succeed (its output is shown when it did not).
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    out
+}
+
 fn coldpatch(data: &Path, args: &[&str]) -> Output {
     catalog_env(
         Command::new(env!("CARGO_BIN_EXE_coldpatch")).args(args),

@@ -9,16 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::{coldpatch, json, stderr, stdout};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8")
-}
-
-fn ok(out: std::process::Output) -> std::process::Output {
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    out
-}
+use crate::{coldpatch, json, ok, s, stderr};
 
 fn sha256(bytes: &[u8]) -> String {
     coldpatch_disk::hash::sha256_bytes(bytes)

@@ -9,16 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{coldpatch, json, on_both, stderr, stdout};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf8")
-}
-
-fn ok(out: std::process::Output) -> std::process::Output {
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    out
-}
+use crate::{coldpatch, json, ok, on_both, s, stderr, stdout};
 
 fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
