@@ -95,11 +95,11 @@ pub struct Package {
     /// rpm only: the SOURCERPM file name.
     pub source_rpm: Option<String>,
     pub license: Option<String>,
-    /// deb: the Provides relations as written; empty for other kinds.
+    /// deb: the Provides relations as written; apk: the `p:` atoms; empty for rpm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub provides: Vec<String>,
     /// deb: the Depends and Pre-Depends relations as written, one group per entry;
-    /// empty for other kinds.
+    /// apk: the `D:` atoms (`!name` a conflict); empty for rpm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends: Vec<String>,
     /// rpm only: the module stream of a modular package ("mariadb:10.3"), from its

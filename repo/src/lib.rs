@@ -1,9 +1,10 @@
-//! Local package repositories for offline patching: a directory of real `.deb` / `.rpm`
-//! files, or a mirrored apt layout with `Packages` indices, read into one list of
+//! Local package repositories for offline patching: a directory of real `.deb` / `.rpm` /
+//! `.apk` files, or a mirrored apt layout with `Packages` indices, read into one list of
 //! installable packages with their relations. No storage here: the catalog keeps the
 //! index, the patcher plans from it.
 //!
-//! `.deb` control data is read with `debian-packaging`, `.rpm` headers with `rpm`,
+//! `.deb` control data is read with `debian-packaging`, `.rpm` headers with `rpm`, `.apk`
+//! `.PKGINFO` with `coldpatch-apk`,
 //! `Packages` indices with `debian-packaging`'s control-file reader. When an index names
 //! a file that is present, the file must match the index (size and SHA-256); a file that
 //! does not is refused, since it is not the package the archive published.
@@ -63,6 +64,9 @@ pub struct RepoPackage {
     pub conflicts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaks: Vec<String>,
+    /// apk `install_if`: installed by apk once all of these are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_if: Vec<String>,
     /// The package file, relative to the repository root; `None` when only an index
     /// names it and the file is not there.
     pub file: Option<String>,

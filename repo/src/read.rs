@@ -44,6 +44,8 @@ pub fn index(root: &Path) -> Result<RepoIndex, RepoError> {
         let relpath = rel(&root, f);
         let read = if relpath.ends_with(".deb") {
             read_deb(f)
+        } else if relpath.ends_with(".apk") {
+            read_apk(f)
         } else {
             read_rpm(f)
         };
@@ -128,7 +130,10 @@ fn walk(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), RepoError> {
                 ));
             }
         } else if ft.is_file() {
-            if name.ends_with(".deb") || name.ends_with(".rpm") && !name.ends_with(".src.rpm") {
+            if name.ends_with(".deb")
+                || name.ends_with(".apk")
+                || name.ends_with(".rpm") && !name.ends_with(".src.rpm")
+            {
                 files.push(e.into_path());
             } else if matches!(&*name, "Packages" | "Packages.gz" | "Packages.xz") {
                 indices.push(e.into_path());
@@ -181,6 +186,7 @@ fn deb_from(c: &debian_packaging::control::ControlParagraph<'_>) -> Result<RepoP
         provides: list(c.field_str("Provides")),
         conflicts: list(c.field_str("Conflicts")),
         breaks: list(c.field_str("Breaks")),
+        install_if: Vec::new(),
         name,
         version,
         arch,
@@ -189,6 +195,55 @@ fn deb_from(c: &debian_packaging::control::ControlParagraph<'_>) -> Result<RepoP
         file: None,
         size: 0,
         sha256: None,
+        index: None,
+    })
+}
+
+/// An apk v2 package from its `.PKGINFO` (`coldpatch-apk`). `depend` atoms starting
+/// with `!` are conflicts; the package's identity (`Q1…`, the SHA-1 of its control
+/// member) is kept as its index stanza needs it.
+fn read_apk(path: &Path) -> Result<RepoPackage, String> {
+    let (size, sha) = sha256_of(path)?;
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PACKAGE_BYTES).read_to_end(&mut data))
+        .map_err(|e| e.to_string())?;
+    let info = coldpatch_apk::pkg::read(&data).map_err(|e| format!("not a readable .apk: {e}"))?;
+    let get = |k: &str| info.get(k).unwrap_or_default().to_string();
+    let name = get("pkgname");
+    let version = get("pkgver");
+    if !coldpatch_vuln::version::apk_valid(&version) {
+        return Err(format!("{name}: invalid version {version:?}"));
+    }
+    let atoms = |k: &str| -> Vec<String> {
+        info.all(k)
+            .into_iter()
+            .flat_map(str::split_whitespace)
+            .map(str::to_string)
+            .collect()
+    };
+    let (conflicts, depends): (Vec<String>, Vec<String>) = atoms("depend")
+        .into_iter()
+        .partition(|d| d.starts_with('!'));
+    Ok(RepoPackage {
+        kind: PackageKind::Apk,
+        source_name: info.get("origin").unwrap_or(&name).to_string(),
+        source_version: version.clone(),
+        arch: get("arch"),
+        depends,
+        pre_depends: Vec::new(),
+        provides: atoms("provides"),
+        conflicts: conflicts
+            .into_iter()
+            .map(|c| c.trim_start_matches('!').to_string())
+            .collect(),
+        breaks: Vec::new(),
+        install_if: atoms("install_if"),
+        name,
+        version,
+        file: None,
+        size,
+        sha256: Some(sha),
         index: None,
     })
 }
@@ -257,6 +312,7 @@ fn read_rpm(path: &Path) -> Result<RepoPackage, String> {
         provides: rel(m.get_provides()),
         conflicts: rel(m.get_conflicts()),
         breaks: Vec::new(),
+        install_if: Vec::new(),
         name,
         version,
         source_name,

@@ -1,5 +1,7 @@
 //! Alpine packages from apk's database, `/lib/apk/db/installed`: one `X:value` line per
-//! field, blank lines between packages.
+//! field, blank lines between packages. `D:` (dependencies, `!name` a conflict) and `p:`
+//! (provides, `so:`/`cmd:` names among them) are kept one atom per entry, as the patcher
+//! plans from them.
 
 use crate::analyzer::{Analyzer, Offer, PathPattern};
 use crate::model::{Inventory, Package, PackageKind};
@@ -15,7 +17,8 @@ impl Analyzer for Apk {
         "apk"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: dependencies and provides.
+        2
     }
     fn patterns(&self) -> &'static [PathPattern] {
         &[
@@ -45,6 +48,8 @@ struct Partial {
     arch: Option<String>,
     origin: Option<String>,
     license: Option<String>,
+    depends: Vec<String>,
+    provides: Vec<String>,
 }
 
 pub fn parse_installed(data: &[u8], db: &str) -> (Vec<Package>, Vec<String>) {
@@ -76,8 +81,8 @@ pub fn parse_installed(data: &[u8], db: &str) -> (Vec<Package>, Vec<String>) {
             arch: p.arch.unwrap_or_default(),
             source_rpm: None,
             license: p.license,
-            provides: Vec::new(),
-            depends: Vec::new(),
+            provides: p.provides,
+            depends: p.depends,
             module: None,
             db: db.to_string(),
         });
@@ -100,6 +105,10 @@ pub fn parse_installed(data: &[u8], db: &str) -> (Vec<Package>, Vec<String>) {
             "A" => cur.arch = Some(v),
             "o" => cur.origin = Some(v),
             "L" => cur.license = Some(v),
+            "D" => cur.depends.extend(v.split_whitespace().map(str::to_string)),
+            "p" => cur
+                .provides
+                .extend(v.split_whitespace().map(str::to_string)),
             _ => {}
         }
     }
