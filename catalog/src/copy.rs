@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::backend::{Expect, NewScan, COUNTERS};
 use crate::error::{CatalogError, Result};
 use crate::store::Catalog;
-use crate::versions::APPLIANCE_KEY;
+use crate::versions::{APPLIANCE_KEY, SIGNING_KEY};
 
 /// How many records of each kind were copied, or a catalog holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -83,8 +83,10 @@ impl Catalog {
             });
         }
         let mut n = Counts::default();
-        if let Some(id) = from.meta(APPLIANCE_KEY)? {
-            dst.meta_init(APPLIANCE_KEY, &id)?;
+        for key in [APPLIANCE_KEY, SIGNING_KEY] {
+            if let Some(v) = from.meta(key)? {
+                dst.meta_init(key, &v)?;
+            }
         }
         let mut images = from.images()?;
         images.sort_by_key(|i| i.id);

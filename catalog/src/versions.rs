@@ -21,6 +21,8 @@ pub type Numbered = (u32, [u8; 32]);
 const DOMAIN: &[u8] = b"coldpatch-version-check-v1";
 /// The meta key of the catalog's appliance id (a copy carries it over).
 pub(crate) const APPLIANCE_KEY: &str = "appliance_id";
+/// The catalog's own apk signing key (private, PEM): see [`Catalog::signing_key`].
+pub(crate) const SIGNING_KEY: &str = "apk_signing_key";
 
 pub fn check_value(
     number: u32,
@@ -92,6 +94,26 @@ impl Catalog {
                 .meta_init(APPLIANCE_KEY, &uuid::Uuid::new_v4().into_bytes())?,
         };
         <[u8; 16]>::try_from(&stored[..]).map_err(|_| self.corrupt("appliance id"))
+    }
+
+    /// This catalog's package signing key: the RSA key harvested apk packages and the
+    /// patcher's apk indexes are signed with, made the first time it is asked for and kept
+    /// (its private PEM) in the catalog. Every process and host sharing the catalog signs
+    /// with the same key; two first callers racing keep the one stored first.
+    pub fn signing_key(&self) -> Result<coldpatch_apk::Key> {
+        let pem = match self.db().meta(SIGNING_KEY)? {
+            Some(k) => k,
+            None => {
+                let new = coldpatch_apk::Key::generate()
+                    .and_then(|k| k.private_pem())
+                    .map_err(|_| self.corrupt("apk signing key (it could not be made)"))?;
+                self.db().meta_init(SIGNING_KEY, new.as_bytes())?
+            }
+        };
+        std::str::from_utf8(&pem)
+            .ok()
+            .and_then(|p| coldpatch_apk::Key::from_pem(p).ok())
+            .ok_or_else(|| self.corrupt("apk signing key"))
     }
 
     /// Every version of an image with its check value (computed for records written before

@@ -21,7 +21,7 @@ use coldpatch_disk::GuestFs;
 use md5::Digest as _;
 
 use crate::tree::Tree;
-use crate::{HarvestError, Harvested, Options, Origin, Refused};
+use crate::{read, HarvestError, Harvested, Options, Origin, Refused};
 
 const STATUS: &str = "/var/lib/dpkg/status";
 /// The `.deb` member that says where the package came from (ar names hold 16 bytes).
@@ -102,20 +102,6 @@ fn stanzas(text: &str) -> Vec<Stanza<'_>> {
         out.push(Stanza { lines: cur });
     }
     out
-}
-
-/// Reads a guest file the walk recorded as a regular file, at most `max` bytes.
-fn read(fs: &mut dyn GuestFs, path: &str, max: u64) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    fs.open(path.as_bytes())
-        .map_err(|e| e.to_string())?
-        .take(max + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("{path}: {e}"))?;
-    if out.len() as u64 > max {
-        return Err(format!("{path} is larger than {max} bytes"));
-    }
-    Ok(out)
 }
 
 /// A reader that hashes what passes through it.

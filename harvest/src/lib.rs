@@ -11,16 +11,19 @@
 //! unless the caller allows it, and is reported either way. Each package file says where
 //! it came from (image, version, check value).
 //!
-//! dpkg (`dpkg.rs`, what `dpkg-repack` does) is the one format so far.
+//! dpkg (`dpkg.rs`, what `dpkg-repack` does) and apk (`apk.rs`, signed with the catalog's
+//! key).
 
+pub mod apk;
 pub mod dpkg;
 mod tree;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use coldpatch_catalog::{Catalog, CatalogError, Fingerprint};
 use coldpatch_collector::{CollectError, PackageKind};
-use coldpatch_disk::{Disk, DiskError, OpenOptions};
+use coldpatch_disk::{Disk, DiskError, GuestFs, OpenOptions};
 use serde::Serialize;
 
 /// What to harvest.
@@ -161,10 +164,33 @@ pub fn harvest(
                 refused,
             })
         }
+        Some(PackageKind::Apk) => {
+            let key = catalog.signing_key()?;
+            let (harvested, refused) = apk::harvest(fs.as_mut(), &inv, opts, &origin, &key, out)?;
+            Ok(Report {
+                origin,
+                harvested,
+                refused,
+            })
+        }
         Some(kind) => Err(refuse(format!(
-            "harvests dpkg packages only so far, not {}",
+            "harvests dpkg and apk packages, not {}",
             kind.as_str()
         ))),
         None => Err(refuse("holds no packages".to_string())),
     }
+}
+
+/// Reads a guest file the walk recorded as a regular file, at most `max` bytes.
+pub(crate) fn read(fs: &mut dyn GuestFs, path: &str, max: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    fs.open(path.as_bytes())
+        .map_err(|e| e.to_string())?
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{path}: {e}"))?;
+    if out.len() as u64 > max {
+        return Err(format!("{path} is larger than {max} bytes"));
+    }
+    Ok(out)
 }
