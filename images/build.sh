@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${COLDPATCH_IMAGE_CACHE:-$HOME/.cache/coldpatch/images}
 mkdir -p "$cache"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(debian-12-min debian-11-old rpm-sample debian-12-server lvm-xfs repo-bullseye-security)
+[ ${#names[@]} -gt 0 ] || names=(debian-12-min debian-11-old rpm-sample debian-12-server lvm-xfs repo-bullseye-security alpine)
 for n in "${names[@]}"; do
   [ -f "$here/$n.sh" ] || { echo "build.sh: no image script $n.sh" >&2; exit 2; }
   dir=$(flock "$cache/$n.lock" bash "$here/$n.sh" | tail -n 1)

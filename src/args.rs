@@ -401,6 +401,9 @@ pub struct Fix {
     /// Fix every finding of this severity or worse that has a fix
     #[arg(long, value_name = "SEVERITY")]
     pub min_severity: Option<coldpatch_vuln::Severity>,
+    /// Upgrade every installed package the repository has a newer version of
+    #[arg(long)]
+    pub all_upgradable: bool,
 }
 
 impl Fix {
@@ -410,6 +413,7 @@ impl Fix {
             advisories: self.cves.clone(),
             all_fixable: self.all_fixable,
             min_severity: self.min_severity,
+            all_upgradable: self.all_upgradable,
         }
     }
 }

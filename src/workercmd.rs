@@ -138,8 +138,8 @@ pub fn queue_apply(
     q: &QueueArgs,
     json: bool,
 ) -> Result<ExitCode> {
-    if !fix.packages.is_empty() {
-        bail!("--queue takes what to fix as --cve, --all-fixable or --min-severity, not --package");
+    if !fix.packages.is_empty() || fix.all_upgradable {
+        bail!("--queue takes what to fix as --cve, --all-fixable or --min-severity, not --package or --all-upgradable");
     }
     let policy = match (fix.all_fixable, fix.min_severity, fix.cves.is_empty()) {
         (true, None, true) => PlanPolicy::AllFixable,

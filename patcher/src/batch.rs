@@ -28,6 +28,10 @@ pub const WORK: &str = "/coldpatch";
 /// Where package files are uploaded, once per appliance.
 pub const PACKAGES: &str = "/coldpatch/packages";
 
+/// How long one chrooted command (a package tool's run) may take before it is killed:
+/// TCG is slow, and a maintainer script may wait forever.
+pub const TOOL_TIMEOUT_SECS: u32 = 1800;
+
 /// One image's work: the commands (what each does, the command) for the guest mounted at
 /// `root`, run one after another until one fails.
 pub struct Work {
@@ -62,7 +66,12 @@ pub struct Done {
 /// The script one image's lane runs (as a file: the daemon takes only short commands).
 fn script(n: usize, w: &Work) -> String {
     let how = match w.mode {
-        Mode::Chrooted { .. } => "chroot \"$r\" /bin/sh -c \"$1\"",
+        // The appliance's own timeout (coreutils), not the guest's: busybox's leaves a
+        // detached watcher in the guest that keeps its filesystem busy.
+        Mode::Chrooted { .. } => &format!(
+            "if command -v timeout >/dev/null; then timeout -k 30 {TOOL_TIMEOUT_SECS} chroot \"$r\" /bin/sh -c \"$1\"; \
+             else chroot \"$r\" /bin/sh -c \"$1\"; fi"
+        ),
         Mode::Appliance => "eval \"$1\"",
     };
     let mut s = format!(
@@ -92,7 +101,7 @@ fn script(n: usize, w: &Work) -> String {
             "for d in dev dev/pts proc sys; do bind \"/$d\" \"$r/$d\"; done\n\
              if bind \"$w/packages\" \"$r\"{pk} && mount -o remount,bind,ro \"$r\"{pk}; then\n  {runs}\n\
              else\n  echo \"the package directory could not be bound into the guest\" > \"$w/refused$n\"\nfi\n\
-             for m in \"$r\"{pk} \"$r/sys\" \"$r/proc\" \"$r/dev/pts\" \"$r/dev\"; do umount \"$m\" 2>/dev/null; done\n\
+             for m in \"$r\"{pk} \"$r/sys\" \"$r/proc\" \"$r/dev/pts\" \"$r/dev\"; do umount -R \"$m\" 2>/dev/null || umount -l \"$m\" 2>/dev/null; done\n\
              rmdir \"$r\"{pk} 2>/dev/null\n",
             pk = shell_quote(packages),
         )),
@@ -195,10 +204,14 @@ mod tests {
             commands: vec![("a test".into(), "echo 'a' && exit 3".into())],
         };
         let s = script(0, &w);
+        // Bounded by the appliance's timeout, the guest's shell chrooted.
         assert!(
-            s.contains("x() { chroot \"$r\" /bin/sh -c \"$1\"; }"),
+            s.contains(&format!(
+                "then timeout -k 30 {TOOL_TIMEOUT_SECS} chroot \"$r\" /bin/sh -c \"$1\";"
+            )),
             "{s}"
         );
+        assert!(s.contains("else chroot \"$r\" /bin/sh -c \"$1\"; fi; }"), "{s}");
         assert!(s.contains(r"'/var/cache/it'\''s'"), "{s}");
         assert!(s.contains(r"run 0 'echo '\''a'\'' && exit 3'"), "{s}");
         let a = script(

@@ -25,6 +25,7 @@ use crate::appliance::{push_log, timing};
 pub use crate::appliance::{GuestError, Notify};
 use crate::batch;
 use crate::plan::Plan;
+use crate::pm::{Install, PackageFile};
 use crate::replay::{self, ChangeSet};
 use crate::PatchError;
 
@@ -160,6 +161,7 @@ pub fn run_all(
     jobs: &[Job<'_>],
     run: &str,
     repo_root: Option<&Path>,
+    key: Option<&coldpatch_apk::Key>,
     smp: usize,
     notify: &mut Notify<'_>,
 ) -> Result<Vec<JobOutcome>, PatchError> {
@@ -253,6 +255,7 @@ pub fn run_all(
                     repo_root: repo,
                     staging: staging.path(),
                     uploaded: BTreeMap::new(),
+                    key,
                 };
                 let mut out = Out {
                     results: &mut results,
@@ -847,7 +850,7 @@ fn install_all(
             continue;
         };
         match prepare_install(s, jobs[i].image, &drive_root(i), plan, run, up, notify) {
-            Ok((pm, w)) => ready.push((i, pm, w)),
+            Ok((pm, w, files)) => ready.push((i, pm, w, files)),
             Err(e) => results[i] = Err(e),
         }
     }
@@ -862,11 +865,11 @@ fn install_all(
     );
     took(notify, None, "upload", t);
 
-    let works: Vec<&batch::Work> = ready.iter().map(|(_, _, w)| w).collect();
+    let works: Vec<&batch::Work> = ready.iter().map(|(_, _, w, _)| w).collect();
     crate::fault::during_tool(false);
     let done = batch::run(s, &works, lanes)?;
     crate::fault::during_tool(true);
-    for ((i, pm, w), d) in ready.into_iter().zip(done) {
+    for ((i, pm, w, files), d) in ready.into_iter().zip(done) {
         let image = jobs[i].image;
         push_log(&mut logs[i], &d.log);
         for p in pm.installed(&d.log) {
@@ -900,11 +903,24 @@ fn install_all(
                 w.commands.len()
             )));
         }
-        let restored = pm.restore(s, &w.root, run);
+        let inst = Install {
+            root: &w.root,
+            run,
+            files: &files,
+            key: up.key,
+        };
+        let restored = pm.restore(s, &inst);
         results[i] = r.and(restored);
     }
     Ok(())
 }
+
+/// An image ready to install: its package manager, its work, its package files.
+type Prepared<'a> = (
+    &'static dyn crate::pm::PackageManager,
+    batch::Work,
+    Vec<PackageFile<'a>>,
+);
 
 /// Where a run's package files come from and what of them is in the appliance already:
 /// file name -> the repository file uploaded under it (one name is one file for the whole
@@ -913,20 +929,21 @@ struct Staged<'a> {
     repo_root: &'a Path,
     staging: &'a Path,
     uploaded: BTreeMap<String, PathBuf>,
+    key: Option<&'a coldpatch_apk::Key>,
 }
 
 /// One image's part before the installs: its plan's package files in the appliance, its
 /// guest prepared by its package manager, and the commands that will install them with
 /// the packages bound at `/var/cache/coldpatch-<run>`.
-fn prepare_install(
+fn prepare_install<'a>(
     s: &mut Session,
     image: &str,
     root: &str,
-    plan: &Plan,
+    plan: &'a Plan,
     run: &str,
     up: &mut Staged<'_>,
     notify: &mut Notify<'_>,
-) -> Result<(&'static dyn crate::pm::PackageManager, batch::Work), GuestError> {
+) -> Result<Prepared<'a>, GuestError> {
     let pm = crate::pm::for_kind(plan.kind).ok_or_else(|| {
         refused(format!(
             "no package manager installs {} packages",
@@ -954,13 +971,23 @@ fn prepare_install(
         if first {
             crate::fault::at("upload");
         }
-        files.push((step, format!("{dir}/{name}")));
+        files.push(PackageFile {
+            step,
+            guest: format!("{dir}/{name}"),
+            host: up.staging.join(&name),
+        });
     }
     plain_dir(s, &under(root, "/var/cache"))?;
     plain_dir(s, &under(root, "/usr/sbin"))?;
     s.mkdir_p(&under(root, &dir))?;
-    pm.prepare(s, root, run)?;
-    let commands = pm.commands(s, root, &files)?;
+    let inst = Install {
+        root,
+        run,
+        files: &files,
+        key: up.key,
+    };
+    pm.prepare(s, &inst)?;
+    let commands = pm.commands(s, &inst)?;
     notify(
         Some(image),
         "uploaded",
@@ -976,6 +1003,7 @@ fn prepare_install(
             mode: batch::Mode::Chrooted { packages: dir },
             commands,
         },
+        files,
     ))
 }
 

@@ -417,6 +417,9 @@ fn verify(
                     ));
                 }
             }
+            if let Some(pm) = crate::pm::for_kind(plan.kind) {
+                wrong.extend(pm.leftovers(&inv));
+            }
             for f in &after {
                 if plan.fixes.contains_key(&f.of.advisory) {
                     wrong.push(format!(
@@ -472,6 +475,16 @@ fn in_appliances(
 ) -> Result<Vec<guest::JobOutcome>, PatchError> {
     let n = appliances.clamp(1, jobs.len().max(1));
     let per = jobs.len().div_ceil(n).max(1);
+    // apk checks signatures: its runs install from an index signed with the catalog's key.
+    let apk = jobs.iter().any(|j| {
+        matches!(j.change, Change::Packages { plan } if plan.kind == coldpatch_collector::PackageKind::Apk)
+    });
+    let key = if apk {
+        Some(catalog.signing_key()?)
+    } else {
+        None
+    };
+    let key = key.as_ref();
     // The host's CPUs shared among the appliances: each installs on as many images at
     // once as it has CPUs (`batch.rs`). A TCG appliance with two CPUs was once seen
     // hanging at boot on a busy host (cause not established); the launch watchdog in
@@ -505,8 +518,8 @@ fn in_appliances(
                             }
                         }
                     };
-                    guest::run_all(part, run_id, repo_root, smp, &mut notify)
-                        .unwrap_or_else(|e| failed(part, e.to_string()))
+                    guest::run_all(part, run_id, repo_root, key, smp, &mut notify)
+                        .unwrap_or_else(|e| failed(part, with_causes(&e)))
                 });
                 (part, h)
             })
@@ -523,6 +536,18 @@ fn in_appliances(
         return Err(e.into());
     }
     Ok(outcomes)
+}
+
+/// An error and each of its causes, for a message that stands alone.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// A repository's stored index, indexing the directory first if it is not yet.

@@ -18,7 +18,7 @@
 //! `debian-packaging` parses the relations, ordering is `vuln::version`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use coldpatch_collector::{Package, PackageKind};
 use coldpatch_disk::guestfs::Session;
@@ -26,13 +26,9 @@ use coldpatch_repo::{RepoIndex, RepoPackage};
 use coldpatch_vuln::version::compare;
 use coldpatch_vuln::Finding;
 
-use super::PackageManager;
+use super::{Install, PackageManager};
 use crate::appliance::{shell_quote, GuestError};
 use crate::plan::{Plan, Refusal, Request, Step};
-
-/// How long one dpkg run may take in the guest before it is killed (TCG is slow, and a
-/// maintainer script may wait forever).
-const DPKG_TIMEOUT_SECS: u32 = 1800;
 
 pub struct Dpkg;
 
@@ -69,9 +65,9 @@ impl PackageManager for Dpkg {
         super::debfile::decompressed(staged, out).unwrap_or(false)
     }
 
-    fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
+    fn prepare(&self, s: &mut Session, inst: &Install<'_>) -> Result<(), GuestError> {
         // No service may start in an image that is not running.
-        let (policy, saved) = policy_rc(root, run);
+        let (policy, saved) = policy_rc(inst.root, inst.run);
         if s.exists(&policy)? || s.is_symlink(&policy).unwrap_or(false) {
             s.mv(&policy, &saved)?;
         }
@@ -85,19 +81,12 @@ impl PackageManager for Dpkg {
 
     fn commands(
         &self,
-        s: &mut Session,
-        root: &str,
-        files: &[(&Step, String)],
+        _s: &mut Session,
+        inst: &Install<'_>,
     ) -> Result<Vec<(String, String)>, GuestError> {
-        let limit = if s
-            .exists(&format!("{root}/usr/bin/timeout"))
-            .unwrap_or(false)
-        {
-            format!("timeout -k 30 {DPKG_TIMEOUT_SECS} ")
-        } else {
-            String::new()
-        };
-        let mut stages: Vec<u32> = files.iter().map(|(st, _)| st.stage).collect();
+        let files = inst.files;
+        // Bounded in time by the batch (`batch::TOOL_TIMEOUT_SECS`).
+        let mut stages: Vec<u32> = files.iter().map(|f| f.step.stage).collect();
         stages.sort_unstable();
         stages.dedup();
         Ok(stages
@@ -105,14 +94,14 @@ impl PackageManager for Dpkg {
             .map(|stage| {
                 let args: Vec<String> = files
                     .iter()
-                    .filter(|(st, _)| st.stage == stage)
-                    .map(|(_, f)| shell_quote(f))
+                    .filter(|f| f.step.stage == stage)
+                    .map(|f| shell_quote(&f.guest))
                     .collect();
                 // --force-unsafe-io: no fsync per unpacked file. The overlay is thrown
                 // away if anything fails and written out once when the appliance stops.
                 let cmd = format!(
                     "cd / && DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C \
-                     PATH=/usr/sbin:/usr/bin:/sbin:/bin {limit}dpkg --force-unsafe-io \
+                     PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg --force-unsafe-io \
                      --force-confdef --force-confold -i {}",
                     args.join(" ")
                 );
@@ -130,9 +119,9 @@ impl PackageManager for Dpkg {
             .collect()
     }
 
-    fn restore(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError> {
+    fn restore(&self, s: &mut Session, inst: &Install<'_>) -> Result<(), GuestError> {
         // Leave the guest as it was, apart from the packages.
-        let (policy, saved) = policy_rc(root, run);
+        let (policy, saved) = policy_rc(inst.root, inst.run);
         s.rm_rf(&policy)?;
         if s.exists(&saved)? || s.is_symlink(&saved).unwrap_or(false) {
             s.mv(&saved, &policy)?;
@@ -287,62 +276,8 @@ pub(crate) fn plan(
 ) -> Result<Plan, Refusal> {
     let by_name: BTreeMap<&str, &Package> =
         installed.iter().map(|p| (p.name.as_str(), p)).collect();
-    // name -> (minimum version wanted (source version for advisories), reasons)
-    let mut wanted: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
-    let mut fixes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for name in &req.packages {
-        if !by_name.contains_key(name.as_str()) {
-            return Err(Refusal::NotInstalled {
-                package: name.clone(),
-            });
-        }
-        wanted
-            .entry(name.clone())
-            .or_default()
-            .1
-            .push("requested".into());
-    }
-    for f in findings {
-        let by_policy = req.all_fixable || req.min_severity.is_some_and(|s| f.severity >= s);
-        let asked = by_policy || req.advisories.iter().any(|a| f.of.names(a));
-        if !asked {
-            continue;
-        }
-        let Some(fixed) = &f.fixed else {
-            if !by_policy {
-                return Err(Refusal::NoFix {
-                    package: f.package.to_string(),
-                    arch: by_name
-                        .get(&*f.package)
-                        .map_or(String::new(), |p| p.arch.clone()),
-                    what: f.of.advisory.clone(),
-                    needs: "a fix".into(),
-                    has: "none published".into(),
-                });
-            }
-            continue;
-        };
-        let e = wanted.entry(f.package.to_string()).or_default();
-        if e.0
-            .as_ref()
-            .is_none_or(|v| compare(PackageKind::Deb, fixed, v) == Ordering::Greater)
-        {
-            e.0 = Some(fixed.clone());
-        }
-        e.1.push(f.of.advisory.clone());
-        fixes
-            .entry(f.of.advisory.clone())
-            .or_default()
-            .push(f.package.to_string());
-    }
-    for a in &req.advisories {
-        if !findings.iter().any(|f| f.of.names(a)) {
-            return Err(Refusal::Nothing(format!("{a} is not found in {image}")));
-        }
-    }
-    if wanted.is_empty() {
-        return Err(Refusal::Nothing(format!("no fixable finding in {image}")));
-    }
+    let (wanted, fixes) =
+        crate::plan::targets(PackageKind::Deb, image, installed, findings, repo, req)?;
 
     // Choose versions for the targets, then their source siblings.
     let mut chosen: BTreeMap<String, (&RepoPackage, Vec<String>)> = BTreeMap::new();
@@ -538,10 +473,6 @@ pub(crate) fn plan(
                     package: n,
                 })
                 .collect();
-            for v in fixes.values_mut() {
-                let set: BTreeSet<String> = v.drain(..).collect();
-                v.extend(set);
-            }
             return Ok(Plan {
                 kind: PackageKind::Deb,
                 image: image.to_string(),
@@ -585,6 +516,7 @@ mod tests {
             provides: Vec::new(),
             conflicts: Vec::new(),
             breaks: Vec::new(),
+            install_if: Vec::new(),
             file: Some(format!("{name}_{version}_{arch}.deb")),
             size: 1,
             sha256: None,

@@ -1,19 +1,41 @@
 //! The package managers the patcher drives, one module each, behind [`PackageManager`]:
 //! how a plan is made from the image's own package model, and how the planned package
-//! files are installed inside the appliance with the guest's own tool. dpkg (`dpkg.rs`)
-//! is the one implementation; an rpm or apk backend is a sibling module and an entry in
-//! [`for_packages`].
+//! files are installed inside the appliance with the guest's own tool: dpkg (`dpkg.rs`)
+//! and apk (`apk.rs`); an rpm backend would be a sibling module and an entry in
+//! [`for_kind`].
 
+pub mod apk;
 pub mod debfile;
 pub mod dpkg;
 
-use coldpatch_collector::{Package, PackageKind};
+use std::path::PathBuf;
+
+use coldpatch_collector::{Inventory, Package, PackageKind};
 use coldpatch_disk::guestfs::Session;
 use coldpatch_repo::RepoIndex;
 use coldpatch_vuln::Finding;
 
 use crate::appliance::GuestError;
 use crate::plan::{Plan, Refusal, Request, Step};
+
+/// A planned package file of one image's install.
+pub struct PackageFile<'a> {
+    pub step: &'a Step,
+    /// Its path inside the guest, during the run.
+    pub guest: String,
+    /// The copy on the host that was checked against the index and uploaded.
+    pub host: PathBuf,
+}
+
+/// One image's install, as its package manager sees it.
+pub struct Install<'a> {
+    /// Where the guest is mounted in the appliance (`/drive0`).
+    pub root: &'a str,
+    pub run: &'a str,
+    pub files: &'a [PackageFile<'a>],
+    /// The catalog's signing key, for tools that check signatures (apk).
+    pub key: Option<&'a coldpatch_apk::Key>,
+}
 
 pub trait PackageManager: Sync {
     /// The packages it manages.
@@ -34,18 +56,18 @@ pub trait PackageManager: Sync {
     /// The directory of the tool's database in the guest (`/var/lib/dpkg`): a replay
     /// (`replay.rs`) needs it equal on the reference and the image.
     fn database(&self) -> &'static str;
-    /// Makes the guest mounted at `root` (an appliance path: `/drive0`) safe to run the
-    /// tool in: no service can start. Undone by [`Self::restore`].
-    fn prepare(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError>;
-    /// The commands that install the planned package files (`files`: each step with its
-    /// path inside the guest), run one after another with the guest's own `/bin/sh`
-    /// chrooted into it: (what it does, command). The first failing one ends the image's
-    /// change. Nothing a command prints decides success (the native read-back does).
+    /// Makes the guest mounted at `inst.root` (an appliance path: `/drive0`) safe to run
+    /// the tool in (no service can start) and ready to install from. Undone by
+    /// [`Self::restore`].
+    fn prepare(&self, s: &mut Session, inst: &Install<'_>) -> Result<(), GuestError>;
+    /// The commands that install the planned package files, run one after another with
+    /// the guest's own `/bin/sh` chrooted into it: (what it does, command). The first
+    /// failing one ends the image's change. Nothing a command prints decides success (the
+    /// native read-back does).
     fn commands(
         &self,
         s: &mut Session,
-        root: &str,
-        files: &[(&Step, String)],
+        inst: &Install<'_>,
     ) -> Result<Vec<(String, String)>, GuestError>;
     /// Writes a package file as the appliance should get it to `out`, from `staged` (the
     /// copy already checked against the index); `false`: upload `staged` itself.
@@ -55,7 +77,12 @@ pub trait PackageManager: Sync {
     /// The packages the tool's output says it set up (progress events only).
     fn installed<'a>(&self, output: &'a str) -> Vec<&'a str>;
     /// Puts back what [`Self::prepare`] changed.
-    fn restore(&self, s: &mut Session, root: &str, run: &str) -> Result<(), GuestError>;
+    fn restore(&self, s: &mut Session, inst: &Install<'_>) -> Result<(), GuestError>;
+    /// What the run left in the image that it must not have (read natively afterwards):
+    /// each a reason the change is not verified.
+    fn leftovers(&self, _inv: &Inventory) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Plans the upgrade of one image with its package manager.
@@ -72,9 +99,11 @@ pub fn plan(
 /// The package manager for packages of a kind, if the patcher drives one.
 pub fn for_kind(kind: PackageKind) -> Option<&'static dyn PackageManager> {
     static DPKG: dpkg::Dpkg = dpkg::Dpkg;
+    static APK: apk::Apk = apk::Apk;
     match kind {
         PackageKind::Deb => Some(&DPKG),
-        PackageKind::Rpm | PackageKind::Apk => None,
+        PackageKind::Apk => Some(&APK),
+        PackageKind::Rpm => None,
     }
 }
 
