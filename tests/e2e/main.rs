@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use util::image_dir;
 use util::pg::Kind;
 
+mod alpine;
 mod apply;
 mod harvest;
 mod patch;
