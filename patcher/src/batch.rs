@@ -211,7 +211,10 @@ mod tests {
             )),
             "{s}"
         );
-        assert!(s.contains("else chroot \"$r\" /bin/sh -c \"$1\"; fi; }"), "{s}");
+        assert!(
+            s.contains("else chroot \"$r\" /bin/sh -c \"$1\"; fi; }"),
+            "{s}"
+        );
         assert!(s.contains(r"'/var/cache/it'\''s'"), "{s}");
         assert!(s.contains(r"run 0 'echo '\''a'\'' && exit 3'"), "{s}");
         let a = script(
