@@ -9,7 +9,6 @@
 //! changed in the source image is refused by name.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -69,25 +68,9 @@ fn paths_of(stanza: &str) -> Vec<String> {
     out
 }
 
-/// A path as the filesystem has it: type, mode, owner, content or target.
+/// A path as the filesystem has it, or "missing".
 fn lstat(root: &Path, rel: &str) -> String {
-    let p = root.join(rel);
-    let Ok(m) = std::fs::symlink_metadata(&p) else {
-        return "missing".into();
-    };
-    let what = if m.file_type().is_symlink() {
-        format!("-> {}", std::fs::read_link(&p).expect("link").display())
-    } else if m.is_dir() {
-        "dir".into()
-    } else {
-        coldpatch_disk::hash::sha256_file(&p).expect("hash")
-    };
-    let mode = if m.file_type().is_symlink() {
-        0
-    } else {
-        m.permissions().mode() & 0o7777
-    };
-    format!("{mode:o} {}:{} {what}", m.uid(), m.gid())
+    crate::lstat(&root.join(rel)).unwrap_or_else(|| "missing".into())
 }
 
 #[test]

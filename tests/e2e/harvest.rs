@@ -6,7 +6,6 @@
 //! was changed in the image is refused by name.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,26 +46,15 @@ fn entries(root: &Path) -> BTreeMap<String, String> {
     while let Some(d) = todo.pop() {
         for e in std::fs::read_dir(&d).expect("read_dir") {
             let p = e.expect("entry").path();
-            let m = std::fs::symlink_metadata(&p).expect("lstat");
-            let what = if m.file_type().is_symlink() {
-                format!("-> {}", std::fs::read_link(&p).expect("link").display())
-            } else if m.is_dir() {
+            if std::fs::symlink_metadata(&p).expect("lstat").is_dir() {
                 todo.push(p.clone());
-                "dir".to_string()
-            } else {
-                coldpatch_disk::hash::sha256_file(&p).expect("hash")
-            };
-            let mode = if m.file_type().is_symlink() {
-                0
-            } else {
-                m.permissions().mode() & 0o7777
-            };
+            }
             let rel = p
                 .strip_prefix(root)
                 .expect("under root")
                 .display()
                 .to_string();
-            out.insert(rel, format!("{mode:o} {}:{} {what}", m.uid(), m.gid()));
+            out.insert(rel, crate::lstat(&p).expect("lstat"));
         }
     }
     out

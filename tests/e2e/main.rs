@@ -74,6 +74,26 @@ macro_rules! on_both {
 pub(crate) use on_both;
 
 /// A path as a command argument.
+/// A path as the host's filesystem has it: mode, owner, and the content's SHA-256, a
+/// symlink's target or "dir"; `None` if it is not there.
+fn lstat(p: &Path) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::symlink_metadata(p).ok()?;
+    let what = if m.file_type().is_symlink() {
+        format!("-> {}", std::fs::read_link(p).ok()?.display())
+    } else if m.is_dir() {
+        "dir".to_string()
+    } else {
+        coldpatch_disk::hash::sha256_file(p).ok()?
+    };
+    let mode = if m.file_type().is_symlink() {
+        0
+    } else {
+        m.permissions().mode() & 0o7777
+    };
+    Some(format!("{mode:o} {}:{} {what}", m.uid(), m.gid()))
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf8")
 }
