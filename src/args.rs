@@ -65,8 +65,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the images in the catalog
+    /// List the images in the catalog, with their names and labels
     Images {
+        #[command(flatten)]
+        labels: Labels,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name and label images: `coldpatch label IMAGE... env=prod owner=web`. An argument
+    /// with '=' and no '/' before it is a label (write ./a=b.qcow2 for such a file)
+    Label {
+        /// Image paths, ids or names, then key=value labels to set
+        #[arg(required = true, value_name = "IMAGE|KEY=VALUE")]
+        args: Vec<String>,
+        /// Remove this label (repeatable)
+        #[arg(long = "unlabel", value_name = "KEY")]
+        unlabel: Vec<String>,
+        /// Give the image this display name (one image only)
+        #[arg(long, value_name = "NAME", conflicts_with = "clear_name")]
+        name: Option<String>,
+        /// Go back to the file name as the display name
+        #[arg(long)]
+        clear_name: bool,
         #[arg(long)]
         json: bool,
     },
@@ -111,6 +131,8 @@ pub enum Command {
         /// Every version of each image, not only the current one
         #[arg(long)]
         all_versions: bool,
+        #[command(flatten)]
+        labels: Labels,
         #[arg(long)]
         json: bool,
     },
@@ -118,6 +140,8 @@ pub enum Command {
     Affected {
         #[arg(value_name = "ID")]
         id: String,
+        #[command(flatten)]
+        labels: Labels,
         #[arg(long)]
         json: bool,
     },
@@ -373,9 +397,11 @@ pub enum FeedCommand {
 /// Which images and versions a fleet query reads, and how it answers.
 #[derive(clap::Args)]
 pub struct Select {
-    /// Only this image (path or id)
+    /// Only this image (path, id or name)
     #[arg(long)]
     pub image: Option<String>,
+    #[command(flatten)]
+    pub labels: Labels,
     /// Every version of each image, not only the current one
     #[arg(long)]
     pub all_versions: bool,
@@ -426,6 +452,15 @@ pub struct Batch {
     pub appliances: u16,
 }
 
+/// A label selector.
+#[derive(clap::Args, Default)]
+pub struct Labels {
+    /// Only images with these labels: key=value, key!=value, key, !key, comma-separated
+    /// or repeated (all must hold)
+    #[arg(long = "label", value_name = "SELECTOR")]
+    pub label: Vec<String>,
+}
+
 /// Queue a run for the workers of a shared catalog instead of running it here.
 #[derive(clap::Args)]
 pub struct QueueArgs {
@@ -451,9 +486,11 @@ pub enum PatchCommand {
     /// Upgrade images offline on a qcow2 overlay (one appliance for all), verify, and
     /// record each as the image's next version
     Apply {
-        /// Image paths or ids
-        #[arg(required = true, value_name = "IMAGE")]
+        /// Image paths, ids or names
+        #[arg(required_unless_present = "label", value_name = "IMAGE")]
         images: Vec<String>,
+        #[command(flatten)]
+        labels: Labels,
         #[command(flatten)]
         fix: Fix,
         #[command(flatten)]

@@ -14,7 +14,8 @@ use coldpatch_disk::OpenOptions;
 use crate::args::{CatalogCommand, Cli, Command, FeedCommand, PatchCommand, RepoCommand};
 use crate::keys::{image_key, keys, versions};
 use crate::{
-    catalogcmd, inventorycmd, output, patchcmd, repocmd, tokencmd, versioncmd, vulncmd, workercmd,
+    catalogcmd, inventorycmd, labelcmd, output, patchcmd, repocmd, tokencmd, versioncmd, vulncmd,
+    workercmd,
 };
 
 /// The catalog could not be opened at all (exit 2): its location, server, login or schema.
@@ -192,11 +193,12 @@ pub fn run() -> Result<ExitCode> {
             only_fixable,
             max_feed_age,
             all_versions,
+            labels,
             json,
         } => vulncmd::scan(
             &catalog,
             vulncmd::ScanArgs {
-                images: images.iter().map(|i| image_key(i)).collect(),
+                scope: crate::keys::scope(&images, &labels)?,
                 json,
                 only_fixable,
                 fail_on,
@@ -204,7 +206,9 @@ pub fn run() -> Result<ExitCode> {
                 versions: versions(all_versions),
             },
         ),
-        Command::Affected { id, json } => vulncmd::affected(&catalog, &id, json),
+        Command::Affected { id, labels, json } => {
+            vulncmd::affected(&catalog, &id, &crate::keys::scope(&[], &labels)?, json)
+        }
         Command::Patch { command } => match command {
             PatchCommand::Plan { image, fix, json } => patchcmd::plan_cmd(
                 &catalog,
@@ -215,16 +219,19 @@ pub fn run() -> Result<ExitCode> {
             ),
             PatchCommand::Apply {
                 images,
+                labels,
                 fix,
                 queue,
                 no_replay,
                 json,
                 ..
             } if queue.queue => {
+                let images = crate::keys::labelled_keys(&catalog, &images, &labels)?;
                 workercmd::queue_apply(catalog, &images, &fix, no_replay, &queue, json)
             }
             PatchCommand::Apply {
                 images,
+                labels,
                 fix,
                 batch,
                 no_replay,
@@ -232,7 +239,7 @@ pub fn run() -> Result<ExitCode> {
                 ..
             } => patchcmd::apply(
                 &catalog,
-                &keys(&catalog, &images),
+                &crate::keys::labelled_keys(&catalog, &images, &labels)?,
                 &coldpatch_patcher::Ask::Packages {
                     req: &fix.request(),
                     repo_root: &fix.repo,
@@ -320,9 +327,17 @@ pub fn run() -> Result<ExitCode> {
             format,
             output,
         } => vulncmd::sbom(&catalog, &image_key(&image), format, output.as_deref()),
-        Command::Images { json } => {
-            inventorycmd::images(&catalog, json).map(|()| ExitCode::SUCCESS)
+        Command::Images { labels, json } => {
+            inventorycmd::images(&catalog, &crate::keys::scope(&[], &labels)?, json)
+                .map(|()| ExitCode::SUCCESS)
         }
+        Command::Label {
+            args,
+            unlabel,
+            name,
+            clear_name,
+            json,
+        } => labelcmd::label(&catalog, &args, &unlabel, name, clear_name, json),
         Command::Show { image, json } => {
             inventorycmd::show(&catalog, &image_key(&image), json).map(|()| ExitCode::SUCCESS)
         }

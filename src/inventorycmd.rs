@@ -10,7 +10,7 @@ use coldpatch_catalog::Catalog;
 use coldpatch_collector::CollectOptions;
 
 use crate::args::Select;
-use crate::keys::{image_key, shown, versions};
+use crate::keys::{shown, versions};
 use crate::output::{self, bytes, table};
 
 #[derive(serde::Serialize)]
@@ -126,8 +126,11 @@ fn collect_one(
     })?)
 }
 
-pub fn images(catalog: &Catalog, json: bool) -> Result<()> {
-    let imgs = catalog.images()?;
+pub fn images(catalog: &Catalog, scope: &coldpatch_catalog::Scope, json: bool) -> Result<()> {
+    let imgs = catalog.scoped(scope)?;
+    let names = catalog.names()?;
+    let tags = catalog.tags()?;
+    let none = std::collections::BTreeMap::new();
     let ids: Vec<u64> = imgs.iter().filter_map(|i| i.current_scan).collect();
     let mut scans: std::collections::HashMap<u64, coldpatch_catalog::ScanRecord> = catalog
         .scans(&ids)?
@@ -138,9 +141,13 @@ pub fn images(catalog: &Catalog, json: bool) -> Result<()> {
     let mut out = Vec::new();
     for i in &imgs {
         let scan = i.current_scan.and_then(|s| scans.remove(&s));
+        let labels = tags.get(&i.id).map_or(&none, |t| &t.labels);
+        let name = names.get(&i.id).cloned().unwrap_or_default();
         rows.push(vec![
             i.id.to_string(),
+            name.clone(),
             i.path.clone(),
+            crate::labelcmd::cell(labels),
             i.format.clone(),
             scan.as_ref().and_then(|s| s.os.clone()).unwrap_or_default(),
             scan.as_ref()
@@ -153,14 +160,14 @@ pub fn images(catalog: &Catalog, json: bool) -> Result<()> {
                 .map(|s| output::time(s.time))
                 .unwrap_or_default(),
         ]);
-        out.push(serde_json::json!({ "image": i, "scan": scan }));
+        out.push(serde_json::json!({ "image": i, "name": name, "labels": labels, "scan": scan }));
     }
     if json {
         output::json(&out)
     } else {
         table(
             &[
-                "ID", "IMAGE", "FORMAT", "OS", "PACKAGES", "FILES", "SCANNED",
+                "ID", "NAME", "IMAGE", "LABELS", "FORMAT", "OS", "PACKAGES", "FILES", "SCANNED",
             ],
             &rows,
         )
@@ -316,6 +323,11 @@ pub fn show(catalog: &Catalog, key: &str, json: bool) -> Result<()> {
     table(&["  SCAN", "TIME", "DURATION", "DETAIL", "READ"], &rows)
 }
 
+/// The images `--image` and `--label` name.
+fn select_scope(select: &Select) -> Result<coldpatch_catalog::Scope> {
+    crate::keys::scope(select.image.as_slice(), &select.labels)
+}
+
 /// `coldpatch packages`: packages across the fleet.
 pub fn packages(
     catalog: &Catalog,
@@ -324,8 +336,12 @@ pub fn packages(
     older_than: Option<&str>,
 ) -> Result<ExitCode> {
     let all_versions = select.all_versions;
-    let image = select.image.as_deref().map(image_key);
-    let hits = catalog.packages(image.as_deref(), versions(all_versions), name, older_than)?;
+    let hits = catalog.packages(
+        &select_scope(select)?,
+        versions(all_versions),
+        name,
+        older_than,
+    )?;
     output::list(
         select.json,
         &hits,
@@ -353,8 +369,7 @@ pub fn files(
     sha256: Option<&str>,
 ) -> Result<ExitCode> {
     let all_versions = select.all_versions;
-    let image = select.image.as_deref().map(image_key);
-    let hits = catalog.files(image.as_deref(), versions(all_versions), path, sha256)?;
+    let hits = catalog.files(&select_scope(select)?, versions(all_versions), path, sha256)?;
     output::list(
         select.json,
         &hits,

@@ -39,3 +39,41 @@ pub fn keys(catalog: &Catalog, images: &[String]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The images named (none: every image) that a `--label` selector picks.
+pub fn scope(
+    images: &[String],
+    labels: &crate::args::Labels,
+) -> anyhow::Result<coldpatch_catalog::Scope> {
+    let keys: Vec<String> = images.iter().map(|i| image_key(i)).collect();
+    let mut scope = coldpatch_catalog::Scope::images(&keys);
+    if !labels.label.is_empty() {
+        scope = scope.labelled(coldpatch_catalog::Selector::parse_all(&labels.label)?);
+    }
+    Ok(scope)
+}
+
+/// Image arguments and a `--label` selector as the catalog's image paths. Without a
+/// selector, as [`keys`]; with one, the images it picks (of those named, if any), and
+/// an error if it picks none, so that a selector never means "every image".
+pub fn labelled_keys(
+    catalog: &Catalog,
+    images: &[String],
+    labels: &crate::args::Labels,
+) -> anyhow::Result<Vec<String>> {
+    if labels.label.is_empty() {
+        return Ok(keys(catalog, images));
+    }
+    let picked: Vec<String> = catalog
+        .scoped(&scope(images, labels)?)?
+        .into_iter()
+        .map(|i| i.path)
+        .collect();
+    if picked.is_empty() {
+        anyhow::bail!(
+            "no image matches --label {}",
+            labels.label.join(" --label ")
+        );
+    }
+    Ok(picked)
+}

@@ -6,6 +6,7 @@ mod catalogcmd;
 mod cli;
 mod inventorycmd;
 mod keys;
+mod labelcmd;
 mod output;
 mod patchcmd;
 mod repocmd;

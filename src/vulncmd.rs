@@ -113,7 +113,7 @@ fn warn_unmatched(i: &ImageFindings) {
 }
 
 pub struct ScanArgs {
-    pub images: Vec<String>,
+    pub scope: coldpatch_catalog::Scope,
     pub json: bool,
     pub only_fixable: bool,
     pub fail_on: Option<Severity>,
@@ -132,7 +132,7 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
         write!(out, "{{\"images\": [")?;
     }
     let all = a.versions == coldpatch_catalog::Versions::All;
-    let summary = catalog.scan_each(&a.images, a.versions, |mut i| {
+    let summary = catalog.scan_each(&a.scope, a.versions, |mut i| {
         warn_unmatched(&i);
         if a.only_fixable {
             i.findings.retain(|f| f.fixed.is_some());
@@ -203,7 +203,12 @@ pub fn scan(catalog: &Catalog, a: ScanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
+pub fn affected(
+    catalog: &Catalog,
+    id: &str,
+    scope: &coldpatch_catalog::Scope,
+    json: bool,
+) -> Result<ExitCode> {
     warn_feeds(&catalog.feeds()?, Duration::MAX);
     #[derive(serde::Serialize)]
     struct Hit {
@@ -217,7 +222,7 @@ pub fn affected(catalog: &Catalog, id: &str, json: bool) -> Result<ExitCode> {
     // Streamed: only the findings of this advisory are kept, not the fleet's; images
     // that carry none of its packages are not read where the catalog has indexes.
     let mut hits = Vec::new();
-    catalog.affected(id, |i| {
+    catalog.affected(id, scope, |i| {
         warn_unmatched(&i);
         for f in &i.findings {
             if f.of.names(id) {

@@ -296,11 +296,15 @@ fn measure(dir: &std::path::Path) {
     let catalog = Catalog::open(dir).expect("catalog");
     let (mut images, mut findings) = (0usize, 0usize);
     let summary = catalog
-        .scan_each(&[], coldpatch_catalog::Versions::Current, |i| {
-            images += 1;
-            findings += i.findings.len();
-            Ok(())
-        })
+        .scan_each(
+            &coldpatch_catalog::Scope::all(),
+            coldpatch_catalog::Versions::Current,
+            |i| {
+                images += 1;
+                findings += i.findings.len();
+                Ok(())
+            },
+        )
         .expect("scan");
     let secs = t.elapsed().as_secs_f64();
     println!(

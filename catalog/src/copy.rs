@@ -25,6 +25,8 @@ pub struct Counts {
     pub repos: usize,
     pub tokens: usize,
     pub schedules: usize,
+    /// Images with a name or labels.
+    pub labelled: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +62,7 @@ impl Catalog {
         counts.repos = db.repo_roots()?.len();
         counts.tokens = db.tokens()?.len();
         counts.schedules = db.schedules()?.len();
+        counts.labelled = db.tags()?.len();
         Ok(Info {
             catalog: self.describe().to_string(),
             backend: db.kind(),
@@ -117,6 +120,10 @@ impl Catalog {
             dst.put_image(img, Expect::Any)?;
             n.images += 1;
             n.versions += img.versions.len();
+        }
+        for t in from.tags()? {
+            dst.replace_tags(&t, None)?;
+            n.labelled += 1;
         }
         let mut runs = from.runs()?;
         runs.reverse();

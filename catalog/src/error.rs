@@ -82,6 +82,10 @@ pub enum CatalogError {
     NoVersion { image: String, version: u32 },
     #[error("{0}: the current version has no earlier version to return to")]
     NoParent(String),
+    #[error("invalid label or name {label:?}: {why}")]
+    Label { label: String, why: String },
+    #[error("the name {name:?} is taken by {image}")]
+    NameTaken { name: String, image: String },
     #[error("invalid path pattern {pattern:?}")]
     Pattern {
         pattern: String,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::clock::now;
 use crate::error::Result;
+use crate::labels::Scope;
 use crate::model::{ImageRecord, Versions};
 use crate::store::Catalog;
 use coldpatch_vuln::{Advisory, FeedData, Finding, Index, Rejected};
@@ -174,7 +175,7 @@ impl Catalog {
     /// [`Catalog::scan_each`].
     pub fn scan_images(&self, only: &[String]) -> Result<ScanReport> {
         let mut images = Vec::new();
-        let summary = self.scan_each(only, Versions::Current, |i| {
+        let summary = self.scan_each(&Scope::images(only), Versions::Current, |i| {
             images.push(i);
             Ok(())
         })?;
@@ -189,31 +190,23 @@ impl Catalog {
     /// catalog order, so memory holds one batch of results, not the fleet's.
     pub fn scan_each(
         &self,
-        only: &[String],
+        scope: &Scope,
         versions: Versions,
         sink: impl FnMut(ImageFindings) -> Result<()>,
     ) -> Result<ScanSummary> {
-        self.scan_with(&self.advisory_index()?, only, versions, sink)
+        self.scan_with(&self.advisory_index()?, scope, versions, sink)
     }
 
     /// [`Catalog::scan_each`] against an index the caller already loaded (and keeps).
     pub fn scan_with(
         &self,
         index: &Index,
-        only: &[String],
+        scope: &Scope,
         versions: Versions,
         mut sink: impl FnMut(ImageFindings) -> Result<()>,
     ) -> Result<ScanSummary> {
         const BATCH: usize = 256;
-        let selected: Vec<(ImageRecord, u32, u64)> = if only.is_empty() {
-            self.selection(None, versions)?
-        } else {
-            let mut v = Vec::new();
-            for k in only {
-                v.extend(self.selection(Some(k), versions)?);
-            }
-            v
-        };
+        let selected = self.selection(scope, versions)?;
         for batch in selected.chunks(BATCH) {
             let ids: Vec<u64> = batch.iter().map(|s| s.2).collect();
             let views = self.match_views(&ids)?;
@@ -241,6 +234,7 @@ impl Catalog {
     pub fn affected(
         &self,
         id: &str,
+        scope: &Scope,
         mut sink: impl FnMut(ImageFindings) -> Result<()>,
     ) -> Result<()> {
         const BATCH: usize = 256;
@@ -276,7 +270,7 @@ impl Catalog {
         for (feed, list) in by_feed {
             index.add_feed(&feed, list);
         }
-        let mut selected = self.selection(None, Versions::Current)?;
+        let mut selected = self.selection(scope, Versions::Current)?;
         let scans: Vec<u64> = selected.iter().map(|s| s.2).collect();
         if let Some(holding) = self.db().scans_with_packages(&names, &scans)? {
             let holding: std::collections::HashSet<u64> = holding.into_iter().collect();

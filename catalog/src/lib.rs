@@ -20,6 +20,7 @@ pub mod diff;
 pub mod error;
 pub mod feeds;
 pub mod ingest;
+pub mod labels;
 pub mod location;
 pub mod model;
 pub mod queue;
@@ -37,6 +38,7 @@ pub use access::{Role, TokenRecord};
 pub use backend::SCHEMA_VERSION;
 pub use error::{CatalogError, Result};
 pub use feeds::{FeedRecord, ImageFindings, ImportReport, ScanReport, ScanSummary};
+pub use labels::{ImageTags, Relabel, Scope, Selector};
 pub use location::Location;
 pub use model::{
     FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord, VersionRecord, Versions,

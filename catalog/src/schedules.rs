@@ -36,6 +36,9 @@ pub struct Schedule {
     pub cron: String,
     /// Image paths; empty: every image in the catalog when it fires.
     pub images: Vec<String>,
+    /// Of those, only the images this label selector picks when it fires (`labels.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
     pub action: Action,
     pub enabled: bool,
     pub created: u64,

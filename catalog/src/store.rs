@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::backend::{self, Backend, Expect, NewScan, Written};
 use crate::clock::now;
 use crate::error::{CatalogError, Result};
+use crate::labels::Scope;
 use crate::location::Location;
 use crate::model::{
     FileHit, Fingerprint, ImageRecord, PackageHit, ScanOptions, ScanRecord, Versions,
@@ -121,17 +122,27 @@ impl Catalog {
         self.db().next_id(counter)
     }
 
-    /// The image a key names: its path, else its id.
+    /// The image a key names: its path, else its id, else its display name (names never
+    /// start with '/', so an absolute path that is not in the catalog is never looked up
+    /// as one, and a new image costs no reading of the fleet).
     pub fn image(&self, key: &str) -> Result<ImageRecord> {
+        let missing = || CatalogError::NoImage(key.to_string());
         let id = match self.db().image_id(key)? {
             Some(id) => id,
-            None => key
-                .parse::<u64>()
-                .map_err(|_| CatalogError::NoImage(key.to_string()))?,
+            None => match key.parse::<u64>() {
+                Ok(id) => id,
+                Err(_) if !key.starts_with('/') => {
+                    let images = self.db().images()?;
+                    let names = crate::labels::display_names(&images, &self.tags()?);
+                    return images
+                        .into_iter()
+                        .find(|i| names.get(&i.id).is_some_and(|n| n == key))
+                        .ok_or_else(missing);
+                }
+                Err(_) => return Err(missing()),
+            },
         };
-        self.db()
-            .image(id)?
-            .ok_or_else(|| CatalogError::NoImage(key.to_string()))
+        self.db().image(id)?.ok_or_else(missing)
     }
 
     /// Every image, by path.
@@ -327,17 +338,14 @@ impl Catalog {
         })
     }
 
-    /// The (image, version, scan) triples a query reads: every image or the named one,
-    /// at its current version or at all of them.
+    /// The (image, version, scan) triples a query reads: the images of a scope, at their
+    /// current version or at all of them.
     pub fn selection(
         &self,
-        only: Option<&str>,
+        scope: &Scope,
         versions: Versions,
     ) -> Result<Vec<(ImageRecord, u32, u64)>> {
-        let images = match only {
-            Some(k) => vec![self.image(k)?],
-            None => self.images()?,
-        };
+        let images = self.scoped(scope)?;
         let mut out = Vec::new();
         for img in images {
             match versions {
@@ -363,12 +371,12 @@ impl Catalog {
     /// each package's own ecosystem rules).
     pub fn packages(
         &self,
-        image: Option<&str>,
+        scope: &Scope,
         versions: Versions,
         name: Option<&str>,
         older_than: Option<&str>,
     ) -> Result<Vec<PackageHit>> {
-        let selected = self.selection(image, versions)?;
+        let selected = self.selection(scope, versions)?;
         let older = |p: &coldpatch_collector::Package| {
             older_than.is_none_or(|v| {
                 crate::version::compare(p.kind, &p.full_version(), v) == std::cmp::Ordering::Less
@@ -428,7 +436,7 @@ impl Catalog {
     /// Files across the fleet by path glob and/or SHA-256.
     pub fn files(
         &self,
-        image: Option<&str>,
+        scope: &Scope,
         versions: Versions,
         path_glob: Option<&str>,
         sha256: Option<&str>,
@@ -447,7 +455,7 @@ impl Catalog {
             None => None,
         };
         let sha = sha256.map(str::to_ascii_lowercase);
-        let mut selected = self.selection(image, versions)?;
+        let mut selected = self.selection(scope, versions)?;
         // With an index, only the scans that hold the content are read.
         if let Some(bytes) = sha.as_deref().and_then(crate::versions::parse_check) {
             let scans: Vec<u64> = selected.iter().map(|s| s.2).collect();
@@ -492,6 +500,27 @@ impl Catalog {
     }
 
     /// The records of several scans at once, in the order asked.
+    /// The history of these images: every scan of each, as (time, scan id) oldest first,
+    /// by image id (scan records read in batches).
+    pub fn scan_history(&self, images: &[ImageRecord]) -> Result<HashMap<u64, Vec<(u64, u64)>>> {
+        let mut ids = Vec::new();
+        let mut owner = Vec::new();
+        for img in images {
+            for s in self.db().scan_ids(img.id)? {
+                ids.push(s);
+                owner.push(img.id);
+            }
+        }
+        let mut out: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+        for (rec, img) in self.scans(&ids)?.into_iter().zip(owner) {
+            out.entry(img).or_default().push((rec.time, rec.id));
+        }
+        for v in out.values_mut() {
+            v.sort_unstable();
+        }
+        Ok(out)
+    }
+
     pub fn scans(&self, ids: &[u64]) -> Result<Vec<ScanRecord>> {
         ids.iter()
             .zip(self.db().scans_many(ids)?)

@@ -92,10 +92,30 @@ pub fn due(s: &Schedule, now: u64) -> Result<Option<u64>> {
 
 /// What a schedule queues when it fires.
 pub fn spec(catalog: &Catalog, s: &Schedule) -> Result<JobSpec> {
-    let images = if s.images.is_empty() {
-        catalog.images()?.into_iter().map(|i| i.path).collect()
-    } else {
-        s.images.clone()
+    // Named images need not be collected yet (a collect schedule collects them); a
+    // label selector, read when it fires (an image labelled since is in this run), keeps
+    // those of the catalog's images it picks.
+    let images = match &s.labels {
+        None if s.images.is_empty() => catalog.images()?.into_iter().map(|i| i.path).collect(),
+        None => s.images.clone(),
+        Some(sel) => {
+            let picked: std::collections::HashSet<String> = catalog
+                .scoped(&coldpatch_catalog::Scope::all().labelled(sel.parse()?))?
+                .into_iter()
+                .map(|i| i.path)
+                .collect();
+            if s.images.is_empty() {
+                let mut v: Vec<String> = picked.into_iter().collect();
+                v.sort();
+                v
+            } else {
+                s.images
+                    .iter()
+                    .filter(|i| picked.contains(*i))
+                    .cloned()
+                    .collect()
+            }
+        }
     };
     Ok(match &s.action {
         Action::Collect => JobSpec::Collect {

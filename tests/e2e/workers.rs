@@ -438,6 +438,7 @@ fn workers_wait_out_a_database_restart_and_two_schedulers_fire_once() {
             action: coldpatch_catalog::Action::Collect,
             enabled: true,
             created: now - 120,
+            labels: None,
             last_fired: None,
             last_run: None,
         })

@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use std::path::Path;
 
-use coldpatch_catalog::{Role, Versions};
+use coldpatch_catalog::{Role, Scope, Selector, Versions};
 use coldpatch_vuln::Severity;
 use serde::{Deserialize, Serialize};
 
@@ -57,17 +57,20 @@ macro_rules! routes {
 routes! {
     get "/health" none [] false => health, "Liveness: no authentication";
     get "/openapi.json" Viewer [] false => openapi_doc, "This document";
-    get "/images" Viewer ["q", "os", "vulnerable", "min_severity", "limit", "offset"] false => images, "Images, with their current version's summary";
+    get "/images" Viewer ["q", "os", "vulnerable", "min_severity", "label", "fixable", "sort", "order", "limit", "offset"] false => images, "Images, with their current version's summary: filtered, sorted and paged";
     get "/images/{id}" Viewer [] false => image, "One image: record, versions, summary";
+    put "/images/{id}/labels" Operator [] true => image_labels, "Set and remove an image's labels and display name; answers its name and labels";
+    get "/groups" Viewer ["by"] false => groups, "The fleet's exposure grouped by one label's value";
+    get "/trend" Viewer [] false => trend, "Findings over time, one point per day, by severity";
     get "/images/{id}/packages" Viewer ["q", "limit", "offset"] false => image_packages, "Packages of an image's current version";
     get "/images/{id}/files" Viewer ["q", "path", "limit", "offset"] false => image_files, "Files of an image's current version";
     get "/images/{id}/findings" Viewer ["min_severity", "fixable", "limit", "offset"] false => image_findings, "Findings of an image's current version";
     get "/images/{id}/versions" Viewer [] false => image_versions, "Versions of an image with their findings counts";
-    get "/packages" Viewer ["name", "older_than", "limit", "offset"] false => packages, "Packages across the fleet";
-    get "/files" Viewer ["path", "sha256", "limit", "offset"] false => files, "Files across the fleet by path glob or SHA-256";
+    get "/packages" Viewer ["name", "older_than", "label", "limit", "offset"] false => packages, "Packages across the fleet";
+    get "/files" Viewer ["path", "sha256", "label", "limit", "offset"] false => files, "Files across the fleet by path glob or SHA-256";
     get "/advisories" Viewer ["q", "min_severity", "limit", "offset"] false => advisories, "Advisories that hit the fleet";
     get "/advisories/{id}" Viewer [] false => advisory, "One advisory and the images it hits";
-    get "/affected/{cve}" Viewer ["limit", "offset"] false => affected, "Images affected by an advisory or CVE";
+    get "/affected/{cve}" Viewer ["label", "limit", "offset"] false => affected, "Images affected by an advisory or CVE";
     get "/shared" Viewer ["images"] false => shared, "Content the images share";
     get "/feeds" Viewer ["limit", "offset"] false => feeds, "Imported feeds";
     post "/feeds" Admin ["name", "format"] true => feed_upload, "Import a feed file (OSV record or zip, Debian tracker JSON, Alpine secdb)";
@@ -165,9 +168,12 @@ async fn image_files(
 ) -> ApiResult<Reply> {
     blocking(move || {
         let img = image_id(&st, &id)?;
-        let hits = st
-            .catalog
-            .files(Some(&img.path), Versions::Current, q.path.as_deref(), None)?;
+        let hits = st.catalog.files(
+            &Scope::image(Some(&img.path)),
+            Versions::Current,
+            q.path.as_deref(),
+            None,
+        )?;
         let list: Vec<_> = hits
             .into_iter()
             .map(|h| h.file)
@@ -231,6 +237,7 @@ async fn image_versions(st: St, _: Caller, id: web::Path<String>) -> ApiResult<R
 struct PackagesQ {
     name: Option<String>,
     older_than: Option<String>,
+    label: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -238,7 +245,7 @@ struct PackagesQ {
 async fn packages(st: St, _: Caller, q: web::Query<PackagesQ>) -> ApiResult<Reply> {
     blocking(move || {
         let hits = st.catalog.packages(
-            None,
+            &labelled(q.label.as_deref())?,
             Versions::Current,
             q.name.as_deref(),
             q.older_than.as_deref(),
@@ -253,6 +260,7 @@ async fn packages(st: St, _: Caller, q: web::Query<PackagesQ>) -> ApiResult<Repl
 struct FilesQ {
     path: Option<String>,
     sha256: Option<String>,
+    label: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -265,7 +273,7 @@ async fn files(st: St, _: Caller, q: web::Query<FilesQ>) -> ApiResult<Reply> {
     }
     blocking(move || {
         let hits = st.catalog.files(
-            None,
+            &labelled(q.label.as_deref())?,
             Versions::Current,
             q.path.as_deref(),
             q.sha256.as_deref(),
@@ -332,14 +340,108 @@ async fn advisory(st: St, _: Caller, id: web::Path<String>) -> ApiResult<Reply> 
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AffectedQ {
+    label: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
 async fn affected(
     st: St,
     _: Caller,
     id: web::Path<String>,
-    q: web::Query<PageQ>,
+    q: web::Query<AffectedQ>,
 ) -> ApiResult<Reply> {
+    let sel = selector(q.label.as_deref())?;
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
-    ok(&paged(hits(&view, &id), q.limit, q.offset)?)
+    let mut list = hits(&view, &id);
+    if let Some(sel) = sel {
+        list.retain(|h| view.image(h.image).is_some_and(|i| sel.matches(&i.labels)));
+    }
+    ok(&paged(list, q.limit, q.offset)?)
+}
+
+/// A `label` query parameter, checked.
+fn selector(label: Option<&str>) -> ApiResult<Option<Selector>> {
+    match label.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(l) => Ok(Some(l.parse()?)),
+    }
+}
+
+/// Every image, or those a `label` query parameter picks.
+fn labelled(label: Option<&str>) -> ApiResult<Scope> {
+    Ok(match selector(label)? {
+        Some(s) => Scope::all().labelled(s),
+        None => Scope::all(),
+    })
+}
+
+/// The body of `PUT /images/{id}/labels`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelsReq {
+    /// Labels to set (or replace).
+    #[serde(default)]
+    set: std::collections::BTreeMap<String, String>,
+    /// Keys to remove.
+    #[serde(default)]
+    unset: Vec<String>,
+    /// A display name to give.
+    name: Option<String>,
+    /// Back to the file name.
+    #[serde(default)]
+    clear_name: bool,
+}
+
+async fn image_labels(
+    st: St,
+    Need(_): Need<OPERATOR>,
+    id: web::Path<String>,
+    body: web::Json<LabelsReq>,
+) -> ApiResult<Reply> {
+    let r = body.into_inner();
+    if r.name.is_some() && r.clear_name {
+        return Err(ApiError::bad("give name or clear_name, not both"));
+    }
+    blocking(move || {
+        let img = image_id(&st, &id)?;
+        let change = coldpatch_catalog::Relabel {
+            set: r.set.into_iter().collect(),
+            unset: r.unset,
+            name: match (r.name, r.clear_name) {
+                (Some(n), _) => Some(Some(n)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            },
+        };
+        let t = st.catalog.relabel(&img.path, &change)?;
+        st.fleet.changed();
+        let names = st.catalog.names()?;
+        ok(&serde_json::json!({
+            "id": img.id, "path": img.path, "name": names.get(&img.id), "labels": t.labels,
+        }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupsQ {
+    by: String,
+}
+
+async fn groups(st: St, _: Caller, q: web::Query<GroupsQ>) -> ApiResult<Reply> {
+    coldpatch_catalog::labels::parse_label(&format!("{}=x", q.by))?;
+    let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
+    ok(&serde_json::json!({ "by": q.by, "groups": view.groups(&q.by) }))
+}
+
+async fn trend(st: St, _: Caller) -> ApiResult<Reply> {
+    let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
+    ok(&serde_json::json!({ "severities": SEVERITIES.map(|s| s.as_str()), "points": view.trend }))
 }
 
 #[derive(Deserialize)]

@@ -11,9 +11,8 @@ use serde::Deserialize;
 use crate::auth::{PageCaller, COOKIE};
 use crate::charts;
 use crate::error::{ApiError, ApiResult};
-use crate::fleet::SEVERITIES;
 use crate::layout::{self, Viewer};
-use crate::service::{self, blocking, ImagesQ, PatchReq, ScheduleReq};
+use crate::service::{self, blocking, PatchReq, ScheduleReq};
 use crate::AppState;
 
 type St = web::Data<AppState>;
@@ -35,7 +34,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(login_page))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
-        .route("/", web::get().to(dashboard))
+        .route("/", web::get().to(crate::dashboard::dashboard))
+        .route("/search", web::get().to(crate::dashboard::search))
         .route("/images/{id}", web::get().to(image_page))
         .route("/images/{id}/patch", web::post().to(patch_form))
         .route("/advisories/{id}", web::get().to(advisory_page))
@@ -53,7 +53,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A console page in the shared frame, with the caller's name and log-out form.
-fn page(title: &str, who: Option<&crate::auth::Caller>, body: maud::Markup) -> HttpResponse {
+pub(crate) fn page(
+    title: &str,
+    who: Option<&crate::auth::Caller>,
+    body: maud::Markup,
+) -> HttpResponse {
     let viewer = who.map(|c| Viewer {
         name: &c.name,
         role: c.role.as_str(),
@@ -187,77 +191,6 @@ fn sev_class(s: &str) -> String {
     format!("sev-{s}")
 }
 
-async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiResult<HttpResponse> {
-    let who = who.0;
-    let view = blocking({
-        let st = st.clone();
-        move || Ok(st.fleet.view(&st.catalog)?)
-    })
-    .await?;
-    let list = service::filter_images(&view.images, &q)?;
-    let shown = service::paged(
-        list,
-        Some(q.limit.unwrap_or(100).min(service::MAX_LIMIT)),
-        q.offset,
-    )?;
-    let fixable: Vec<_> = view
-        .images
-        .iter()
-        .filter(|i| i.fixable_critical > 0)
-        .collect();
-    let now = coldpatch_catalog::clock::now();
-    let stale = coldpatch_catalog::feeds::stale(&view.feeds, 7 * 86400, now);
-    let top = view.advisories_hit();
-    Ok(page(
-        "Fleet",
-        Some(&who),
-        html! {
-            div.cards {
-                div.card { b { (view.images.len()) } "images" }
-                div.card { b { (view.images.iter().map(|i| i.findings.len()).sum::<usize>()) } "findings" }
-                div.card { b { (fixable.len()) } "images with fixable criticals" }
-                div.card { b { (view.feeds.len()) } "feeds, " (stale.len()) " stale" }
-            }
-            h2 { "Findings by severity" }
-            (charts::severity_bars(view.by_severity()))
-            h2 { "OS mix" }
-            table { @for (os, n) in view.os_mix() { tr { td { (os) } td { (n) } } } }
-            @if !fixable.is_empty() {
-                h2 { "Images with fixable criticals" }
-                table { @for i in &fixable { tr { td { a href=(format!("/images/{}", i.id)) { (i.path) } } td.sev-critical { (i.fixable_critical) } } } }
-            }
-            @if !stale.is_empty() {
-                h2 { "Stale feeds (data older than 7 days)" }
-                table { @for f in &stale { tr { td { (f.name) } td { "as of " (when(f.as_of)) } } } }
-            }
-            h2 { "Images" }
-            form method="get" action="/" {
-                input type="search" name="q" placeholder="path contains" value=(q.q.clone().unwrap_or_default());
-                " " button type="submit" { "Filter" }
-            }
-            table #images {
-                tr { th { "Image" } th { "OS" } th { "Version" } th { "Packages" } @for s in SEVERITIES.iter().take(4) { th { (s.as_str()) } } }
-                @for i in &shown.items {
-                    tr {
-                        td { a href=(format!("/images/{}", i.id)) { (i.path) } }
-                        td { (i.os.clone().unwrap_or_else(|| "unknown".into())) }
-                        td { (i.version) }
-                        td { (i.packages) }
-                        @for (k, n) in i.by_severity.iter().take(4).enumerate() { td class=(sev_class(SEVERITIES[k].as_str())) { (n) } }
-                    }
-                }
-            }
-            p { (shown.items.len()) " of " (shown.total) " images shown" }
-            h2 { "Advisories hitting the fleet" }
-            table #advisories {
-                @for (id, s, n) in top.iter().take(20) {
-                    tr { td { a href=(format!("/advisories/{}", id)) { (id) } } td class=(sev_class(s.as_str())) { (s.as_str()) } td { (n) " image(s)" } }
-                }
-            }
-        },
-    ))
-}
-
 #[derive(Deserialize)]
 struct ImageQ {
     pkg: Option<String>,
@@ -290,7 +223,7 @@ async fn image_page(
                     format!("*{f}*")
                 };
                 Some(st.catalog.files(
-                    Some(&img.path),
+                    &coldpatch_catalog::Scope::image(Some(&img.path)),
                     coldpatch_catalog::Versions::Current,
                     Some(&glob),
                     None,
@@ -449,6 +382,7 @@ async fn patch_form(
             &PatchReq {
                 images: vec![img.path],
                 image: None,
+                label: None,
                 repo: form.repo.clone(),
                 policy,
                 no_replay: false,
@@ -548,6 +482,7 @@ async fn workers_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
 
 async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let who = who.0;
+    let st2 = st.clone();
     let (run, images, events, jobs) = blocking(move || {
         let run = st.catalog.run(&id)?;
         let jobs = if run.shared {
@@ -564,6 +499,8 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
     })
     .await?;
     let live = matches!(run.state, RunState::Queued | RunState::Running);
+    let prog = crate::progress::progress(&run.images, &events, run.state == RunState::Failed);
+    let names = names_of(&st2).await?;
     Ok(page(
         &format!("Run {}", run.id),
         Some(&who),
@@ -571,7 +508,7 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
             p { (run.kind) " on " (run.images.len()) " image(s) · state " strong #state { (run.state.as_str()) }
                 @if let Some(e) = &run.error { " · " span.err { (e) } } }
             @if live && who.role >= Role::Operator {
-                form method="post" action=(format!("/runs/{}/cancel", run.id)) {
+                form #cancel method="post" action=(format!("/runs/{}/cancel", run.id)) {
                     input type="hidden" name="csrf" value=(who.csrf());
                     button type="submit" { "Cancel run" }
                 }
@@ -593,11 +530,36 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
                     }
                 }
             }
+            h2 { "Progress" }
+            div #progress data-total=(prog.total) {
+                progress #bar max=(prog.total.max(1)) value=(prog.done) aria-label="Images done" {}
+                " " span #done { (prog.done) } " of " (prog.total) " image(s) done"
+                @if prog.failed > 0 { ", " span.err #failed { (prog.failed) " failed" } }
+            }
+            table #stages {
+                tr { th { "Image" } th { "Stage" } th { "Log" } }
+                @for (img, stage) in &prog.images {
+                    tr data-image=(img) {
+                        td { (names.get(img).map_or(img.as_str(), String::as_str)) }
+                        td.stage class=(format!("stage-{}", stage.as_str())) { (stage.as_str()) }
+                        td {
+                            details {
+                                summary { "log" }
+                                ol.image-log {
+                                    @for e in events.iter().filter(|e| e.image.as_deref() == Some(img.as_str())) {
+                                        li { (when(e.time_ms / 1000)) " " (e.kind) ": " (e.message) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { "Images" }
             table #run-images {
                 tr { th { "Image" } th { "Outcome" } th { "Findings before" } th { "after" } }
                 @for ri in &images {
-                    tr { td { (ri.image) } td { (json_text(&ri.outcome)) } td { (ri.before.len()) } td { (ri.after.len()) } }
+                    tr { td { (names.get(&ri.image).map_or(ri.image.as_str(), String::as_str)) } td { (json_text(&ri.outcome)) } td { (ri.before.len()) } td { (ri.after.len()) } }
                 }
             }
             h2 { "Events" }
@@ -613,6 +575,20 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
     ))
 }
 
+/// Every image's display name by path, for pages that list images by path.
+async fn names_of(st: &St) -> ApiResult<std::collections::HashMap<String, String>> {
+    let view = blocking({
+        let st = st.clone();
+        move || Ok(st.fleet.view(&st.catalog)?)
+    })
+    .await?;
+    Ok(view
+        .images
+        .iter()
+        .map(|i| (i.path.clone(), i.name.clone()))
+        .collect())
+}
+
 /// `/static/live.js`: the run page's script, a file of its own so the pages' CSP allows
 /// no inline script.
 async fn live_js() -> HttpResponse {
@@ -622,12 +598,21 @@ async fn live_js() -> HttpResponse {
         .body(LIVE_JS)
 }
 
-/// Appends each server-sent event to the log as text (never as HTML).
+/// Appends each server-sent event to the log as text (never as HTML), moves its image
+/// to the stage the event carries and the bar to the images done.
 const LIVE_JS: &str = "(function(){var ol=document.getElementById('events');
+var done=['committed','unchanged','failed'];
+function row(img){var rs=document.querySelectorAll('#stages tr[data-image]');for(var i=0;i<rs.length;i++){if(rs[i].dataset.image===img){return rs[i];}}return null;}
+function count(){var n=0,f=0,cs=document.querySelectorAll('#stages td.stage');for(var i=0;i<cs.length;i++){var s=cs[i].textContent;if(done.indexOf(s)>=0){n++;}if(s==='failed'){f++;}}
+document.getElementById('bar').value=n;document.getElementById('done').textContent=n;}
 var es=new EventSource('/api/v1/runs/'+encodeURIComponent(ol.dataset.run)+'/events?skip='+ol.dataset.skip);
 es.onmessage=function(m){var e=JSON.parse(m.data);var li=document.createElement('li');
 li.textContent=new Date(e.time_ms).toISOString().slice(0,19)+'Z '+e.kind+(e.worker?' ['+e.worker+']':'')+(e.image?' '+e.image:'')+': '+e.message;
-ol.appendChild(li);if(e.kind==='finished'&&!e.image){document.getElementById('state').textContent=e.message;es.close();}};
+ol.appendChild(li);var r=e.image?row(e.image):null;
+if(r){var l=document.createElement('li');l.textContent=new Date(e.time_ms).toISOString().slice(0,19)+'Z '+e.kind+': '+e.message;r.querySelector('ol.image-log').appendChild(l);
+var c=r.querySelector('td.stage');if(e.stage&&done.indexOf(c.textContent)<0){c.textContent=e.stage;c.className='stage stage-'+e.stage;}count();}
+if(e.kind==='appliance'&&!e.image&&e.message.indexOf('started')===0){var cs=document.querySelectorAll('#stages td.stage');for(var i=0;i<cs.length;i++){if(cs[i].textContent==='launching'){cs[i].textContent='installing';cs[i].className='stage stage-installing';}}}
+if(e.kind==='finished'&&!e.image){document.getElementById('state').textContent=e.message;var cf=document.getElementById('cancel');if(cf){cf.remove();}es.close();}};
 es.onerror=function(){if(es.readyState===2){return;}};})();";
 
 async fn cancel_form(
@@ -658,7 +643,7 @@ async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
                     tr {
                         td { (s.id) } td { (s.name) } td { code { (s.cron) } }
                         td { (match &s.action { Action::Collect => "collect and match".to_string(), Action::Patch { policy, repo } => format!("patch ({}) from {repo}", json_text(policy)) }) }
-                        td { @if s.images.is_empty() { "all" } @else { (s.images.len()) } }
+                        td { @if s.images.is_empty() { "all" } @else { (s.images.len()) } @if let Some(l) = &s.labels { " labelled " code { (l) } } }
                         td { (s.enabled) }
                         td { (s.last_fired.map(when).unwrap_or_else(|| "never".into())) }
                         td { @if let Some(r) = &s.last_run { a href=(format!("/runs/{r}")) { (r) } } }
@@ -678,6 +663,7 @@ async fn schedules_page(st: St, who: PageCaller) -> ApiResult<HttpResponse> {
                     p { label { "Name " input type="text" name="name" required; } }
                     p { label { "Cron (minute hour day month weekday, UTC) " input type="text" name="cron" value="0 3 * * 0" required; } }
                     p { label { "Images (one path per line; empty: all) " br; textarea name="images" rows="3" cols="70" {} } }
+                    p { label { "Only images labelled (when it fires) " input type="text" name="labels" placeholder="env=prod,owner!=web"; } }
                     p { select name="kind" { option value="collect" { "collect and match" } option value="patch" { "patch" } }
                         " policy " select name="policy" { option value="all_fixable" { "all fixable" } option value="critical" { "critical" } option value="high" { "high and worse" } }
                         " repository " input type="text" name="repo" size="40" value=(repos.first().cloned().unwrap_or_default()); }
@@ -694,6 +680,8 @@ struct ScheduleForm {
     name: String,
     cron: String,
     images: String,
+    #[serde(default)]
+    labels: String,
     kind: String,
     policy: String,
     repo: String,
@@ -726,6 +714,7 @@ async fn schedule_form(
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect(),
+        labels: Some(f.labels).filter(|l| !l.trim().is_empty()),
         action,
         enabled: true,
     };

@@ -70,8 +70,9 @@ fn catalog_status(e: &CatalogError) -> StatusCode {
         | CatalogError::FeedMoved { .. }
         | CatalogError::NotEmpty { .. }
         | CatalogError::NotShared { .. }
+        | CatalogError::NameTaken { .. }
         | CatalogError::WorkerTaken { .. } => StatusCode::CONFLICT,
-        CatalogError::Pattern { .. } => StatusCode::BAD_REQUEST,
+        CatalogError::Pattern { .. } | CatalogError::Label { .. } => StatusCode::BAD_REQUEST,
         CatalogError::Locked { .. } | CatalogError::Connect { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }

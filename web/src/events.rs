@@ -1,5 +1,6 @@
 //! A run's events as server-sent events (`GET /api/v1/runs/{id}/events`): what the
-//! console's run page and API clients follow live. Events are polled from the catalog,
+//! console's run page and API clients follow live; an image's event also says the
+//! stage it puts the image at (`stage`, see `progress.rs`). Events are polled from the catalog,
 //! where every event is written first, off the async threads. A stream checks its
 //! caller's credential again every [`RECHECK`] and ends once the token is revoked or the
 //! session is over.
@@ -83,9 +84,15 @@ pub async fn run_events(
                     let mut finished = false;
                     for e in &events[sent..] {
                         out.push_str("data: ");
-                        let Ok(json) = serde_json::to_string(e) else {
+                        // Each event carries the stage it puts its image at, for the
+                        // run page's progress bar (`progress.rs`).
+                        let Ok(mut v) = serde_json::to_value(e) else {
                             return None;
                         };
+                        if let (Some(s), Some(_)) = (crate::progress::stage(&e.kind), &e.image) {
+                            v["stage"] = serde_json::json!(s.as_str());
+                        }
+                        let json = v.to_string();
                         out.push_str(&json);
                         out.push_str("\n\n");
                         finished |= e.kind == "finished" && e.image.is_none();

@@ -25,7 +25,10 @@ pub const SEVERITIES: [Severity; 6] = [
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageSummary {
     pub id: u64,
+    /// The display name (`coldpatch_catalog::labels`).
+    pub name: String,
     pub path: String,
+    pub labels: BTreeMap<String, String>,
     pub os: Option<String>,
     pub distro: Option<String>,
     pub version: u32,
@@ -36,8 +39,57 @@ pub struct ImageSummary {
     /// Findings by severity, in [`SEVERITIES`] order.
     pub by_severity: [usize; 6],
     pub fixable_critical: usize,
+    /// Findings with a fixed version available.
+    pub fixable: usize,
     #[serde(skip)]
     pub findings: Vec<Finding>,
+}
+
+impl ImageSummary {
+    fn new(img: &coldpatch_catalog::ImageRecord, tags: &Tags) -> ImageSummary {
+        ImageSummary {
+            id: img.id,
+            name: tags
+                .0
+                .get(&img.id)
+                .cloned()
+                .unwrap_or_else(|| img.path.clone()),
+            path: img.path.clone(),
+            labels: tags
+                .1
+                .get(&img.id)
+                .map(|t| t.labels.clone())
+                .unwrap_or_default(),
+            os: None,
+            distro: None,
+            version: img.current_version,
+            versions: img.all_versions().len(),
+            packages: 0,
+            files: 0,
+            scanned: None,
+            by_severity: [0; 6],
+            fixable_critical: 0,
+            fixable: 0,
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// Display names and label records by image id.
+struct Tags(
+    std::collections::HashMap<u64, String>,
+    std::collections::HashMap<u64, coldpatch_catalog::ImageTags>,
+);
+
+/// One value of a label and the images that carry it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// The label's value; `None`: images without the label.
+    pub value: Option<String>,
+    pub images: usize,
+    /// Findings by severity, in [`SEVERITIES`] order.
+    pub by_severity: [usize; 6],
+    pub fixable: usize,
 }
 
 #[derive(Default, Serialize)]
@@ -47,6 +99,8 @@ pub struct FleetView {
     pub images: Vec<ImageSummary>,
     pub feeds: Vec<FeedRecord>,
     pub advisories: usize,
+    /// Findings over time, one point per day (`trend.rs`).
+    pub trend: Vec<crate::trend::Point>,
     #[serde(skip)]
     pub index: Arc<Index>,
     /// Computed once per view: what every dashboard request would otherwise recount.
@@ -74,6 +128,53 @@ impl FleetView {
             }
         }
         t
+    }
+
+    /// The fleet grouped by one label's value (images without it last), worst first.
+    pub fn groups(&self, key: &str) -> Vec<Group> {
+        let mut m: BTreeMap<Option<&str>, Group> = BTreeMap::new();
+        for i in &self.images {
+            let v = i.labels.get(key).map(String::as_str);
+            let g = m.entry(v).or_insert_with(|| Group {
+                value: v.map(str::to_string),
+                images: 0,
+                by_severity: [0; 6],
+                fixable: 0,
+            });
+            g.images += 1;
+            g.fixable += i.fixable;
+            for (a, b) in g.by_severity.iter_mut().zip(i.by_severity) {
+                *a += b;
+            }
+        }
+        let mut v: Vec<Group> = m.into_values().collect();
+        v.sort_by(|a, b| {
+            a.value
+                .is_none()
+                .cmp(&b.value.is_none())
+                .then(b.by_severity.cmp(&a.by_severity))
+                .then(a.value.cmp(&b.value))
+        });
+        v
+    }
+
+    /// Every label key images carry, with how many carry it.
+    pub fn label_keys(&self) -> BTreeMap<&str, usize> {
+        let mut m = BTreeMap::new();
+        for i in &self.images {
+            for k in i.labels.keys() {
+                *m.entry(k.as_str()).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// The `n` images whose current scan is oldest (never collected first).
+    pub fn oldest_scans(&self, n: usize) -> Vec<&ImageSummary> {
+        let mut v: Vec<&ImageSummary> = self.images.iter().collect();
+        v.sort_by_key(|i| (i.scanned, i.id));
+        v.truncate(n);
+        v
     }
 
     /// Images by OS name.
@@ -184,59 +285,55 @@ impl Fleet {
 
 fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_catalog::CatalogError> {
     let images = catalog.images()?;
+    let labels = catalog.tags()?;
+    let tags = Tags(
+        coldpatch_catalog::labels::display_names(&images, &labels),
+        labels,
+    );
     let by_path: std::collections::HashMap<&str, &coldpatch_catalog::ImageRecord> =
         images.iter().map(|i| (i.path.as_str(), i)).collect();
     let mut out = Vec::with_capacity(images.len());
     let index = Arc::new(catalog.advisory_index()?);
-    let summary = catalog.scan_with(&index, &[], Versions::Current, |f| {
-        let Some(img) = by_path.get(f.image.as_str()) else {
-            return Ok(());
-        };
-        let scan = img.current_scan.map(|s| catalog.scan(s)).transpose()?;
-        let mut by_severity = [0; 6];
-        for x in &f.findings {
-            by_severity[severity_slot(x.severity)] += 1;
-        }
-        out.push(ImageSummary {
-            id: img.id,
-            path: img.path.clone(),
-            os: scan.as_ref().and_then(|s| s.os.clone()),
-            distro: f.distro.clone(),
-            version: img.current_version,
-            versions: img.all_versions().len(),
-            packages: f.packages,
-            files: scan.as_ref().map_or(0, |s| s.files),
-            scanned: scan.as_ref().map(|s| s.time),
-            by_severity,
-            fixable_critical: f
-                .findings
-                .iter()
-                .filter(|x| x.severity == Severity::Critical && x.fixed.is_some())
-                .count(),
-            findings: f.findings,
-        });
-        Ok(())
-    })?;
+    let summary = catalog.scan_with(
+        &index,
+        &coldpatch_catalog::Scope::all(),
+        Versions::Current,
+        |f| {
+            let Some(img) = by_path.get(f.image.as_str()) else {
+                return Ok(());
+            };
+            let scan = img.current_scan.map(|s| catalog.scan(s)).transpose()?;
+            let mut by_severity = [0; 6];
+            for x in &f.findings {
+                by_severity[severity_slot(x.severity)] += 1;
+            }
+            out.push(ImageSummary {
+                os: scan.as_ref().and_then(|s| s.os.clone()),
+                distro: f.distro.clone(),
+                packages: f.packages,
+                files: scan.as_ref().map_or(0, |s| s.files),
+                scanned: scan.as_ref().map(|s| s.time),
+                by_severity,
+                fixable_critical: f
+                    .findings
+                    .iter()
+                    .filter(|x| x.severity == Severity::Critical && x.fixed.is_some())
+                    .count(),
+                fixable: f.findings.iter().filter(|x| x.fixed.is_some()).count(),
+                findings: f.findings,
+                ..ImageSummary::new(img, &tags)
+            });
+            Ok(())
+        },
+    )?;
     // Images never collected have no scan to match; list them too.
     for img in &images {
         if img.current_scan.is_none() {
-            out.push(ImageSummary {
-                id: img.id,
-                path: img.path.clone(),
-                os: None,
-                distro: None,
-                version: img.current_version,
-                versions: img.all_versions().len(),
-                packages: 0,
-                files: 0,
-                scanned: None,
-                by_severity: [0; 6],
-                fixable_critical: 0,
-                findings: Vec::new(),
-            });
+            out.push(ImageSummary::new(img, &tags));
         }
     }
     out.sort_by_key(|i| i.id);
+    let trend = history(catalog, &images, &out, &index)?;
     let mut v = FleetView {
         generation,
         built_at: coldpatch_catalog::clock::now(),
@@ -244,10 +341,50 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
         feeds: summary.feeds,
         advisories: summary.advisories,
         index,
+        trend,
         hit: Vec::new(),
         totals: [0; 6],
     };
     v.hit = v.count_advisories();
     v.totals = v.count_severities();
     Ok(v)
+}
+
+/// The daily series of `trend.rs`: the current scans' counts are the view's; every
+/// earlier scan is matched here against the same index.
+fn history(
+    catalog: &Catalog,
+    images: &[coldpatch_catalog::ImageRecord],
+    summaries: &[ImageSummary],
+    index: &Index,
+) -> Result<Vec<crate::trend::Point>, coldpatch_catalog::CatalogError> {
+    let history = catalog.scan_history(images)?;
+    let current: std::collections::HashMap<u64, u64> = images
+        .iter()
+        .filter_map(|i| i.current_scan.map(|s| (i.id, s)))
+        .collect();
+    let mut counts: std::collections::HashMap<u64, [usize; 6]> = summaries
+        .iter()
+        .filter_map(|s| current.get(&s.id).map(|c| (*c, s.by_severity)))
+        .collect();
+    for scans in history.values() {
+        for (_, scan) in scans {
+            if counts.contains_key(scan) {
+                continue;
+            }
+            let inv = catalog.inventory(*scan, false)?;
+            let (_, found) = index.inventory_findings(&inv);
+            let mut t = [0; 6];
+            for f in &found {
+                t[severity_slot(f.severity)] += 1;
+            }
+            counts.insert(*scan, t);
+        }
+    }
+    Ok(crate::trend::daily(
+        &history,
+        &current,
+        &counts,
+        coldpatch_catalog::clock::now(),
+    ))
 }

@@ -11,7 +11,10 @@ main{padding:1em 1.5em}table{border-collapse:collapse;margin:.5em 0}
 td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:14px}
 .sev-critical{color:#8b0000;font-weight:bold}.sev-high{color:#d9480f}.cards{display:flex;gap:1em;flex-wrap:wrap}
 .card{border:1px solid #ccc;border-radius:6px;padding:.6em 1em;min-width:10em}.card b{font-size:1.6em;display:block}
-.err{color:#a00}code{font-size:13px}#events li{font-family:monospace;font-size:13px}";
+.err{color:#a00}code{font-size:13px}#events li,.image-log li{font-family:monospace;font-size:13px}
+.overview{display:flex;gap:3em;flex-wrap:wrap}.label{background:#e7eef7;border-radius:3px;padding:0 .3em;font-size:12px}
+progress#bar{width:24em;height:1.2em}.stage-committed{color:#2b8a3e}.stage-failed{color:#a00;font-weight:bold}
+.pager{margin:.5em 0}th a.sort{color:inherit}";
 
 /// Scripts only from the server's own files, never inline; inline styles stay (the
 /// pages' one style block and the charts' SVG attributes).

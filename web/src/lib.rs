@@ -8,14 +8,17 @@ pub mod api;
 pub mod auth;
 pub mod charts;
 pub mod console;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod fleet;
 pub mod layout;
 pub mod openapi;
+pub mod progress;
 pub mod service;
 pub mod throttle;
 pub mod tls;
+pub mod trend;
 
 use std::net::TcpListener;
 use std::sync::Arc;

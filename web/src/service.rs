@@ -76,20 +76,73 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct ImagesQ {
+    /// Name or path contains.
+    #[serde(default, deserialize_with = "blank")]
     pub q: Option<String>,
+    #[serde(default, deserialize_with = "blank")]
     pub os: Option<String>,
+    #[serde(default, deserialize_with = "blank")]
     pub vulnerable: Option<bool>,
+    #[serde(default, deserialize_with = "blank")]
     pub min_severity: Option<String>,
+    /// A label selector (`env=prod,owner!=web`).
+    #[serde(default, deserialize_with = "blank")]
+    pub label: Option<String>,
+    /// Only images with (true) or without (false) a finding that has a fix.
+    #[serde(default, deserialize_with = "blank")]
+    pub fixable: Option<bool>,
+    /// A column: name, os, version, packages, findings, critical, high, fixable, scanned.
+    #[serde(default, deserialize_with = "blank")]
+    pub sort: Option<String>,
+    /// asc or desc [default: asc for name and os, desc for the counts].
+    #[serde(default, deserialize_with = "blank")]
+    pub order: Option<String>,
+    /// On the dashboard: the label key to group the fleet by.
+    #[serde(default, deserialize_with = "blank")]
+    pub group: Option<String>,
+    #[serde(default, deserialize_with = "blank")]
     pub limit: Option<usize>,
+    #[serde(default, deserialize_with = "blank")]
     pub offset: Option<usize>,
 }
 
-/// The images a filter selects, from the fleet view.
+/// A query parameter left empty (a form's empty field or "any" choice) is absent; any
+/// other is parsed as its type, or the request is refused naming it.
+fn blank<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s: Option<String> = Option::deserialize(d)?;
+    match s.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// The columns an image list sorts by.
+pub const IMAGE_SORTS: [&str; 9] = [
+    "name", "os", "version", "packages", "findings", "critical", "high", "fixable", "scanned",
+];
+
+/// The images a filter selects, from the fleet view, in the order it asks for.
 pub fn filter_images<'v>(v: &'v [ImageSummary], q: &ImagesQ) -> ApiResult<Vec<&'v ImageSummary>> {
     let min = severity(q.min_severity.as_deref())?;
-    Ok(v.iter()
-        .filter(|i| q.q.as_ref().is_none_or(|s| i.path.contains(s.as_str())))
+    let sel = match q.label.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<coldpatch_catalog::Selector>()?),
+    };
+    let mut out: Vec<&ImageSummary> = v
+        .iter()
+        .filter(|i| {
+            q.q.as_ref()
+                .is_none_or(|s| i.name.contains(s.as_str()) || i.path.contains(s.as_str()))
+        })
+        .filter(|i| sel.as_ref().is_none_or(|s| s.matches(&i.labels)))
+        .filter(|i| q.fixable.is_none_or(|want| want == (i.fixable > 0)))
         .filter(|i| {
             q.os.as_ref()
                 .is_none_or(|o| i.os.as_deref().is_some_and(|x| x.contains(o.as_str())))
@@ -99,7 +152,47 @@ pub fn filter_images<'v>(v: &'v [ImageSummary], q: &ImagesQ) -> ApiResult<Vec<&'
                 .is_none_or(|want| want != i.findings.is_empty())
         })
         .filter(|i| min.is_none_or(|m| i.findings.iter().any(|f| f.severity >= m)))
-        .collect())
+        .collect();
+    sort_images(&mut out, q.sort.as_deref(), q.order.as_deref())?;
+    Ok(out)
+}
+
+/// Sorts by a column of [`IMAGE_SORTS`]; ties by name, so pages never shuffle.
+pub fn sort_images(
+    v: &mut [&ImageSummary],
+    sort: Option<&str>,
+    order: Option<&str>,
+) -> ApiResult<()> {
+    let sort = sort.unwrap_or("name");
+    let desc = match order {
+        None => !matches!(sort, "name" | "os"),
+        Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(ApiError::bad(format!("order {o:?} is asc or desc"))),
+    };
+    let key: fn(&ImageSummary) -> (u64, String) = match sort {
+        "name" => |i| (0, i.name.clone()),
+        "os" => |i| (0, i.os.clone().unwrap_or_default()),
+        "version" => |i| (u64::from(i.version), String::new()),
+        "packages" => |i| (i.packages as u64, String::new()),
+        "findings" => |i| (i.by_severity.iter().sum::<usize>() as u64, String::new()),
+        "critical" => |i| (i.by_severity[0] as u64, String::new()),
+        "high" => |i| (i.by_severity[1] as u64, String::new()),
+        "fixable" => |i| (i.fixable as u64, String::new()),
+        "scanned" => |i| (i.scanned.unwrap_or(0), String::new()),
+        s => {
+            return Err(ApiError::bad(format!(
+                "cannot sort by {s:?}: one of {}",
+                IMAGE_SORTS.join(", ")
+            )))
+        }
+    };
+    v.sort_by(|a, b| {
+        let o = key(a).cmp(&key(b));
+        let o = if desc { o.reverse() } else { o };
+        o.then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(())
 }
 
 pub fn image_id(st: &AppState, id: &str) -> ApiResult<coldpatch_catalog::ImageRecord> {
@@ -382,6 +475,9 @@ pub struct PatchReq {
     pub images: Vec<String>,
     #[serde(default)]
     pub image: Option<String>,
+    /// A label selector: the images it picks (of those named, if any).
+    #[serde(default)]
+    pub label: Option<String>,
     pub repo: String,
     #[serde(flatten)]
     pub policy: PlanPolicy,
@@ -442,6 +538,25 @@ pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalo
     let repo = repo_dir(st, &body.repo)?;
     let mut names = body.images.clone();
     names.extend(body.image.clone());
+    if let Some(l) = body
+        .label
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let scope = coldpatch_catalog::Scope::images(&names).labelled(l.parse()?);
+        names = st
+            .catalog
+            .scoped(&scope)?
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        if names.is_empty() {
+            return Err(ApiError::bad(format!(
+                "no image matches the label selector {l:?}"
+            )));
+        }
+    }
     if names.is_empty() {
         return Err(ApiError::bad("name at least one image to patch"));
     }
@@ -468,6 +583,9 @@ pub struct ScheduleReq {
     pub cron: String,
     #[serde(default)]
     pub images: Vec<String>,
+    /// A label selector (`env=prod,owner!=web`), applied when the schedule fires.
+    #[serde(default)]
+    pub labels: Option<String>,
     pub action: Action,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -488,6 +606,10 @@ pub fn schedule_from(st: &AppState, r: ScheduleReq, old: Option<&Schedule>) -> A
     } else {
         image_files_of(st, &r.images)?
     };
+    let labels = match r.labels.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<coldpatch_catalog::Selector>()?.to_string()),
+    };
     let action = match r.action {
         Action::Patch { policy, repo } => {
             check_policy(&policy)?;
@@ -506,6 +628,7 @@ pub fn schedule_from(st: &AppState, r: ScheduleReq, old: Option<&Schedule>) -> A
         name: r.name.trim().to_string(),
         cron: r.cron.trim().to_string(),
         images,
+        labels,
         action,
         enabled: r.enabled,
         created: old.map_or_else(coldpatch_catalog::clock::now, |o| o.created),

@@ -28,6 +28,7 @@ pub(crate) mod sled;
 
 use coldpatch_collector::Inventory;
 
+use crate::labels::ImageTags;
 use crate::model::{ImageRecord, ScanRecord};
 use crate::queue::{
     Beat, ClaimReq, Claimed, JobOutcome, JobRow, PartEnd, Requeued, SharedCancel, Tally,
@@ -78,7 +79,7 @@ pub(crate) enum Written {
 
 /// The layout version this coldpatch writes. A catalog with a higher one was written by
 /// a newer coldpatch and is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The counters a catalog numbers records with.
 pub(crate) const COUNTERS: [&str; 3] = ["image", "scan", "schedule"];
@@ -239,4 +240,10 @@ pub(crate) trait Backend: Send + Sync {
     fn schedules(&self) -> Result<Vec<Schedule>>;
     /// Removes a schedule; whether it was there.
     fn remove_schedule(&self, id: &str) -> Result<bool>;
+
+    /// Every image's name-and-labels record (`labels.rs`).
+    fn tags(&self) -> Result<Vec<ImageTags>>;
+    /// Writes an image's record only if the stored one is still `was` (`None`: there is
+    /// none yet); whether it did. A write counts as a change of the catalog.
+    fn replace_tags(&self, new: &ImageTags, was: Option<&ImageTags>) -> Result<bool>;
 }

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::Codec;
 use super::{AdvisoryRows, Backend, Expect, NewScan, PackageRows, Written, SCHEMA_VERSION};
 use crate::error::{CatalogError, Result, StoreCause};
+use crate::labels::ImageTags;
 use crate::location::{Location, PgLocation};
 use crate::model::{ImageRecord, ScanRecord};
 use crate::{Event, FeedRecord, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
@@ -896,5 +897,38 @@ impl Backend for Postgres {
 
     fn remove_schedule(&self, id: &str) -> Result<bool> {
         Ok(self.exec("DELETE FROM schedules WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn tags(&self) -> Result<Vec<ImageTags>> {
+        self.all(
+            "labels",
+            "SELECT record::text FROM image_labels ORDER BY image",
+            &[],
+        )
+    }
+
+    fn replace_tags(&self, new: &ImageTags, was: Option<&ImageTags>) -> Result<bool> {
+        let json = self.json("labels", new)?;
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(|e| self.err(e))?;
+        let n = match was {
+            // The first record: whoever inserts first wins; the other reads again.
+            None => tx.execute(
+                "INSERT INTO image_labels (image, record) VALUES ($1, $2::text::jsonb) \
+                 ON CONFLICT (image) DO NOTHING",
+                &[&i64_of(new.image), &json],
+            ),
+            Some(w) => tx.execute(
+                "UPDATE image_labels SET record = $2::text::jsonb \
+                 WHERE image = $1 AND record = $3::text::jsonb",
+                &[&i64_of(new.image), &json, &self.json("labels", w)?],
+            ),
+        }
+        .map_err(|e| self.err(e))?;
+        if n != 1 {
+            return Ok(false);
+        }
+        self.commit_change(tx)?;
+        Ok(true)
     }
 }

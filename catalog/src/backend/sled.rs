@@ -31,6 +31,7 @@ use sled::Transactional;
 use super::codec::Codec;
 use super::{Backend, Expect, NewScan, Written, SCHEMA_VERSION};
 use crate::error::{CatalogError, Result};
+use crate::labels::ImageTags;
 use crate::model::{ImageRecord, ScanRecord};
 use crate::{Event, FeedRecord, RunImage, RunRecord, Schedule, StoredRepo, TokenRecord};
 
@@ -52,6 +53,8 @@ pub(crate) struct Sled {
     events: sled::Tree,
     tokens: sled::Tree,
     schedules: sled::Tree,
+    /// Image id (big-endian) → `ImageTags`.
+    labels: sled::Tree,
     _lock: Flock<File>,
 }
 
@@ -135,6 +138,7 @@ impl Sled {
             events: tree("events")?,
             tokens: tree("tokens")?,
             schedules: tree("schedules")?,
+            labels: tree("labels")?,
             db,
             codec: Codec { describe },
             _lock: lock,
@@ -163,7 +167,8 @@ impl Sled {
                     });
                 }
                 if found < SCHEMA_VERSION {
-                    // Versions 1 and 2 lay sled out alike (2 added PostgreSQL's queue).
+                    // Versions 1 to 3 lay sled out alike (2 added PostgreSQL's queue, 3
+                    // a tree of labels, empty until the first one).
                     self.meta
                         .insert(SCHEMA_KEY, &(SCHEMA_VERSION as u64).to_be_bytes())
                         .map_err(|e| self.err(e))?;
@@ -639,6 +644,31 @@ impl Backend for Sled {
             .map_err(|e| self.err(e))?;
         self.flush()?;
         Ok(v.is_some())
+    }
+
+    fn tags(&self) -> Result<Vec<ImageTags>> {
+        self.all("labels", self.labels.iter())
+    }
+
+    fn replace_tags(&self, new: &ImageTags, was: Option<&ImageTags>) -> Result<bool> {
+        let json = self.codec.json("labels", new)?;
+        let k = id_key(new.image);
+        let res = self.labels.transaction(|t| {
+            let stored = t.get(k)?;
+            let same = match (stored.as_deref(), was) {
+                (None, None) => true,
+                (Some(b), Some(w)) => {
+                    serde_json::from_slice::<ImageTags>(b).is_ok_and(|st| st == *w)
+                }
+                _ => false,
+            };
+            if !same {
+                return Err(ConflictableTransactionError::Abort(Abort::Moved(0)));
+            }
+            t.insert(&k, json.clone())?;
+            Ok(())
+        });
+        Ok(self.committed(res)? == Written::Yes)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod diff;
 mod feeds;
+mod labels;
 mod postgres;
 mod queue;
 mod runs;

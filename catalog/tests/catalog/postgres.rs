@@ -2,7 +2,9 @@
 //! several connections racing for one image or feed, a connection killed in the middle
 //! of recording a scan, and copying between backends. On the test run's real server.
 
-use coldpatch_catalog::{Catalog, CatalogError, Fingerprint, Location, ScanOptions, Versions};
+use coldpatch_catalog::{
+    Catalog, CatalogError, Fingerprint, Location, ScanOptions, Scope, Versions,
+};
 use coldpatch_collector::{FileRecord, FileType, Inventory, Package, PackageKind};
 use coldpatch_testkit::pg::{self, Kind, TestCatalog};
 use coldpatch_vuln::{Advisory, FeedData};
@@ -397,7 +399,7 @@ fn a_copy_through_postgres_and_back_reads_the_same() {
             .map(|r| c.events(&r.id).expect("events"))
             .collect();
         let pk = c
-            .packages(None, Versions::All, Some("openssl"), None)
+            .packages(&Scope::all(), Versions::All, Some("openssl"), None)
             .expect("packages");
         (
             serde_json::to_string(&images).expect("json"),

@@ -3,8 +3,8 @@
 //! survive reopening in order.
 
 use coldpatch_catalog::{
-    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, ScanOptions, VersionFile,
-    Versions,
+    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, ScanOptions, Scope,
+    VersionFile, Versions,
 };
 use coldpatch_collector::{Inventory, Package, PackageKind};
 use coldpatch_testkit::both;
@@ -48,11 +48,16 @@ fn made(file: &str, (number, check): (u32, [u8; 32])) -> VersionFile<'_> {
 }
 
 fn openssl(c: &Catalog, versions: Versions) -> Vec<(u32, String)> {
-    c.packages(Some("/img/a.qcow2"), versions, Some("openssl"), None)
-        .expect("packages")
-        .into_iter()
-        .map(|h| (h.version, h.package.version))
-        .collect()
+    c.packages(
+        &Scope::image(Some("/img/a.qcow2")),
+        versions,
+        Some("openssl"),
+        None,
+    )
+    .expect("packages")
+    .into_iter()
+    .map(|h| (h.version, h.package.version))
+    .collect()
 }
 
 both!(

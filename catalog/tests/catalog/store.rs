@@ -1,7 +1,7 @@
 //! The sled store on a real directory: scans are recorded atomically, survive reopening,
 //! and answer fleet queries.
 
-use coldpatch_catalog::{Fingerprint, ScanOptions, Versions};
+use coldpatch_catalog::{Fingerprint, ScanOptions, Scope, Versions};
 use coldpatch_collector::{Inventory, Package, PackageKind};
 use coldpatch_testkit::both;
 
@@ -63,7 +63,7 @@ both!(scans_survive_reopening_and_answer_fleet_queries, |tc| {
     assert_eq!(c.images().expect("images").len(), 2);
     let old = c
         .packages(
-            None,
+            &Scope::all(),
             Versions::Current,
             Some("openssl"),
             Some("3.0.13-1~deb12u1"),
@@ -73,7 +73,7 @@ both!(scans_survive_reopening_and_answer_fleet_queries, |tc| {
     assert_eq!(old[0].image, "/img/a.qcow2");
     let hits = c
         .files(
-            None,
+            &Scope::all(),
             Versions::Current,
             Some("/etc/host*"),
             Some(&"AB".repeat(32)),
@@ -81,7 +81,7 @@ both!(scans_survive_reopening_and_answer_fleet_queries, |tc| {
         .expect("files");
     assert_eq!(hits.len(), 2);
     assert!(c
-        .files(None, Versions::Current, Some("/usr/**"), None)
+        .files(&Scope::all(), Versions::Current, Some("/usr/**"), None)
         .expect("files")
         .is_empty());
 });

@@ -20,6 +20,7 @@ fn nightly(images: Vec<String>) -> Schedule {
         action: Action::Collect,
         enabled: true,
         created: T0,
+        labels: None,
         last_fired: None,
         last_run: None,
     }
@@ -306,3 +307,40 @@ fn a_queued_job_is_checked_against_the_roots_again_when_it_runs() {
     }
     assert_eq!(c.images().expect("images").len(), 1);
 }
+
+// A schedule's label selector is read when it fires: an image labelled after the
+// schedule was made is in its next run, one unlabelled since is not, and a selector that
+// picks nothing queues nothing.
+both!(
+    a_schedule_picks_images_by_their_labels_when_it_fires,
+    |tc| {
+        let (catalog, keys) = catalog_on(tc, &["debian-12-min", "debian-11-old"]);
+        let c = Arc::new(catalog);
+        let mut s = nightly(Vec::new());
+        s.labels = Some("tier=gold".into());
+        c.put_schedule(&s).expect("put");
+        let j = jobs(&c);
+        let label = |k: &str, set: bool| {
+            let change = coldpatch_catalog::Relabel {
+                set: if set {
+                    vec![("tier".into(), "gold".into())]
+                } else {
+                    Vec::new()
+                },
+                unset: if set { Vec::new() } else { vec!["tier".into()] },
+                name: None,
+            };
+            c.relabel(k, &change).expect("relabel");
+        };
+        assert!(scheduler::step(&c, &j, T0 + 3 * 3600 + 10)
+            .expect("step")
+            .is_empty());
+        label(&keys[1], true);
+        let fired = scheduler::step(&c, &j, T0 + DAY + 3 * 3600 + 10).expect("step");
+        assert_eq!(c.run(&fired[0]).expect("run").images, [keys[1].clone()]);
+        label(&keys[0], true);
+        label(&keys[1], false);
+        let fired = scheduler::step(&c, &j, T0 + 2 * DAY + 3 * 3600 + 10).expect("step");
+        assert_eq!(c.run(&fired[0]).expect("run").images, [keys[0].clone()]);
+    }
+);

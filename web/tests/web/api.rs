@@ -53,6 +53,7 @@ fn every_route_answers_every_role_as_documented() {
         action: coldpatch_catalog::Action::Collect,
         enabled: true,
         created: 0,
+        labels: None,
         last_fired: None,
         last_run: None,
     };

@@ -34,20 +34,23 @@ fn shots() -> PathBuf {
     d
 }
 
-#[test]
-fn console_from_login_to_a_finished_patch_run() {
+/// A headless Chromium under chromedriver, its profile and the driver process; all go
+/// when it is dropped.
+struct Browser {
+    c: fantoccini::Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+async fn browser() -> Browser {
     for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         assert!(
             std::path::Path::new(bin).exists(),
             "{bin} is missing: run images/install-deps.sh (Debian's chromium and chromium-driver)"
         );
     }
-    let (dir, catalog, keys) = catalog_with(&["debian-11-old"]);
-    let repo = image_dir("repo-bullseye-security").join("repo");
-    coldpatch_patcher::repository(&catalog, &repo).expect("index the repository");
-    let s = start(dir, catalog, 1);
     let port = free_port();
-    let _driver = Driver(
+    let driver = Driver(
         Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -56,64 +59,85 @@ fn console_from_login_to_a_finished_patch_run() {
             .expect("chromedriver"),
     );
     let profile = tempfile::tempdir().expect("profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     "--window-size=1280,1600",
+                     format!("--user-data-dir={}", profile.path().display())]
+        }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = loop {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver: {e}"),
+        }
+    };
+    Browser {
+        c,
+        _driver: driver,
+        _profile: profile,
+    }
+}
+
+/// Logs in with a token from the login page the console sends a stranger to.
+async fn log_in(c: &fantoccini::Client, base: &str, token: &str) {
+    c.goto(base).await.expect("goto");
+    assert!(c
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .starts_with("/login"));
+    c.find(Locator::Css("input[name=token]"))
+        .await
+        .expect("token field")
+        .send_keys(token)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("login")
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn shot(c: &fantoccini::Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(shots().join(name), png).expect("write screenshot");
+}
+
+#[test]
+fn console_from_login_to_a_finished_patch_run() {
+    let (dir, catalog, keys) = catalog_with(&["debian-11-old"]);
+    let repo = image_dir("repo-bullseye-security").join("repo");
+    coldpatch_patcher::repository(&catalog, &repo).expect("index the repository");
+    let s = start(dir, catalog, 1);
     let base = s.base.replace("127.0.0.1", "localhost");
     let token = s.token(Role::Operator).to_string();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                         "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync",
-                         "--window-size=1280,1600",
-                         format!("--user-data-dir={}", profile.path().display())]
-            }),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let c = loop {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
-                Ok(c) => break c,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("chromedriver: {e}"),
-            }
-        };
+        let b = browser().await;
+        let c = b.c.clone();
         let shot = |name: &'static str| {
             let c = c.clone();
-            async move {
-                let png = c.screenshot().await.expect("screenshot");
-                std::fs::write(shots().join(name), png).expect("write screenshot");
-            }
+            async move { shot(&c, name).await }
         };
         // Not logged in: the console sends the browser to the login page.
-        c.goto(&base).await.expect("goto");
-        assert!(c
-            .current_url()
-            .await
-            .expect("url")
-            .path()
-            .starts_with("/login"));
-        c.find(Locator::Css("input[name=token]"))
-            .await
-            .expect("token field")
-            .send_keys(&token)
-            .await
-            .expect("type");
-        c.find(Locator::Css("button[type=submit]"))
-            .await
-            .expect("login")
-            .click()
-            .await
-            .expect("click");
+        log_in(&c, &base, &token).await;
         c.wait()
             .for_element(Locator::Css("table#images"))
             .await
@@ -123,7 +147,7 @@ fn console_from_login_to_a_finished_patch_run() {
         shot("1-dashboard.png").await;
 
         // Dashboard -> the image.
-        c.find(Locator::Css("table#images a"))
+        c.find(Locator::Css("table#images td a"))
             .await
             .expect("image link")
             .click()
@@ -213,7 +237,15 @@ fn console_from_login_to_a_finished_patch_run() {
         let run_id = run_url.path().trim_start_matches("/runs/").to_string();
         shot("4-run-started.png").await;
         let deadline = Instant::now() + Duration::from_secs(1500);
+        // The stages the page showed while it ran, as the live events moved them.
+        let mut stages = Vec::new();
         loop {
+            if let Ok(cell) = c.find(Locator::Css("#stages td.stage")).await {
+                let st = cell.text().await.expect("stage");
+                if stages.last() != Some(&st) {
+                    stages.push(st);
+                }
+            }
             let state = c
                 .find(Locator::Css("#state"))
                 .await
@@ -245,6 +277,45 @@ fn console_from_login_to_a_finished_patch_run() {
             log.last().is_some_and(|l| l.contains("finished")),
             "{log:#?}"
         );
+        // The bar went to the end and the image's stage to committed, live.
+        let bar = c
+            .execute("return document.getElementById('bar').value", Vec::new())
+            .await
+            .expect("bar");
+        assert_eq!(bar, serde_json::json!(1));
+        assert_eq!(
+            c.find(Locator::Css("#done"))
+                .await
+                .expect("done")
+                .text()
+                .await
+                .expect("t"),
+            "1"
+        );
+        assert_eq!(
+            stages.last().map(String::as_str),
+            Some("committed"),
+            "{stages:?}"
+        );
+        assert!(
+            stages.iter().any(|s| s == "installing" || s == "verifying"),
+            "the stage moved through the run: {stages:?}"
+        );
+        // The image's own log is behind a click.
+        c.find(Locator::Css("#stages details summary"))
+            .await
+            .expect("log toggle")
+            .click()
+            .await
+            .expect("click");
+        let own = c
+            .find(Locator::Css("#stages ol.image-log"))
+            .await
+            .expect("image log")
+            .text()
+            .await
+            .expect("text");
+        assert!(own.contains("committed: version 1"), "{own}");
         shot("5-run-finished.png").await;
         c.close().await.expect("close");
         assert_eq!(
@@ -260,4 +331,217 @@ fn console_from_login_to_a_finished_patch_run() {
             1
         );
     });
+}
+
+/// The texts of the cells of one column of a table, top to bottom.
+async fn column(c: &fantoccini::Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in c.find_all(Locator::Css(css)).await.expect("cells") {
+        out.push(e.text().await.expect("text"));
+    }
+    out
+}
+
+#[test]
+fn fleet_console_labels_filters_sorts_pages_and_errors_for_people() {
+    let (dir, catalog, keys) =
+        catalog_with(&["debian-11-old", "debian-12-min", "debian-12-server"]);
+    let s = start(dir, catalog, 0);
+    let base = s.base.replace("127.0.0.1", "localhost");
+    let op = s.token(Role::Operator).to_string();
+    // Labels through the API, as an operator's script would set them.
+    let owners = [("web", "prod"), ("db", "prod"), ("web", "dev")];
+    for (k, (owner, env)) in keys.iter().zip(owners) {
+        let id = s.state.catalog.image(k).expect("image").id;
+        let (st, body) = crate::call(
+            "put",
+            &format!("{}/api/v1/images/{id}/labels", s.base),
+            Some(&op),
+            Some(&serde_json::json!({"set": {"owner": owner, "env": env}})),
+        );
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(crate::json(&body)["labels"]["owner"], owner);
+    }
+    let (st, _) = crate::call(
+        "put",
+        &format!("{}/api/v1/images/1/labels", s.base),
+        Some(s.token(Role::Viewer)),
+        Some(&serde_json::json!({"set": {"owner": "x"}})),
+    );
+    assert_eq!(st, 403, "a viewer may not label");
+    // What the server counts, to check the page against.
+    let view = s.state.fleet.view(&s.state.catalog).expect("view");
+    let mut by_packages: Vec<(usize, String)> = view
+        .images
+        .iter()
+        .map(|i| (i.packages, i.name.clone()))
+        .collect();
+    by_packages.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let names: Vec<String> = {
+        let mut v: Vec<String> = view.images.iter().map(|i| i.name.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names,
+        [
+            "debian-11-old.qcow2",
+            "debian-12-min.qcow2",
+            "debian-12-server.qcow2"
+        ]
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let b = browser().await;
+        let c = b.c.clone();
+        log_in(&c, &base, &op).await;
+        c.wait()
+            .for_element(Locator::Css("table#images"))
+            .await
+            .expect("dashboard");
+        // Grouped by owner (the key most images carry; env ties and comes first).
+        c.goto(&format!("{base}/?group=owner")).await.expect("goto");
+        let groups = column(&c, "table#groups td:first-child").await;
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert!(groups.contains(&"web".to_string()) && groups.contains(&"db".to_string()));
+        let imgs = column(&c, "table#groups td:nth-child(2)").await;
+        let web_row = groups.iter().position(|g| g == "web").expect("web");
+        assert_eq!(imgs[web_row], "2");
+        let src = c.source().await.expect("source");
+        assert!(src.contains("id=\"trend\"") && src.contains("role=\"img\""));
+        assert!(src.contains("Top advisories by images affected") && src.contains("Oldest scans"));
+        shot(&c, "fleet-1-grouped.png").await;
+
+        // Filter the image list by a label: the form, as a person types it.
+        let f = c
+            .find(Locator::Css("form#filters input[name=label]"))
+            .await
+            .expect("label field");
+        f.send_keys("owner=web").await.expect("type");
+        c.find(Locator::Css("form#filters button"))
+            .await
+            .expect("filter")
+            .click()
+            .await
+            .expect("click");
+        wait_query(&c, "label=owner").await;
+        let shown = column(&c, "table#images td:first-child").await;
+        assert_eq!(
+            shown,
+            ["debian-11-old.qcow2", "debian-12-server.qcow2"],
+            "filtered"
+        );
+        assert_eq!(
+            c.find(Locator::Css("#page-info"))
+                .await
+                .expect("info")
+                .text()
+                .await
+                .expect("t"),
+            "page 1 of 1 · 2 image(s)"
+        );
+        shot(&c, "fleet-2-filtered.png").await;
+
+        // Sort the whole list by packages (most first), then the other way round.
+        c.goto(&format!("{base}/")).await.expect("goto");
+        c.find(Locator::LinkText("Packages"))
+            .await
+            .expect("sort link")
+            .click()
+            .await
+            .expect("click");
+        wait_query(&c, "sort=packages").await;
+        let shown = column(&c, "table#images td:first-child").await;
+        let want: Vec<String> = by_packages.iter().map(|p| p.1.clone()).collect();
+        assert_eq!(shown, want, "most packages first");
+        c.find(Locator::Css("th a.sort[href*='sort=packages']"))
+            .await
+            .expect("again")
+            .click()
+            .await
+            .expect("click");
+        wait_query(&c, "order=asc").await;
+        // Ties stay in name order either way.
+        let mut asc = by_packages.clone();
+        asc.sort();
+        let asc: Vec<String> = asc.into_iter().map(|p| p.1).collect();
+        assert_eq!(
+            column(&c, "table#images td:first-child").await,
+            asc,
+            "fewest first"
+        );
+        shot(&c, "fleet-3-sorted.png").await;
+
+        // Page through it one image at a time.
+        c.goto(&format!("{base}/?limit=1")).await.expect("goto");
+        assert_eq!(
+            column(&c, "table#images td:first-child").await,
+            [names[0].clone()]
+        );
+        c.find(Locator::Css("a[rel=next]"))
+            .await
+            .expect("next")
+            .click()
+            .await
+            .expect("click");
+        wait_query(&c, "offset=1").await;
+        assert_eq!(
+            column(&c, "table#images td:first-child").await,
+            [names[1].clone()]
+        );
+        assert_eq!(
+            c.find(Locator::Css("#page-info"))
+                .await
+                .expect("info")
+                .text()
+                .await
+                .expect("t"),
+            "page 2 of 3 · 3 image(s)"
+        );
+        shot(&c, "fleet-4-page-2.png").await;
+
+        // Search a package across the fleet.
+        c.goto(&format!("{base}/search?package=libc6"))
+            .await
+            .expect("goto");
+        assert_eq!(column(&c, "table#hits td:first-child").await.len(), 3);
+
+        // A missing image is an HTML page that says so, with a way back.
+        c.goto(&format!("{base}/images/999999"))
+            .await
+            .expect("goto");
+        let h1 = c
+            .find(Locator::Css("h1"))
+            .await
+            .expect("h1")
+            .text()
+            .await
+            .expect("t");
+        assert_eq!(h1, "Not Found");
+        let src = c.source().await.expect("source");
+        assert!(
+            src.contains("999999") && src.contains("Back to the fleet"),
+            "{src}"
+        );
+        shot(&c, "fleet-5-missing-image.png").await;
+        c.close().await.expect("close");
+    });
+}
+
+/// Waits until the page's query string holds `part`.
+async fn wait_query(c: &fantoccini::Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c
+        .current_url()
+        .await
+        .expect("url")
+        .query()
+        .is_some_and(|q| q.contains(part))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the page with {part} did not load"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
