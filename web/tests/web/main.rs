@@ -4,6 +4,7 @@
 mod api;
 mod browser;
 mod hardening;
+mod trend;
 
 use std::net::TcpListener;
 
