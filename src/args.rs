@@ -177,6 +177,18 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// The exposure of a group of images for a security team: each image's findings,
+    /// what patch runs fixed, and what is still open with and without a fix
+    Report {
+        #[command(flatten)]
+        labels: Labels,
+        /// html (one self-contained page) or csv (one table)
+        #[arg(long, default_value = "html", value_parser = ["html", "csv"])]
+        format: String,
+        /// Write to this file instead of standard output
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// What changed between two images or versions (IMAGE, IMAGE@N): packages and files
     Diff {
         /// The old side: image path or id, optionally @N for its version N

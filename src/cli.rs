@@ -331,6 +331,11 @@ pub fn run() -> Result<ExitCode> {
             inventorycmd::images(&catalog, &crate::keys::scope(&[], &labels)?, json)
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Report {
+            labels,
+            format,
+            output,
+        } => labelcmd::report(&catalog, &labels, &format, output.as_deref()),
         Command::Label {
             args,
             unlabel,

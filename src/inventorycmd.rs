@@ -30,18 +30,24 @@ pub fn collect(
     json: bool,
 ) -> Result<ExitCode> {
     let mut results = Vec::new();
+    // One bar over the images, the one being read named with how far it is.
+    let bar = indicatif::ProgressBar::new(images.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} image(s) {prefix}: {msg} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
     for img in images {
         let shown = img.display().to_string();
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
         bar.set_prefix(shown.clone());
-        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message("");
         let outcome = collect_one(catalog, img, opts, rescan, &bar);
-        bar.finish_and_clear();
-        let r = match outcome {
+        bar.inc(1);
+        // Lines go out with the bar lifted, so the two never mix on a terminal.
+        let r = bar.suspend(|| -> Result<CollectResult> {
+            Ok(match outcome {
             Ok((scan, unchanged)) => {
                 if !json {
                     let verb = if unchanged {
@@ -93,9 +99,11 @@ pub fn collect(
                     error: Some(msg),
                 }
             }
-        };
+        })
+        })?;
         results.push(r);
     }
+    bar.finish_and_clear();
     let failed = results.iter().filter(|r| !r.ok).count();
     if json {
         output::json(&results)?;

@@ -1,5 +1,5 @@
 //! `coldpatch label`: images' display names and labels (stored by the catalog's
-//! `labels.rs`).
+//! `labels.rs`); `coldpatch report`: the exposure of the images a selector picks.
 
 use std::process::ExitCode;
 
@@ -89,6 +89,42 @@ pub fn label(
             })
             .collect();
         output::table(&["ID", "NAME", "LABELS"], &rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coldpatch report`: the exposure report of `coldpatch_web::report` on the images a
+/// selector picks (none: all), as HTML or CSV.
+pub fn report(
+    catalog: &Catalog,
+    labels: &crate::args::Labels,
+    format: &str,
+    output: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let sel = if labels.label.is_empty() {
+        None
+    } else {
+        Some(coldpatch_catalog::Selector::parse_all(&labels.label)?)
+    };
+    let view = coldpatch_web::fleet::Fleet::default().view(catalog)?;
+    let r = coldpatch_web::report::build(catalog, &view, sel.as_ref())?;
+    if r.images.is_empty() {
+        bail!(
+            "no image matches --label {}",
+            labels.label.join(" --label ")
+        );
+    }
+    let text = match format {
+        "csv" => coldpatch_web::report::csv(&r),
+        _ => coldpatch_web::report::html(&r),
+    };
+    match output {
+        Some(p) => std::fs::write(p, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

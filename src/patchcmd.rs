@@ -61,14 +61,66 @@ pub fn plan_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
+/// An event as one line (events are cleaned when made: coldpatch_catalog::text).
+fn line(e: &coldpatch_catalog::Event) -> String {
+    let t = output::time(e.time_ms / 1000);
+    match &e.image {
+        Some(i) => format!("{t} run {} {}: {}: {}", e.run, i, e.kind, e.message),
+        None => format!("{t} run {}: {}: {}", e.run, e.kind, e.message),
+    }
+}
+
 /// Events as they happen, one line each, on standard error (standard output carries the
 /// result).
 fn watch(e: &coldpatch_catalog::Event) {
-    let t = output::time(e.time_ms / 1000);
-    // Events are cleaned when made (coldpatch_catalog::text).
-    match &e.image {
-        Some(i) => eprintln!("{t} run {} {}: {}: {}", e.run, i, e.kind, e.message),
-        None => eprintln!("{t} run {}: {}: {}", e.run, e.kind, e.message),
+    eprintln!("{}", line(e));
+}
+
+/// A patch run on the terminal: every event a line, under a bar of images done with
+/// each stage counted (`coldpatch_catalog::progress`, as the console's run page). Off a
+/// terminal the bar is hidden and the lines are all there is.
+struct RunBar {
+    images: Vec<String>,
+    events: Vec<coldpatch_catalog::Event>,
+    bar: indicatif::ProgressBar,
+}
+
+impl RunBar {
+    fn new(images: &[String]) -> RunBar {
+        let bar = indicatif::ProgressBar::new(images.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} image(s) done {msg} [{elapsed}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        RunBar {
+            images: images.to_vec(),
+            events: Vec::new(),
+            bar,
+        }
+    }
+
+    fn event(&mut self, e: &coldpatch_catalog::Event) {
+        if self.bar.is_hidden() {
+            watch(e);
+        } else {
+            self.bar.println(line(e));
+        }
+        self.events.push(e.clone());
+        let p = coldpatch_catalog::progress::progress(&self.images, &self.events, false);
+        let mut at: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, s) in &p.images {
+            *at.entry(s.as_str()).or_default() += 1;
+        }
+        self.bar.set_position(p.done as u64);
+        self.bar.set_message(
+            at.iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
     }
 }
 
@@ -110,14 +162,17 @@ pub fn apply(
     appliances: usize,
     json: bool,
 ) -> Result<ExitCode> {
+    let mut bar = RunBar::new(images);
     let report = coldpatch_patcher::execute(
         catalog,
         images,
         ask,
         appliances,
         coldpatch_patcher::Control::default(),
-        &mut watch,
-    )?;
+        &mut |e| bar.event(e),
+    );
+    bar.bar.finish_and_clear();
+    let report = report?;
     if json {
         output::json(&report)?;
     } else {

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod labels;
 pub mod location;
 pub mod model;
+pub mod progress;
 pub mod queue;
 pub mod repos;
 pub mod runs;

@@ -36,6 +36,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(logout))
         .route("/", web::get().to(crate::dashboard::dashboard))
         .route("/search", web::get().to(crate::dashboard::search))
+        .route("/report", web::get().to(crate::dashboard::report))
         .route("/images/{id}", web::get().to(image_page))
         .route("/images/{id}/patch", web::post().to(patch_form))
         .route("/advisories/{id}", web::get().to(advisory_page))
@@ -499,7 +500,8 @@ async fn run_page(st: St, who: PageCaller, id: web::Path<String>) -> ApiResult<H
     })
     .await?;
     let live = matches!(run.state, RunState::Queued | RunState::Running);
-    let prog = crate::progress::progress(&run.images, &events, run.state == RunState::Failed);
+    let prog =
+        coldpatch_catalog::progress::progress(&run.images, &events, run.state == RunState::Failed);
     let names = names_of(&st2).await?;
     Ok(page(
         &format!("Run {}", run.id),

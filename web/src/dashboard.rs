@@ -152,6 +152,12 @@ pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiRe
             }
         }
         (pager(&q, shown.total, shown.offset, limit))
+        p #report-links {
+            "Report on these images' labels: "
+            @let l = enc(q.label.as_deref().unwrap_or(""));
+            a href=(format!("/report?label={l}")) { "HTML" } " · "
+            a href=(format!("/report?label={l}&format=csv")) { "CSV" }
+        }
         @if !stale.is_empty() {
             h2 { "Stale feeds (data older than 7 days)" }
             table { @for f in &stale { tr { td { (f.name) } td { "as of " (when(f.as_of)) } } } }
@@ -282,6 +288,54 @@ fn pager(q: &ImagesQ, total: usize, offset: usize, limit: usize) -> Markup {
             }
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQ {
+    label: Option<String>,
+    format: Option<String>,
+}
+
+/// `/report`: the exposure report (`report.rs`) of the images a label selector picks,
+/// as a download (`format=csv`) or a page to print or save (`html`, the default).
+pub async fn report(st: St, _who: PageCaller, q: web::Query<ReportQ>) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let sel = match q.label.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(l) => Some(l.parse::<coldpatch_catalog::Selector>()?),
+    };
+    let csv = match q.format.as_deref() {
+        None | Some("" | "html") => false,
+        Some("csv") => true,
+        Some(f) => {
+            return Err(crate::error::ApiError::bad(format!(
+                "format {f:?} is html or csv"
+            )))
+        }
+    };
+    let r = blocking(move || {
+        let view = st.fleet.view(&st.catalog)?;
+        Ok(crate::report::build(&st.catalog, &view, sel.as_ref())?)
+    })
+    .await?;
+    let stamp = coldpatch_catalog::clock::rfc3339(r.generated).replace(':', "");
+    Ok(if csv {
+        HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "content-disposition",
+                format!("attachment; filename=\"coldpatch-report-{stamp}.csv\""),
+            ))
+            .insert_header(("x-content-type-options", "nosniff"))
+            .body(crate::report::csv(&r))
+    } else {
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("content-security-policy", crate::layout::CSP))
+            .insert_header(("x-content-type-options", "nosniff"))
+            .body(crate::report::html(&r))
+    })
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,6 @@
 //! A run's events as server-sent events (`GET /api/v1/runs/{id}/events`): what the
 //! console's run page and API clients follow live; an image's event also says the
-//! stage it puts the image at (`stage`, see `progress.rs`). Events are polled from the catalog,
+//! stage it puts the image at (`stage`, see `coldpatch_catalog::progress`). Events are polled from the catalog,
 //! where every event is written first, off the async threads. A stream checks its
 //! caller's credential again every [`RECHECK`] and ends once the token is revoked or the
 //! session is over.
@@ -85,11 +85,13 @@ pub async fn run_events(
                     for e in &events[sent..] {
                         out.push_str("data: ");
                         // Each event carries the stage it puts its image at, for the
-                        // run page's progress bar (`progress.rs`).
+                        // run page's progress bar (`coldpatch_catalog::progress`).
                         let Ok(mut v) = serde_json::to_value(e) else {
                             return None;
                         };
-                        if let (Some(s), Some(_)) = (crate::progress::stage(&e.kind), &e.image) {
+                        if let (Some(s), Some(_)) =
+                            (coldpatch_catalog::progress::stage(&e.kind), &e.image)
+                        {
                             v["stage"] = serde_json::json!(s.as_str());
                         }
                         let json = v.to_string();

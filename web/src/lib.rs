@@ -14,7 +14,7 @@ pub mod events;
 pub mod fleet;
 pub mod layout;
 pub mod openapi;
-pub mod progress;
+pub mod report;
 pub mod service;
 pub mod throttle;
 pub mod tls;

@@ -645,3 +645,55 @@ fn on_a_shared_catalog_runs_wait_for_workers_and_the_workers_are_listed() {
     assert_eq!(r["run"]["state"], "cancelled", "{r}");
     assert_eq!(r["jobs"][0]["outcome"], "cancelled", "{r}");
 }
+
+/// The report as a security team downloads it: CSV with every open finding of the
+/// picked images, counted as the fleet view counts them; a selector that picks nothing
+/// gives an empty report, a bad one a 400.
+#[test]
+fn the_exposure_report_downloads_as_csv_and_html() {
+    let (dir, catalog, keys) = crate::catalog_with(&["debian-11-old", "debian-12-min"]);
+    let s = crate::start(dir, catalog, 0);
+    let op = s.token(Role::Operator).to_string();
+    let id = s.state.catalog.image(&keys[0]).expect("image").id;
+    let (st, body) = crate::call(
+        "put",
+        &format!("{}/api/v1/images/{id}/labels", s.base),
+        Some(&op),
+        Some(&serde_json::json!({"set": {"tier": "gold"}, "name": "old-gold"})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = crate::call(
+        "put",
+        &format!("{}/api/v1/images/{id}/labels", s.base),
+        Some(&op),
+        Some(&serde_json::json!({"set": {"bad key": "x"}})),
+    );
+    assert_eq!(st, 400, "{body}");
+    let view = s.state.fleet.view(&s.state.catalog).expect("view");
+    let old = view.image(id).expect("summary");
+    assert_eq!(old.name, "old-gold");
+    let r = coldpatch_web::report::build(
+        &s.state.catalog,
+        &view,
+        Some(&"tier=gold".parse().expect("selector")),
+    )
+    .expect("report");
+    let csv = coldpatch_web::report::csv(&r);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("section,image,path,labels"));
+    let open = rows.iter().filter(|l| l.starts_with("open,")).count();
+    assert_eq!(open, old.findings.len());
+    assert!(open > 0);
+    assert!(rows
+        .iter()
+        .filter(|l| l.starts_with("image,"))
+        .all(|l| l.contains("old-gold")));
+    let with_fix = rows
+        .iter()
+        .filter(|l| l.starts_with("open,") && !l.contains(",no fix,"))
+        .count();
+    assert_eq!(with_fix, old.fixable);
+    let html = coldpatch_web::report::html(&r);
+    assert!(html.contains("id=\"report-open\"") && html.contains("old-gold"));
+    assert!(!html.contains("debian-12-min"), "only the picked image");
+}

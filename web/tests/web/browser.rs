@@ -317,6 +317,22 @@ fn console_from_login_to_a_finished_patch_run() {
             .expect("text");
         assert!(own.contains("committed: version 1"), "{own}");
         shot("5-run-finished.png").await;
+        // The report says what this run fixed, from the run's own before and after.
+        c.goto(&format!("{base}/report")).await.expect("report");
+        let fixed = c
+            .find(Locator::Css("table#report-fixed"))
+            .await
+            .expect("fixed table")
+            .text()
+            .await
+            .expect("text");
+        for cve in ["CVE-2024-12133", "CVE-2025-69418", "CVE-2022-1304"] {
+            assert!(
+                fixed.contains(cve) && fixed.contains(&run_id),
+                "{cve}: {fixed}"
+            );
+        }
+        shot("6-report.png").await;
         c.close().await.expect("close");
         assert_eq!(
             s.state.catalog.run(&run_id).expect("run").state,

@@ -1,11 +1,12 @@
 //! How far a run is, from its events: the stage of each image (planned, launching,
 //! installing, verifying, then committed, unchanged or failed) and images done of
-//! total. The run page draws it and the server-sent events carry each event's stage
-//! ([`stage`]), so the page's script moves the bar without knowing event kinds.
+//! total. The console's run page draws it, its server-sent events carry each event's
+//! stage ([`stage`]) so the page's script moves the bar without knowing event kinds,
+//! and `coldpatch patch apply` draws the same bar on the terminal.
 
 use std::collections::BTreeMap;
 
-use coldpatch_catalog::Event;
+use crate::Event;
 use serde::Serialize;
 
 /// Where an image of a run stands; the order is the order they come in.
