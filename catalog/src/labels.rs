@@ -318,7 +318,7 @@ impl Catalog {
 
     /// One image's name and labels.
     pub fn tags_of(&self, image: u64) -> Result<ImageTags> {
-        Ok(self.tags()?.remove(&image).unwrap_or(ImageTags {
+        Ok(self.db().tag(image)?.unwrap_or(ImageTags {
             image,
             ..ImageTags::default()
         }))
@@ -369,8 +369,12 @@ impl Catalog {
         }
         // Conditional on the record read; another writer in between makes us read again.
         for _ in 0..32 {
-            let all = self.tags()?;
-            let was = all.get(&img.id).cloned();
+            // Every image's record only when a name must be checked against the others.
+            let all = match &change.name {
+                Some(Some(_)) => self.tags()?,
+                _ => HashMap::new(),
+            };
+            let was = self.db().tag(img.id)?;
             let mut new = was.clone().unwrap_or(ImageTags {
                 image: img.id,
                 ..ImageTags::default()

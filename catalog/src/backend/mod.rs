@@ -243,6 +243,8 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Every image's name-and-labels record (`labels.rs`).
     fn tags(&self) -> Result<Vec<ImageTags>>;
+    /// One image's record, if it has one.
+    fn tag(&self, image: u64) -> Result<Option<ImageTags>>;
     /// Writes an image's record only if the stored one is still `was` (`None`: there is
     /// none yet); whether it did. A write counts as a change of the catalog.
     fn replace_tags(&self, new: &ImageTags, was: Option<&ImageTags>) -> Result<bool>;

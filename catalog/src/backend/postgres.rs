@@ -907,6 +907,14 @@ impl Backend for Postgres {
         )
     }
 
+    fn tag(&self, image: u64) -> Result<Option<ImageTags>> {
+        self.get(
+            "labels",
+            "SELECT record::text FROM image_labels WHERE image = $1",
+            &i64_of(image),
+        )
+    }
+
     fn replace_tags(&self, new: &ImageTags, was: Option<&ImageTags>) -> Result<bool> {
         let json = self.json("labels", new)?;
         let mut c = self.conn()?;

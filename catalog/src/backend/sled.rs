@@ -650,6 +650,10 @@ impl Backend for Sled {
         self.all("labels", self.labels.iter())
     }
 
+    fn tag(&self, image: u64) -> Result<Option<ImageTags>> {
+        self.get(&self.labels, "labels", &id_key(image))
+    }
+
     fn replace_tags(&self, new: &ImageTags, was: Option<&ImageTags>) -> Result<bool> {
         let json = self.codec.json("labels", new)?;
         let k = id_key(new.image);
