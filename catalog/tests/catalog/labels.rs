@@ -2,27 +2,12 @@
 //! two writers, resolved as image keys, picking images for fleet queries, and copied.
 
 use coldpatch_catalog::{
-    Catalog, CatalogError, Fingerprint, Outcome, Relabel, RunImage, ScanOptions, Scope, Selector,
-    VersionFile, Versions,
+    Catalog, CatalogError, Fingerprint, Outcome, Relabel, RunImage, Scope, Selector, VersionFile,
+    Versions,
 };
-use coldpatch_collector::{Inventory, Package, PackageKind};
 use coldpatch_testkit::both;
 
-fn inv(path: &str, openssl: &str) -> Inventory {
-    let mut inv = Inventory::default();
-    inv.image.path = path.into();
-    inv.image.format = "qcow2".into();
-    inv.packages = vec![Package {
-        arch: "amd64".into(),
-        ..Package::new(PackageKind::Deb, "openssl", openssl)
-    }];
-    inv
-}
-
-const OPTS: ScanOptions = ScanOptions {
-    files: false,
-    hash: false,
-};
+use crate::{inv, OPTS};
 
 fn set(pairs: &[(&str, &str)]) -> Relabel {
     Relabel {

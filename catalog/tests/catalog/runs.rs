@@ -3,27 +3,11 @@
 //! survive reopening in order.
 
 use coldpatch_catalog::{
-    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, ScanOptions, Scope,
-    VersionFile, Versions,
+    Catalog, CatalogError, Fingerprint, Outcome, RunImage, RunState, Scope, VersionFile, Versions,
 };
-use coldpatch_collector::{Inventory, Package, PackageKind};
 use coldpatch_testkit::both;
 
-fn inv(path: &str, openssl: &str) -> Inventory {
-    let mut inv = Inventory::default();
-    inv.image.path = path.into();
-    inv.image.format = "qcow2".into();
-    inv.packages = vec![Package {
-        arch: "amd64".into(),
-        ..Package::new(PackageKind::Deb, "openssl", openssl)
-    }];
-    inv
-}
-
-const OPTS: ScanOptions = ScanOptions {
-    files: false,
-    hash: false,
-};
+use crate::{inv, OPTS};
 
 fn part(run: &str, image: &str, base: u32) -> RunImage {
     RunImage {

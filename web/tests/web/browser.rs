@@ -107,12 +107,7 @@ async fn log_in(c: &fantoccini::Client, base: &str, token: &str) {
         .send_keys(token)
         .await
         .expect("type");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("login")
-        .click()
-        .await
-        .expect("click");
+    click(c, Locator::Css("button[type=submit]")).await;
 }
 
 async fn shot(c: &fantoccini::Client, name: &str) {
@@ -147,12 +142,7 @@ fn console_from_login_to_a_finished_patch_run() {
         shot("1-dashboard.png").await;
 
         // Dashboard -> the image.
-        c.find(Locator::Css("table#images td a"))
-            .await
-            .expect("image link")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("table#images td a")).await;
         c.wait()
             .for_element(Locator::Css("table#packages"))
             .await
@@ -165,12 +155,7 @@ fn console_from_login_to_a_finished_patch_run() {
             .send_keys("libc")
             .await
             .expect("type");
-        c.find(Locator::Css("form#pkgsearch button"))
-            .await
-            .expect("search")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("form#pkgsearch button")).await;
         let searched = Instant::now() + Duration::from_secs(30);
         while !c
             .current_url()
@@ -223,12 +208,7 @@ fn console_from_login_to_a_finished_patch_run() {
             .send_keys(&repo.display().to_string())
             .await
             .expect("type");
-        c.find(Locator::Css("form#patch button"))
-            .await
-            .expect("start")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("form#patch button")).await;
         c.wait()
             .for_element(Locator::Css("ol#events"))
             .await
@@ -283,15 +263,7 @@ fn console_from_login_to_a_finished_patch_run() {
             .await
             .expect("bar");
         assert_eq!(bar, serde_json::json!(1));
-        assert_eq!(
-            c.find(Locator::Css("#done"))
-                .await
-                .expect("done")
-                .text()
-                .await
-                .expect("t"),
-            "1"
-        );
+        assert_eq!(text(&c, "#done").await, "1");
         assert_eq!(
             stages.last().map(String::as_str),
             Some("committed"),
@@ -302,12 +274,7 @@ fn console_from_login_to_a_finished_patch_run() {
             "the stage moved through the run: {stages:?}"
         );
         // The image's own log is behind a click.
-        c.find(Locator::Css("#stages details summary"))
-            .await
-            .expect("log toggle")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("#stages details summary")).await;
         let own = c
             .find(Locator::Css("#stages ol.image-log"))
             .await
@@ -347,6 +314,25 @@ fn console_from_login_to_a_finished_patch_run() {
             1
         );
     });
+}
+
+async fn click(c: &fantoccini::Client, at: Locator<'_>) {
+    c.find(at)
+        .await
+        .unwrap_or_else(|e| panic!("{at:?}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// The text of the first element `css` finds.
+async fn text(c: &fantoccini::Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
 }
 
 /// The texts of the cells of one column of a table, top to bottom.
@@ -434,12 +420,7 @@ fn fleet_console_labels_filters_sorts_pages_and_errors_for_people() {
             .await
             .expect("label field");
         f.send_keys("owner=web").await.expect("type");
-        c.find(Locator::Css("form#filters button"))
-            .await
-            .expect("filter")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("form#filters button")).await;
         wait_query(&c, "label=owner").await;
         let shown = column(&c, "table#images td:first-child").await;
         assert_eq!(
@@ -447,35 +428,17 @@ fn fleet_console_labels_filters_sorts_pages_and_errors_for_people() {
             ["debian-11-old.qcow2", "debian-12-server.qcow2"],
             "filtered"
         );
-        assert_eq!(
-            c.find(Locator::Css("#page-info"))
-                .await
-                .expect("info")
-                .text()
-                .await
-                .expect("t"),
-            "page 1 of 1 · 2 image(s)"
-        );
+        assert_eq!(text(&c, "#page-info").await, "page 1 of 1 · 2 image(s)");
         shot(&c, "fleet-2-filtered.png").await;
 
         // Sort the whole list by packages (most first), then the other way round.
         c.goto(&format!("{base}/")).await.expect("goto");
-        c.find(Locator::LinkText("Packages"))
-            .await
-            .expect("sort link")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::LinkText("Packages")).await;
         wait_query(&c, "sort=packages").await;
         let shown = column(&c, "table#images td:first-child").await;
         let want: Vec<String> = by_packages.iter().map(|p| p.1.clone()).collect();
         assert_eq!(shown, want, "most packages first");
-        c.find(Locator::Css("th a.sort[href*='sort=packages']"))
-            .await
-            .expect("again")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("th a.sort[href*='sort=packages']")).await;
         wait_query(&c, "order=asc").await;
         // Ties stay in name order either way.
         let mut asc = by_packages.clone();
@@ -494,26 +457,13 @@ fn fleet_console_labels_filters_sorts_pages_and_errors_for_people() {
             column(&c, "table#images td:first-child").await,
             [names[0].clone()]
         );
-        c.find(Locator::Css("a[rel=next]"))
-            .await
-            .expect("next")
-            .click()
-            .await
-            .expect("click");
+        click(&c, Locator::Css("a[rel=next]")).await;
         wait_query(&c, "offset=1").await;
         assert_eq!(
             column(&c, "table#images td:first-child").await,
             [names[1].clone()]
         );
-        assert_eq!(
-            c.find(Locator::Css("#page-info"))
-                .await
-                .expect("info")
-                .text()
-                .await
-                .expect("t"),
-            "page 2 of 3 · 3 image(s)"
-        );
+        assert_eq!(text(&c, "#page-info").await, "page 2 of 3 · 3 image(s)");
         shot(&c, "fleet-4-page-2.png").await;
 
         // Search a package across the fleet.
