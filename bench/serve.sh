@@ -55,7 +55,7 @@ if "$bin" label --help >/dev/null 2>&1; then
 fi
 op=$("$bin" token create --role operator --name bench 2>/dev/null)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --listen "127.0.0.1:$port" --workers 1 --insecure-cookies 2>"$work/serve.log" &
+"$bin" serve --listen "127.0.0.1:$port" --workers 1 --insecure-cookies --image-root "$work/fleet" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null && break; sleep 0.2; done
 cookie=$(curl -s -o /dev/null -D - --data-urlencode "token=$op" "http://127.0.0.1:$port/login" \

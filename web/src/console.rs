@@ -260,10 +260,15 @@ async fn image_page(
         .filter_map(|v| v.by_severity.map(|c| (v.version.number, c)))
         .collect();
     let repos = crate::service::offered_repos(&st)?;
+    let title = summary
+        .as_ref()
+        .map_or(img.path.as_str(), |s| s.name.as_str());
     Ok(page(
-        &img.path,
+        title,
         Some(&who),
         html! {
+            p #image-path { code { (img.path) }
+                @if let Some(s) = &summary { @for (k, v) in &s.labels { " " span.label { (k) "=" (v) } } } }
             p {
                 "OS: " strong { (scan.as_ref().and_then(|s| s.os.clone()).unwrap_or_else(|| "unknown".into())) }
                 " · format " (img.format) " · current version " (img.current_version)

@@ -88,7 +88,12 @@ fn sev_class(s: &str) -> String {
     format!("sev-{s}")
 }
 
-pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiResult<HttpResponse> {
+pub async fn dashboard(
+    st: St,
+    who: PageCaller,
+    req: actix_web::HttpRequest,
+    q: web::Query<ImagesQ>,
+) -> ApiResult<HttpResponse> {
     let who = who.0;
     let view = blocking({
         let st = st.clone();
@@ -96,10 +101,26 @@ pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiRe
     })
     .await?;
     let q = q.into_inner();
-    let list = service::filter_images(&view.images, &q)?;
+    // Nothing of the caller is in the body (the frame has that), so one rendering serves
+    // every request with the same question of the same view within the minute (feeds
+    // turn stale by the clock, not by a change).
+    let now = coldpatch_catalog::clock::now();
+    let key = format!("dashboard {} {}", now / 60, req.query_string());
+    let body = view.rendered(key, |view| {
+        Ok::<_, crate::error::ApiError>(body(view, &q, now)?.into_string())
+    })?;
+    Ok(crate::console::page(
+        "Fleet",
+        Some(&who),
+        maud::PreEscaped(body.to_string()),
+    ))
+}
+
+/// The dashboard's body for a question of a view.
+fn body(view: &FleetView, q: &ImagesQ, now: u64) -> ApiResult<Markup> {
+    let list = service::filter_images(&view.images, q)?;
     let limit = q.limit.unwrap_or(PAGE).clamp(1, service::MAX_LIMIT);
     let shown = service::paged(list, Some(limit), q.offset)?;
-    let now = coldpatch_catalog::clock::now();
     let stale = coldpatch_catalog::feeds::stale(&view.feeds, 7 * 86400, now);
     let keys = view.label_keys();
     let group = q.group.clone().filter(|g| !g.is_empty()).or_else(|| {
@@ -107,7 +128,7 @@ pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiRe
             .max_by_key(|(_, n)| **n)
             .map(|(k, _)| k.to_string())
     });
-    let body = html! {
+    Ok(html! {
         div.cards {
             div.card { b { (view.images.len()) } "images" }
             div.card { b { (view.by_severity().iter().sum::<usize>()) } "findings" }
@@ -120,21 +141,21 @@ pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiRe
             " " input type="search" name="path" placeholder="file path or glob" aria-label="File path";
             " " button type="submit" { "Search" }
         }
-        (overview(&view, group.as_deref(), &keys, &q))
+        (overview(view, group.as_deref(), &keys, q))
         h2 #images-heading { "Images" }
-        (filters(&q))
+        (filters(q))
         table #images {
             tr {
-                (sort_header(&q, "name", "Image"))
-                (sort_header(&q, "os", "OS"))
+                (sort_header(q, "name", "Image"))
+                (sort_header(q, "os", "OS"))
                 th { "Labels" }
-                (sort_header(&q, "version", "Version"))
-                (sort_header(&q, "packages", "Packages"))
-                (sort_header(&q, "critical", "critical"))
-                (sort_header(&q, "high", "high"))
-                (sort_header(&q, "findings", "all findings"))
-                (sort_header(&q, "fixable", "fixable"))
-                (sort_header(&q, "scanned", "Scanned"))
+                (sort_header(q, "version", "Version"))
+                (sort_header(q, "packages", "Packages"))
+                (sort_header(q, "critical", "critical"))
+                (sort_header(q, "high", "high"))
+                (sort_header(q, "findings", "all findings"))
+                (sort_header(q, "fixable", "fixable"))
+                (sort_header(q, "scanned", "Scanned"))
             }
             @for i in &shown.items {
                 tr {
@@ -151,7 +172,7 @@ pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiRe
                 }
             }
         }
-        (pager(&q, shown.total, shown.offset, limit))
+        (pager(q, shown.total, shown.offset, limit))
         p #report-links {
             "Report on these images' labels: "
             @let l = enc(q.label.as_deref().unwrap_or(""));
@@ -162,8 +183,7 @@ pub async fn dashboard(st: St, who: PageCaller, q: web::Query<ImagesQ>) -> ApiRe
             h2 { "Stale feeds (data older than 7 days)" }
             table { @for f in &stale { tr { td { (f.name) } td { "as of " (when(f.as_of)) } } } }
         }
-    };
-    Ok(crate::console::page("Fleet", Some(&who), body))
+    })
 }
 
 fn when(secs: u64) -> String {

@@ -108,9 +108,40 @@ pub struct FleetView {
     hit: Vec<(String, Severity, usize)>,
     #[serde(skip)]
     totals: [usize; 6],
+    /// Pages rendered from this view, by what they were asked with: the same question
+    /// of the same view is the same page, so it is rendered once (`dashboard.rs`).
+    #[serde(skip)]
+    rendered: Mutex<std::collections::HashMap<String, Arc<str>>>,
 }
 
+/// Rendered pages a view keeps at most; past it, it starts again.
+const RENDERED: usize = 512;
+
 impl FleetView {
+    /// The page `key` names, rendered by `render` the first time it is asked of this
+    /// view. An error is not kept.
+    pub fn rendered<E>(
+        &self,
+        key: String,
+        render: impl FnOnce(&FleetView) -> Result<String, E>,
+    ) -> Result<Arc<str>, E> {
+        if let Some(p) = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let page: Arc<str> = render(self)?.into();
+        let mut m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= RENDERED {
+            m.clear();
+        }
+        m.insert(key, page.clone());
+        Ok(page)
+    }
+
     pub fn image(&self, id: u64) -> Option<&ImageSummary> {
         self.images.iter().find(|i| i.id == id)
     }
@@ -344,6 +375,7 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
         trend,
         hit: Vec::new(),
         totals: [0; 6],
+        rendered: Mutex::default(),
     };
     v.hit = v.count_advisories();
     v.totals = v.count_severities();

@@ -170,16 +170,20 @@ pub fn sort_images(
         Some("desc") => true,
         Some(o) => return Err(ApiError::bad(format!("order {o:?} is asc or desc"))),
     };
-    let key: fn(&ImageSummary) -> (u64, String) = match sort {
-        "name" => |i| (0, i.name.clone()),
-        "os" => |i| (0, i.os.clone().unwrap_or_default()),
-        "version" => |i| (u64::from(i.version), String::new()),
-        "packages" => |i| (i.packages as u64, String::new()),
-        "findings" => |i| (i.by_severity.iter().sum::<usize>() as u64, String::new()),
-        "critical" => |i| (i.by_severity[0] as u64, String::new()),
-        "high" => |i| (i.by_severity[1] as u64, String::new()),
-        "fixable" => |i| (i.fixable as u64, String::new()),
-        "scanned" => |i| (i.scanned.unwrap_or(0), String::new()),
+    // Compared in place: a key made per comparison would copy names n log n times.
+    let by: fn(&ImageSummary, &ImageSummary) -> std::cmp::Ordering = match sort {
+        "name" => |a, b| a.name.cmp(&b.name),
+        "os" => |a, b| a.os.cmp(&b.os),
+        "version" => |a, b| a.version.cmp(&b.version),
+        "packages" => |a, b| a.packages.cmp(&b.packages),
+        "findings" => |a, b| {
+            let t = |i: &ImageSummary| i.by_severity.iter().sum::<usize>();
+            t(a).cmp(&t(b))
+        },
+        "critical" => |a, b| a.by_severity[0].cmp(&b.by_severity[0]),
+        "high" => |a, b| a.by_severity[1].cmp(&b.by_severity[1]),
+        "fixable" => |a, b| a.fixable.cmp(&b.fixable),
+        "scanned" => |a, b| a.scanned.cmp(&b.scanned),
         s => {
             return Err(ApiError::bad(format!(
                 "cannot sort by {s:?}: one of {}",
@@ -188,7 +192,7 @@ pub fn sort_images(
         }
     };
     v.sort_by(|a, b| {
-        let o = key(a).cmp(&key(b));
+        let o = by(a, b);
         let o = if desc { o.reverse() } else { o };
         o.then_with(|| a.name.cmp(&b.name))
     });
