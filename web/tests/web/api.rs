@@ -543,6 +543,25 @@ fn console_login_cookies_csrf_and_escaping() {
     let dash = r.body_mut().read_to_string().expect("body");
     assert!(dash.contains("Findings by severity") && dash.contains("<svg"));
     assert!(!dash.contains("New schedule"));
+    // The image page's patch form and its CSRF value are the caller's own: the admin's
+    // page has them, a viewer's page of the same image has neither.
+    let (st, mine) = page("/images/1");
+    assert_eq!(st, 200);
+    assert!(
+        mine.contains("id=\"patch\"") && mine.contains(&csrf),
+        "the admin's form"
+    );
+    let mut r = ag
+        .get(&format!("{}/images/1", s.base))
+        .header("cookie", &vcookie)
+        .call()
+        .expect("image page");
+    let theirs = r.body_mut().read_to_string().expect("body");
+    assert!(theirs.contains("id=\"packages\""), "the same page");
+    assert!(
+        !theirs.contains("id=\"patch\"") && !theirs.contains(&csrf),
+        "no form for a viewer"
+    );
     // A console page that fails is a page for a person, with what went wrong and a way
     // back; the same failure through the API stays JSON.
     for (path, status, says) in [
