@@ -136,8 +136,9 @@ fn collect_one(
 
 pub fn images(catalog: &Catalog, scope: &coldpatch_catalog::Scope, json: bool) -> Result<()> {
     let imgs = catalog.scoped(scope)?;
-    let names = catalog.names()?;
     let tags = catalog.tags()?;
+    // Names are unique over the whole catalog, not the images shown.
+    let names = coldpatch_catalog::labels::display_names(&catalog.images()?, &tags);
     let none = std::collections::BTreeMap::new();
     let ids: Vec<u64> = imgs.iter().filter_map(|i| i.current_scan).collect();
     let mut scans: std::collections::HashMap<u64, coldpatch_catalog::ScanRecord> = catalog

@@ -47,8 +47,8 @@ pub fn scope(
 ) -> anyhow::Result<coldpatch_catalog::Scope> {
     let keys: Vec<String> = images.iter().map(|i| image_key(i)).collect();
     let mut scope = coldpatch_catalog::Scope::images(&keys);
-    if !labels.label.is_empty() {
-        scope = scope.labelled(coldpatch_catalog::Selector::parse_all(&labels.label)?);
+    if let Some(sel) = selector(labels)? {
+        scope = scope.labelled(sel);
     }
     Ok(scope)
 }
@@ -76,4 +76,14 @@ pub fn labelled_keys(
         );
     }
     Ok(picked)
+}
+
+/// The selector `--label` gives, if any.
+pub fn selector(
+    labels: &crate::args::Labels,
+) -> anyhow::Result<Option<coldpatch_catalog::Selector>> {
+    if labels.label.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(coldpatch_catalog::Selector::parse_all(&labels.label)?))
 }

@@ -43,11 +43,7 @@ pub fn label(
             .map(|l| parse_label(l))
             .collect::<coldpatch_catalog::Result<_>>()?,
         unset: unlabel.to_vec(),
-        name: match (name, clear_name) {
-            (Some(n), _) => Some(Some(n)),
-            (None, true) => Some(None),
-            (None, false) => None,
-        },
+        name: Relabel::name_change(name, clear_name),
     };
     if matches!(change.name, Some(Some(_))) && images.len() > 1 {
         bail!("--name names one image; {} were given", images.len());
@@ -101,11 +97,7 @@ pub fn report(
     format: &str,
     output: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    let sel = if labels.label.is_empty() {
-        None
-    } else {
-        Some(coldpatch_catalog::Selector::parse_all(&labels.label)?)
-    };
+    let sel = crate::keys::selector(labels)?;
     let view = coldpatch_web::fleet::Fleet::default().view(catalog)?;
     let r = coldpatch_web::report::build(catalog, &view, sel.as_ref())?;
     if r.images.is_empty() {

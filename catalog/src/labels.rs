@@ -130,6 +130,14 @@ impl Selector {
         self
     }
 
+    /// A selector given or left blank (an empty form field, an absent parameter).
+    pub fn optional(s: Option<&str>) -> Result<Option<Selector>> {
+        match s.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(s) => s.parse().map(Some),
+        }
+    }
+
     /// The terms of every string, all to hold.
     pub fn parse_all<S: AsRef<str>>(terms: &[S]) -> Result<Selector> {
         let mut s = Selector::default();
@@ -240,6 +248,17 @@ pub struct Relabel {
     pub unset: Vec<String>,
     /// `Some(None)`: back to the file name.
     pub name: Option<Option<String>>,
+}
+
+impl Relabel {
+    /// The name change of a `--name`/`--clear-name` pair (`name` wins).
+    pub fn name_change(name: Option<String>, clear: bool) -> Option<Option<String>> {
+        match (name, clear) {
+            (Some(n), _) => Some(Some(n)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        }
+    }
 }
 
 /// Every image's display name: the name given, else the shortest tail of its path
@@ -440,6 +459,14 @@ mod tests {
         }
     }
 
+    fn named(image: u64, name: &str) -> ImageTags {
+        ImageTags {
+            image,
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -487,14 +514,7 @@ mod tests {
         ];
         let mut tags = HashMap::new();
         // A name given wins, and an image whose file name it is yields.
-        tags.insert(
-            6,
-            ImageTags {
-                image: 6,
-                name: Some("web.qcow2".into()),
-                ..Default::default()
-            },
-        );
+        tags.insert(6, named(6, "web.qcow2"));
         let n = display_names(&images, &tags);
         assert_eq!(n[&1], "a/debian-12/disk.qcow2");
         assert_eq!(n[&2], "b/debian-12/disk.qcow2");
@@ -507,14 +527,7 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), images.len());
         // The same path twice cannot be, but a name given twice (a race) is split.
-        tags.insert(
-            4,
-            ImageTags {
-                image: 4,
-                name: Some("web.qcow2".into()),
-                ..Default::default()
-            },
-        );
+        tags.insert(4, named(4, "web.qcow2"));
         let n = display_names(&images, &tags);
         assert_eq!(n[&4], "web.qcow2#4");
         assert_eq!(n[&6], "web.qcow2#6");

@@ -245,7 +245,7 @@ struct PackagesQ {
 async fn packages(st: St, _: Caller, q: web::Query<PackagesQ>) -> ApiResult<Reply> {
     blocking(move || {
         let hits = st.catalog.packages(
-            &labelled(q.label.as_deref())?,
+            &crate::service::labelled(q.label.as_deref())?,
             Versions::Current,
             q.name.as_deref(),
             q.older_than.as_deref(),
@@ -273,7 +273,7 @@ async fn files(st: St, _: Caller, q: web::Query<FilesQ>) -> ApiResult<Reply> {
     }
     blocking(move || {
         let hits = st.catalog.files(
-            &labelled(q.label.as_deref())?,
+            &crate::service::labelled(q.label.as_deref())?,
             Versions::Current,
             q.path.as_deref(),
             q.sha256.as_deref(),
@@ -354,29 +354,13 @@ async fn affected(
     id: web::Path<String>,
     q: web::Query<AffectedQ>,
 ) -> ApiResult<Reply> {
-    let sel = selector(q.label.as_deref())?;
+    let sel = Selector::optional(q.label.as_deref())?;
     let view = blocking(move || Ok(st.fleet.view(&st.catalog)?)).await?;
     let mut list = hits(&view, &id);
     if let Some(sel) = sel {
         list.retain(|h| view.image(h.image).is_some_and(|i| sel.matches(&i.labels)));
     }
     ok(&paged(list, q.limit, q.offset)?)
-}
-
-/// A `label` query parameter, checked.
-fn selector(label: Option<&str>) -> ApiResult<Option<Selector>> {
-    match label.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(l) => Ok(Some(l.parse()?)),
-    }
-}
-
-/// Every image, or those a `label` query parameter picks.
-fn labelled(label: Option<&str>) -> ApiResult<Scope> {
-    Ok(match selector(label)? {
-        Some(s) => Scope::all().labelled(s),
-        None => Scope::all(),
-    })
 }
 
 /// The body of `PUT /images/{id}/labels`.
@@ -411,11 +395,7 @@ async fn image_labels(
         let change = coldpatch_catalog::Relabel {
             set: r.set.into_iter().collect(),
             unset: r.unset,
-            name: match (r.name, r.clear_name) {
-                (Some(n), _) => Some(Some(n)),
-                (None, true) => Some(None),
-                (None, false) => None,
-            },
+            name: coldpatch_catalog::Relabel::name_change(r.name, r.clear_name),
         };
         let t = st.catalog.relabel(&img.path, &change)?;
         st.fleet.changed();

@@ -9,6 +9,15 @@ pub const COLORS: [&str; 6] = [
     "#8b0000", "#d9480f", "#f59f00", "#2b8a3e", "#868e96", "#adb5bd",
 ];
 
+/// The largest total of a set of by-severity counts, at least 1 (a chart's scale).
+fn tallest<'a>(counts: impl Iterator<Item = &'a [usize; 6]>) -> usize {
+    counts
+        .map(|c| c.iter().sum::<usize>())
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// Horizontal bars, one per severity.
 pub fn severity_bars(counts: [usize; 6]) -> Markup {
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
@@ -29,12 +38,7 @@ pub fn severity_bars(counts: [usize; 6]) -> Markup {
 
 /// Stacked columns, one per version, of findings by severity.
 pub fn findings_over_versions(points: &[(u32, [usize; 6])]) -> Markup {
-    let max = points
-        .iter()
-        .map(|(_, c)| c.iter().sum::<usize>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let max = tallest(points.iter().map(|(_, c)| c));
     let (h, col) = (180usize, 56usize);
     let w = 40 + points.len().max(1) * col;
     // (x, y, height, colour index, count) of every segment.
@@ -74,12 +78,7 @@ pub fn findings_over_time(points: &[crate::trend::Point]) -> Markup {
     if points.is_empty() {
         return html! { p { "No scans yet." } };
     }
-    let max = points
-        .iter()
-        .map(|p| p.by_severity.iter().sum::<usize>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let max = tallest(points.iter().map(|p| &p.by_severity));
     let (h, col) = (160usize, (560 / points.len()).clamp(4, 40));
     // Room for the dates under the axis, however few the days.
     let w = (50 + points.len() * col).max(200);
@@ -137,12 +136,7 @@ pub fn findings_over_time(points: &[crate::trend::Point]) -> Markup {
 /// One stacked bar per value of a label (the first 20), of its images' findings by
 /// severity; the table beside it has the numbers.
 pub fn group_bars(key: &str, groups: &[crate::fleet::Group]) -> Markup {
-    let max = groups
-        .iter()
-        .map(|g| g.by_severity.iter().sum::<usize>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let max = tallest(groups.iter().map(|g| &g.by_severity));
     let (row, w) = (24usize, 520usize);
     let shown: Vec<_> = groups.iter().take(20).collect();
     // (x, y, width, colour index, count) of every segment.

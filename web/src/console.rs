@@ -78,7 +78,7 @@ fn see(to: &str) -> HttpResponse {
         .finish()
 }
 
-fn when(secs: u64) -> String {
+pub(crate) fn when(secs: u64) -> String {
     coldpatch_catalog::clock::rfc3339(secs)
 }
 
@@ -188,7 +188,7 @@ async fn logout(
         .finish())
 }
 
-fn sev_class(s: &str) -> String {
+pub(crate) fn sev_class(s: &str) -> String {
     format!("sev-{s}")
 }
 
@@ -218,11 +218,7 @@ async fn image_page(
         };
         let files = match files_q.as_deref().filter(|f| !f.is_empty()) {
             Some(f) => {
-                let glob = if f.contains(['*', '?', '[']) {
-                    f.to_string()
-                } else {
-                    format!("*{f}*")
-                };
+                let glob = service::path_glob(f);
                 Some(st.catalog.files(
                     &coldpatch_catalog::Scope::image(Some(&img.path)),
                     coldpatch_catalog::Versions::Current,

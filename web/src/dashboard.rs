@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::PageCaller;
 use crate::charts;
+use crate::console::{sev_class, when};
 use crate::error::ApiResult;
 use crate::fleet::{FleetView, SEVERITIES};
 use crate::service::{self, blocking, ImagesQ};
@@ -82,10 +83,6 @@ fn sort_header(q: &ImagesQ, col: &str, label: &str) -> Markup {
             a.sort href=(link(q, &[("sort", col.into()), ("order", next.into()), ("offset", String::new())])) { (label) (arrow) }
         }
     }
-}
-
-fn sev_class(s: &str) -> String {
-    format!("sev-{s}")
 }
 
 pub async fn dashboard(
@@ -184,10 +181,6 @@ fn body(view: &FleetView, q: &ImagesQ, now: u64) -> ApiResult<Markup> {
             table { @for f in &stale { tr { td { (f.name) } td { "as of " (when(f.as_of)) } } } }
         }
     })
-}
-
-fn when(secs: u64) -> String {
-    coldpatch_catalog::clock::rfc3339(secs)
 }
 
 /// The charts and short lists above the image list.
@@ -321,10 +314,7 @@ pub struct ReportQ {
 /// as a download (`format=csv`) or a page to print or save (`html`, the default).
 pub async fn report(st: St, _who: PageCaller, q: web::Query<ReportQ>) -> ApiResult<HttpResponse> {
     let q = q.into_inner();
-    let sel = match q.label.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(l) => Some(l.parse::<coldpatch_catalog::Selector>()?),
-    };
+    let sel = coldpatch_catalog::Selector::optional(q.label.as_deref())?;
     let csv = match q.format.as_deref() {
         None | Some("" | "html") => false,
         Some("csv") => true,
@@ -374,15 +364,12 @@ pub async fn search(st: St, who: PageCaller, q: web::Query<SearchQ>) -> ApiResul
     let q = q.into_inner();
     let package = q.package.clone().filter(|p| !p.trim().is_empty());
     let path = q.path.clone().filter(|p| !p.trim().is_empty());
-    let label = q.label.clone().filter(|p| !p.trim().is_empty());
+    let label = q.label.clone();
     let offset = q.offset.unwrap_or(0);
     let (rows, total, names) = blocking({
         let st = st.clone();
         move || {
-            let mut scope = coldpatch_catalog::Scope::all();
-            if let Some(l) = &label {
-                scope = scope.labelled(l.parse()?);
-            }
+            let scope = service::labelled(label.as_deref())?;
             let view = st.fleet.view(&st.catalog)?;
             let names: std::collections::HashMap<String, (u64, String)> = view
                 .images
@@ -401,11 +388,7 @@ pub async fn search(st: St, who: PageCaller, q: web::Query<SearchQ>) -> ApiResul
                 }
             }
             if let Some(f) = &path {
-                let glob = if f.contains(['*', '?', '[']) {
-                    f.trim().to_string()
-                } else {
-                    format!("*{}*", f.trim())
-                };
+                let glob = service::path_glob(f.trim());
                 for h in st.catalog.files(
                     &scope,
                     coldpatch_catalog::Versions::Current,

@@ -70,12 +70,14 @@ pub fn build(
         .iter()
         .filter(|i| sel.is_none_or(|s| s.matches(&i.labels)))
         .collect();
-    let paths: BTreeSet<&str> = picked.iter().map(|i| i.path.as_str()).collect();
+    let names: std::collections::HashMap<&str, &str> = picked
+        .iter()
+        .map(|i| (i.path.as_str(), i.name.as_str()))
+        .collect();
     let name_of = |p: &str| {
-        picked
-            .iter()
-            .find(|i| i.path == p)
-            .map_or_else(|| p.to_string(), |i| i.name.clone())
+        names
+            .get(p)
+            .map_or_else(|| p.to_string(), |n| n.to_string())
     };
     let mut images: Vec<ImageRow> = picked
         .iter()
@@ -119,14 +121,14 @@ pub fn build(
     });
     let mut fixed = Vec::new();
     for run in catalog.runs()? {
-        if !run.images.iter().any(|i| paths.contains(i.as_str())) {
+        if !run.images.iter().any(|i| names.contains_key(i.as_str())) {
             continue;
         }
         for ri in catalog.run_images(&run.id)? {
             let Outcome::Committed { version } = ri.outcome else {
                 continue;
             };
-            if !paths.contains(ri.image.as_str()) {
+            if !names.contains_key(ri.image.as_str()) {
                 continue;
             }
             let after: BTreeSet<(&str, &str)> = ri

@@ -123,6 +123,24 @@ where
     }
 }
 
+/// Every image, or those a `label` query parameter picks.
+pub fn labelled(label: Option<&str>) -> ApiResult<coldpatch_catalog::Scope> {
+    let all = coldpatch_catalog::Scope::all();
+    Ok(match coldpatch_catalog::Selector::optional(label)? {
+        Some(s) => all.labelled(s),
+        None => all,
+    })
+}
+
+/// What a person types to find files: a glob as it is, else a part of the path.
+pub fn path_glob(f: &str) -> String {
+    if f.contains(['*', '?', '[']) {
+        f.to_string()
+    } else {
+        format!("*{f}*")
+    }
+}
+
 /// The columns an image list sorts by.
 pub const IMAGE_SORTS: [&str; 9] = [
     "name", "os", "version", "packages", "findings", "critical", "high", "fixable", "scanned",
@@ -131,10 +149,7 @@ pub const IMAGE_SORTS: [&str; 9] = [
 /// The images a filter selects, from the fleet view, in the order it asks for.
 pub fn filter_images<'v>(v: &'v [ImageSummary], q: &ImagesQ) -> ApiResult<Vec<&'v ImageSummary>> {
     let min = severity(q.min_severity.as_deref())?;
-    let sel = match q.label.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(l) => Some(l.parse::<coldpatch_catalog::Selector>()?),
-    };
+    let sel = coldpatch_catalog::Selector::optional(q.label.as_deref())?;
     let mut out: Vec<&ImageSummary> = v
         .iter()
         .filter(|i| {
@@ -542,13 +557,9 @@ pub fn start_patch(st: &AppState, body: &PatchReq) -> ApiResult<coldpatch_catalo
     let repo = repo_dir(st, &body.repo)?;
     let mut names = body.images.clone();
     names.extend(body.image.clone());
-    if let Some(l) = body
-        .label
-        .as_deref()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        let scope = coldpatch_catalog::Scope::images(&names).labelled(l.parse()?);
+    if let Some(sel) = coldpatch_catalog::Selector::optional(body.label.as_deref())? {
+        let l = sel.to_string();
+        let scope = coldpatch_catalog::Scope::images(&names).labelled(sel);
         names = st
             .catalog
             .scoped(&scope)?
@@ -610,10 +621,7 @@ pub fn schedule_from(st: &AppState, r: ScheduleReq, old: Option<&Schedule>) -> A
     } else {
         image_files_of(st, &r.images)?
     };
-    let labels = match r.labels.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(l) => Some(l.parse::<coldpatch_catalog::Selector>()?.to_string()),
-    };
+    let labels = coldpatch_catalog::Selector::optional(r.labels.as_deref())?.map(|s| s.to_string());
     let action = match r.action {
         Action::Patch { policy, repo } => {
             check_policy(&policy)?;
