@@ -500,9 +500,9 @@ impl Catalog {
     }
 
     /// The records of several scans at once, in the order asked.
-    /// The history of these images: every scan of each, as (time, scan id) oldest first,
-    /// by image id (scan records read in batches).
-    pub fn scan_history(&self, images: &[ImageRecord]) -> Result<HashMap<u64, Vec<(u64, u64)>>> {
+    /// The history of these images: every scan record of each, oldest first (by time,
+    /// then id), by image id; the records are read in batches.
+    pub fn scan_history(&self, images: &[ImageRecord]) -> Result<HashMap<u64, Vec<ScanRecord>>> {
         let mut ids = Vec::new();
         let mut owner = Vec::new();
         for img in images {
@@ -511,12 +511,12 @@ impl Catalog {
                 owner.push(img.id);
             }
         }
-        let mut out: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+        let mut out: HashMap<u64, Vec<ScanRecord>> = HashMap::new();
         for (rec, img) in self.scans(&ids)?.into_iter().zip(owner) {
-            out.entry(img).or_default().push((rec.time, rec.id));
+            out.entry(img).or_default().push(rec);
         }
         for v in out.values_mut() {
-            v.sort_unstable();
+            v.sort_unstable_by_key(|s| (s.time, s.id));
         }
         Ok(out)
     }

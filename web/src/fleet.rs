@@ -325,6 +325,8 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
         images.iter().map(|i| (i.path.as_str(), i)).collect();
     let mut out = Vec::with_capacity(images.len());
     let index = Arc::new(catalog.advisory_index()?);
+    // Every scan record, once: the current ones for the summaries, all for the trend.
+    let scans = catalog.scan_history(&images)?;
     let summary = catalog.scan_with(
         &index,
         &coldpatch_catalog::Scope::all(),
@@ -333,7 +335,9 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
             let Some(img) = by_path.get(f.image.as_str()) else {
                 return Ok(());
             };
-            let scan = img.current_scan.map(|s| catalog.scan(s)).transpose()?;
+            let scan = img
+                .current_scan
+                .and_then(|s| scans.get(&img.id)?.iter().find(|r| r.id == s));
             let mut by_severity = [0; 6];
             for x in &f.findings {
                 by_severity[severity_slot(x.severity)] += 1;
@@ -364,7 +368,7 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
         }
     }
     out.sort_by_key(|i| i.id);
-    let trend = history(catalog, &images, &out, &index)?;
+    let trend = history(catalog, &images, &scans, &out, &index)?;
     let mut v = FleetView {
         generation,
         built_at: coldpatch_catalog::clock::now(),
@@ -387,10 +391,14 @@ fn build(catalog: &Catalog, generation: u64) -> Result<FleetView, coldpatch_cata
 fn history(
     catalog: &Catalog,
     images: &[coldpatch_catalog::ImageRecord],
+    scans: &std::collections::HashMap<u64, Vec<coldpatch_catalog::ScanRecord>>,
     summaries: &[ImageSummary],
     index: &Index,
 ) -> Result<Vec<crate::trend::Point>, coldpatch_catalog::CatalogError> {
-    let history = catalog.scan_history(images)?;
+    let history: std::collections::HashMap<u64, Vec<(u64, u64)>> = scans
+        .iter()
+        .map(|(img, v)| (*img, v.iter().map(|s| (s.time, s.id)).collect()))
+        .collect();
     let current: std::collections::HashMap<u64, u64> = images
         .iter()
         .filter_map(|i| i.current_scan.map(|s| (i.id, s)))
